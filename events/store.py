@@ -1,0 +1,296 @@
+"""The event log on NATS JetStream: ensure the stream, append, load one incident, read in order.
+
+Appends are idempotent (`Nats-Msg-Id` = event id) and optimistic: each carries the sequence of
+the incident's last event as `Nats-Expected-Last-Subject-Sequence` over `incidents.<id>.>`, so
+two writers deciding on the same state cannot both win. Several events of one decision go in
+one atomic batch. Reads use ordered push consumers (DESIGN 12: ~5x pull batches, no acks).
+"""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from msgspec import Struct
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from events.schema import AnyEvent, decode, encode, type_name
+from events.subjects import STREAM_SUBJECTS, event_subject, incident_filter
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE: Final = 10071
+BATCH_DUPLICATE_MSG_ID: Final = 10201
+
+
+class StoreUnavailableError(Exception):
+    """JetStream did not answer; the write may or may not have landed (retry with the same id)."""
+
+
+class ConcurrencyError(Exception):
+    """The incident moved on since it was loaded; reload, decide again, retry."""
+
+    def __init__(self, incident_id: str, expected_seq: int, detail: str) -> None:
+        super().__init__(f"incident {incident_id} is past sequence {expected_seq}: {detail}")
+        self.incident_id = incident_id
+        self.expected_seq = expected_seq
+
+
+class StreamDriftError(Exception):
+    """The stream exists with settings that cannot be changed in place."""
+
+
+class StreamSettings(Struct, frozen=True):
+    name: str = "INCIDENTS"
+    retention_s: float = 90 * 86400.0
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+
+
+class Stored(Struct, frozen=True, gc=False):
+    """An event as the log holds it: stream sequence, decoded event and the exact stored bytes."""
+
+    seq: int
+    event: AnyEvent
+    raw: bytes
+
+
+class Appended(Struct, frozen=True, gc=False):
+    event: AnyEvent
+    seq: int
+    duplicate: bool
+
+
+class Loaded(Struct, frozen=True, gc=False):
+    events: list[Stored]
+    last_seq: int
+
+    @property
+    def head_hash(self) -> str:
+        return self.events[-1].event.hash if self.events else ""
+
+
+def stream_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.name,
+        subjects=list(STREAM_SUBJECTS),
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.retention_s,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_s,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        allow_atomic=True,
+    )
+
+
+# The settings this service owns; anything else on the stream (metadata, limits set by an
+# operator) is left alone.
+_OWNED: Final = (
+    "subjects",
+    "max_age",
+    "num_replicas",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "allow_rollup_hdrs",
+    "allow_direct",
+    "allow_atomic",
+)
+
+
+def _drift(current: StreamConfig, wanted: StreamConfig) -> dict[str, tuple[Any, Any]]:
+    drift: dict[str, tuple[Any, Any]] = {}
+    for name in _OWNED:
+        have, want = getattr(current, name), getattr(wanted, name)
+        if name == "subjects":
+            have, want = sorted(have or []), sorted(want)
+        if have != want:
+            drift[name] = (have, want)
+    return drift
+
+
+async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[Any, Any]]:
+    """Create the stream or bring its owned settings in line; returns what was changed."""
+    jsm = nc.jetstream()
+    wanted = stream_config(settings)
+    try:
+        info = await jsm.stream_info(settings.name)
+    except nats.js.errors.NotFoundError:
+        await jsm.add_stream(wanted)
+        log.info("created stream %s", settings.name)
+        return {}
+    if StorageType(info.config.storage or "file") is not StorageType.FILE:
+        raise StreamDriftError(
+            f"stream {settings.name} uses {info.config.storage} storage; the log needs file storage"
+        )
+    drift = _drift(info.config, wanted)
+    if drift:
+        log.warning("stream %s drifted from its config, updating: %s", settings.name, drift)
+        merged = info.config
+        for name, (_, want) in drift.items():
+            setattr(merged, name, want)
+        try:
+            await jsm.update_stream(merged)
+        except nats.js.errors.APIError as exc:
+            raise StreamDriftError(f"stream {settings.name} cannot be updated: {exc}") from exc
+    return drift
+
+
+class EventStore:
+    def __init__(self, nc: NATS, stream: str = "INCIDENTS", timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=timeout)
+        self.stream = stream
+        self.timeout = timeout
+
+    async def append(self, events: Sequence[AnyEvent], expected_seq: int) -> list[Appended]:
+        """Append one decision's events, all of one incident, atomically."""
+        if not events:
+            return []
+        incident_id = events[0].incident_id
+        if any(event.incident_id != incident_id for event in events):
+            raise ValueError("one append holds the events of one incident")
+        guard = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
+        }
+        try:
+            if len(events) == 1:
+                ack = await self._js.publish(
+                    event_subject(incident_id, type_name(events[0])),
+                    encode(events[0]),
+                    stream=self.stream,
+                    headers={"Nats-Msg-Id": events[0].event_id, **guard},
+                )
+                return [Appended(events[0], ack.seq, bool(ack.duplicate))]
+            last_seq = await self._append_batch(events, guard)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
+                raise ConcurrencyError(incident_id, expected_seq, str(exc.description)) from exc
+            raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise StoreUnavailableError(f"JetStream did not acknowledge: {exc!r}") from exc
+        except nats.errors.ConnectionClosedError as exc:
+            raise StoreUnavailableError("connection to NATS is closed") from exc
+        first = last_seq - len(events) + 1
+        return [Appended(event, first + i, False) for i, event in enumerate(events)]
+
+    async def _append_batch(self, events: Sequence[AnyEvent], guard: dict[str, str]) -> int:
+        # JetStream atomic batch: all or nothing, committed by the last message.
+        batch_id = events[0].event_id[:64]
+        for index, event in enumerate(events, start=1):
+            headers = {
+                "Nats-Batch-Id": batch_id,
+                "Nats-Batch-Sequence": str(index),
+                "Nats-Msg-Id": event.event_id,
+                **(guard if index == 1 else {}),
+            }
+            subject = event_subject(event.incident_id, type_name(event))
+            if index < len(events):
+                await self._nc.publish(subject, encode(event), headers=headers)
+                continue
+            headers["Nats-Batch-Commit"] = "1"
+            reply = await self._nc.request(
+                subject, encode(event), timeout=self.timeout, headers=headers
+            )
+        answer = msgspec.json.decode(reply.data)
+        if "error" in answer:
+            error = answer["error"]
+            raise nats.js.errors.APIError(
+                code=error.get("code"),
+                err_code=error.get("err_code"),
+                description=error.get("description"),
+            )
+        return int(answer["seq"])
+
+    async def last_seq(self) -> int:
+        info = await self._js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def load(self, incident_id: str) -> Loaded:
+        """The incident's events in order, and the sequence writers must expect next."""
+        try:
+            last = await self._js.get_last_msg(
+                self.stream, incident_filter(incident_id), direct=True
+            )
+        except nats.js.errors.NotFoundError:
+            return Loaded([], 0)
+        events: list[Stored] = []
+        async for batch in self.read(
+            until_seq=last.seq, subject_filter=incident_filter(incident_id)
+        ):
+            events.extend(batch)
+        return Loaded(events, events[-1].seq if events else 0)
+
+    async def read(
+        self,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        subject_filter: str | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[Stored]]:
+        """The log in order from `from_seq` to `until_seq` (default: the end as of now)."""
+        info = await self._js.stream_info(self.stream)
+        until = info.state.last_seq if until_seq is None else until_seq
+        start = max(from_seq, info.state.first_seq, 1)
+        if start > until:
+            return
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            filter_subjects=None if subject_filter else list(STREAM_SUBJECTS),
+        )
+        sub = await self._js.subscribe(
+            subject_filter or "",
+            stream=self.stream,
+            config=config,
+            ordered_consumer=True,
+            pending_msgs_limit=max(batch_size * 64, 65536),
+        )
+        try:
+            while True:
+                batch: list[Stored] = []
+                msg = await self._next(sub)
+                batch.append(_stored(msg))
+                done = _is_last(msg, until)
+                while not done and sub.pending_msgs > 0 and len(batch) < batch_size:
+                    msg = await self._next(sub)
+                    batch.append(_stored(msg))
+                    done = _is_last(msg, until)
+                yield batch
+                if done:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def _next(self, sub: Any) -> Msg:
+        try:
+            msg: Msg = await sub.next_msg(timeout=self.timeout)
+        except nats.errors.TimeoutError as exc:
+            raise StoreUnavailableError("the log stopped delivering while reading") from exc
+        return msg
+
+
+def _stored(msg: Msg) -> Stored:
+    return Stored(msg.metadata.sequence.stream, decode(msg.data), msg.data)
+
+
+def _is_last(msg: Msg, until: int) -> bool:
+    meta = msg.metadata
+    return meta.sequence.stream >= until or meta.num_pending == 0

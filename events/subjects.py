@@ -1,0 +1,59 @@
+"""Where things live in the stream: subjects per incident and event type, and incident ids."""
+
+import re
+import secrets
+import uuid
+from typing import Final
+
+from events.schema import INCIDENT_ID_PATTERN
+
+INCIDENTS_PREFIX: Final = "incidents"
+CORRELATION_PREFIX: Final = "correlation"
+RETENTION_PREFIX: Final = "retention"
+STREAM_SUBJECTS: Final = (
+    f"{INCIDENTS_PREFIX}.>",
+    f"{CORRELATION_PREFIX}.>",
+    f"{RETENTION_PREFIX}.>",
+)
+
+# Crockford base32: no I, L, O, U, so ids survive being read aloud on a bridge call.
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_INCIDENT_ID: Final = re.compile(INCIDENT_ID_PATTERN)
+
+
+class InvalidIncidentIdError(ValueError):
+    pass
+
+
+def new_incident_id(length: int = 8) -> str:
+    if not 6 <= length <= 10:
+        raise ValueError("generated incident ids have 6 to 10 characters")
+    return "INC-" + "".join(secrets.choice(_CROCKFORD) for _ in range(length))
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def validate_incident_id(incident_id: str) -> str:
+    if not _INCIDENT_ID.fullmatch(incident_id):
+        raise InvalidIncidentIdError(
+            f"incident id {incident_id!r} must match {INCIDENT_ID_PATTERN}"
+        )
+    return incident_id
+
+
+def event_subject(incident_id: str, event_type: str) -> str:
+    return f"{INCIDENTS_PREFIX}.{validate_incident_id(incident_id)}.{event_type}"
+
+
+def incident_filter(incident_id: str) -> str:
+    """All subjects of one incident; also the optimistic-concurrency scope of its writers."""
+    return f"{INCIDENTS_PREFIX}.{validate_incident_id(incident_id)}.>"
+
+
+def incident_of(subject: str) -> str:
+    prefix, incident_id, _ = subject.split(".", 2)
+    if prefix != INCIDENTS_PREFIX:
+        raise ValueError(f"{subject!r} is not an incident subject")
+    return incident_id

@@ -1,0 +1,170 @@
+"""Runtime configuration: the INCIDENTS_* environment variables parsed once into a frozen Config.
+
+The composition root builds it with `Config.from_env()` and passes it down explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+_UNIT_SECONDS: Final[Mapping[str, float]] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+# "ms" precedes "m" in the alternation so "500ms" is not read as 500 minutes plus junk.
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_PLAIN_SECONDS: Final = re.compile(r"\d+(?:\.\d+)?")
+# JetStream stream names are also file names on the server and tokens in $JS.API subjects.
+_STREAM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_NATS_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: `90d`, `12h`, `30m`, `45s`, `500ms`, `1h30m`, or plain seconds (`30`)."""
+    value = text.strip().lower()
+    parts = _DURATION_PART.findall(value)
+    if _PLAIN_SECONDS.fullmatch(value):
+        seconds = float(value)
+    elif parts and "".join(n + u for n, u in parts) == value:
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    else:
+        raise ValueError(
+            f"not a duration: {text!r} (use e.g. 90d, 12h, 30m, 45s, 500ms, 1h30m or seconds)"
+        )
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration out of range: {text!r}")
+    return seconds
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str | None = None
+    data_dir: Path = Path("var")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    stream: str = "INCIDENTS"
+    retention_s: float = 90 * 86400.0
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+    nats_port: int = 0
+    tokens_file: Path | None = None
+    policy_file: Path | None = None
+
+    @property
+    def embedded_nats(self) -> bool:
+        return self.nats_url is None
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "incidents.duckdb"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
+        """Build from INCIDENTS_* variables; an unset or empty variable keeps the default."""
+        default = cls()
+        http_host, http_port = _parsed(
+            env, "INCIDENTS_HTTP", _host_port, (default.http_host, default.http_port)
+        )
+        return cls(
+            nats_url=_parsed(env, "INCIDENTS_NATS_URL", _nats_url, default.nats_url),
+            data_dir=_parsed(env, "INCIDENTS_DATA_DIR", _path, default.data_dir),
+            http_host=http_host,
+            http_port=http_port,
+            stream=_parsed(env, "INCIDENTS_STREAM", _stream_name, default.stream),
+            retention_s=_parsed(
+                env, "INCIDENTS_RETENTION", _positive_duration, default.retention_s
+            ),
+            # JetStream caps a stream at 5 replicas.
+            replicas=_parsed(env, "INCIDENTS_REPLICAS", _int_in(1, 5), default.replicas),
+            duplicate_window_s=_parsed(
+                env, "INCIDENTS_DUPLICATE_WINDOW", _positive_duration, default.duplicate_window_s
+            ),
+            nats_port=_parsed(env, "INCIDENTS_NATS_PORT", _int_in(0, 65535), default.nats_port),
+            tokens_file=_parsed(env, "INCIDENTS_TOKENS_FILE", _path, default.tokens_file),
+            policy_file=_parsed(env, "INCIDENTS_POLICY_FILE", _path, default.policy_file),
+        )
+
+
+_T = TypeVar("_T")
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r}: {exc}") from None
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+def _stream_name(value: str) -> str:
+    if not _STREAM_NAME.fullmatch(value):
+        raise ValueError("use only letters, digits, '_' and '-' (at most 255)")
+    return value
+
+
+def _positive_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("not an integer") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # bracketed IPv6 literal, e.g. [::1]:8080
+    if not sep or not host:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+    return host, _int_in(0, 65535)(port)
+
+
+def _nats_url(value: str) -> str:
+    # A comma-separated list is how nats clients take several seed servers of one cluster.
+    for server in value.split(","):
+        try:
+            parts = urlsplit(server.strip())
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"malformed URL: {exc}") from None
+        if parts.scheme not in _NATS_SCHEMES or not parts.hostname:
+            raise ValueError("expected nats://host:port (or tls://, ws://, wss://)")
+    return value

