@@ -7,7 +7,8 @@ one atomic batch. Reads use ordered push consumers (DESIGN 12: ~5x pull batches,
 """
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import msgspec
@@ -152,6 +153,24 @@ async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[A
     return drift
 
 
+_OUTAGES: Final = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Turn NATS outages into one error the edges map to 503 + Retry-After."""
+    try:
+        yield
+    except _OUTAGES as exc:
+        raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
+
+
 class EventStore:
     def __init__(self, nc: NATS, stream: str = "INCIDENTS", timeout: float = 5.0) -> None:
         self._nc = nc
@@ -171,23 +190,20 @@ class EventStore:
             "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
         }
         try:
-            if len(events) == 1:
-                ack = await self._js.publish(
-                    event_subject(incident_id, type_name(events[0])),
-                    encode(events[0]),
-                    stream=self.stream,
-                    headers={"Nats-Msg-Id": events[0].event_id, **guard},
-                )
-                return [Appended(events[0], ack.seq, bool(ack.duplicate))]
-            last_seq = await self._append_batch(events, guard)
+            with _unavailable():
+                if len(events) == 1:
+                    ack = await self._js.publish(
+                        event_subject(incident_id, type_name(events[0])),
+                        encode(events[0]),
+                        stream=self.stream,
+                        headers={"Nats-Msg-Id": events[0].event_id, **guard},
+                    )
+                    return [Appended(events[0], ack.seq, bool(ack.duplicate))]
+                last_seq = await self._append_batch(events, guard)
         except nats.js.errors.APIError as exc:
             if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
                 raise ConcurrencyError(incident_id, expected_seq, str(exc.description)) from exc
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise StoreUnavailableError(f"JetStream did not acknowledge: {exc!r}") from exc
-        except nats.errors.ConnectionClosedError as exc:
-            raise StoreUnavailableError("connection to NATS is closed") from exc
         first = last_seq - len(events) + 1
         return [Appended(event, first + i, False) for i, event in enumerate(events)]
 
@@ -219,16 +235,22 @@ class EventStore:
             )
         return int(answer["seq"])
 
+    async def bounds(self) -> tuple[int, int]:
+        """First and last sequence the stream holds now."""
+        with _unavailable():
+            info = await self._js.stream_info(self.stream)
+        return int(info.state.first_seq), int(info.state.last_seq)
+
     async def last_seq(self) -> int:
-        info = await self._js.stream_info(self.stream)
-        return int(info.state.last_seq)
+        return (await self.bounds())[1]
 
     async def load(self, incident_id: str) -> Loaded:
         """The incident's events in order, and the sequence writers must expect next."""
         try:
-            last = await self._js.get_last_msg(
-                self.stream, incident_filter(incident_id), direct=True
-            )
+            with _unavailable():
+                last = await self._js.get_last_msg(
+                    self.stream, incident_filter(incident_id), direct=True
+                )
         except nats.js.errors.NotFoundError:
             return Loaded([], 0)
         events: list[Stored] = []
@@ -246,9 +268,8 @@ class EventStore:
         batch_size: int = 1000,
     ) -> AsyncIterator[list[Stored]]:
         """The log in order from `from_seq` to `until_seq` (default: the end as of now)."""
-        info = await self._js.stream_info(self.stream)
-        until = info.state.last_seq if until_seq is None else until_seq
-        start = max(from_seq, info.state.first_seq, 1)
+        until = await self.last_seq() if until_seq is None else until_seq
+        start = max(from_seq, 1)
         if start > until:
             return
         config = ConsumerConfig(
@@ -256,13 +277,14 @@ class EventStore:
             opt_start_seq=start,
             filter_subjects=None if subject_filter else list(STREAM_SUBJECTS),
         )
-        sub = await self._js.subscribe(
-            subject_filter or "",
-            stream=self.stream,
-            config=config,
-            ordered_consumer=True,
-            pending_msgs_limit=max(batch_size * 64, 65536),
-        )
+        with _unavailable():
+            sub = await self._js.subscribe(
+                subject_filter or "",
+                stream=self.stream,
+                config=config,
+                ordered_consumer=True,
+                pending_msgs_limit=max(batch_size * 64, 65536),
+            )
         try:
             while True:
                 batch: list[Stored] = []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import nats
 import psutil
 import pytest
+from nats.aio.client import Client as NATS
 
+from events.store import EventStore, StreamSettings, ensure_stream
 from services.natsserver import EmbeddedNatsServer
 
 
@@ -40,3 +43,18 @@ def nats_server_processes(store_dir: Path) -> list[psutil.Process]:
 @pytest.fixture
 def find_nats_processes() -> Callable[[Path], list[psutil.Process]]:
     return nats_server_processes
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    client = await nats.connect(nats_url, max_reconnect_attempts=2, reconnect_time_wait=0.2)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def store(nc: NATS) -> EventStore:
+    await ensure_stream(nc, StreamSettings())
+    return EventStore(nc)

@@ -1,0 +1,182 @@
+"""The event store against a real nats-server: round trips, idempotency, concurrency, chain."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from events.chain import seal, verify
+from events.commands import AddNote, Declare, Record
+from events.incident import Rejected
+from events.schema import IncidentAcknowledged, IncidentNoteAdded, Severity, Source
+from events.store import ConcurrencyError, EventStore, StreamSettings, ensure_stream
+from events.subjects import new_incident_id
+from services.handler import Accepted, handle
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def declare(incident_id: str, event_id: str = "", commander: str | None = None) -> Declare:
+    return Declare(
+        incident_id=incident_id,
+        event_id=event_id or f"decl-{incident_id}",
+        occurred_at=T0,
+        actor="alice@example.com",
+        source=Source.CLI,
+        title="Checkout 5xx",
+        severity=Severity.P1,
+        commander=commander,
+    )
+
+
+def note(incident_id: str, event_id: str, text: str = "looking") -> AddNote:
+    return AddNote(
+        incident_id=incident_id,
+        event_id=event_id,
+        occurred_at=T0 + timedelta(minutes=1),
+        actor="bob@example.com",
+        source=Source.API,
+        text=text,
+    )
+
+
+async def accepted(store: EventStore, command: object) -> Accepted:
+    result = await handle(store, command)  # type: ignore[arg-type]
+    assert isinstance(result, Accepted), result
+    return result
+
+
+async def test_append_load_read_round_trip(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    first = await accepted(store, declare(incident_id, commander="carol@example.com"))
+    assert [a.event.event_id for a in first.events] == [
+        f"decl-{incident_id}",
+        f"decl-{incident_id}/1",
+    ]
+    assert [a.seq for a in first.events] == [1, 2]
+    await accepted(store, note(incident_id, "n1"))
+
+    loaded = await store.load(incident_id)
+    assert [s.seq for s in loaded.events] == [1, 2, 3]
+    assert loaded.last_seq == 3
+    assert loaded.events[2].event.text == "looking"  # type: ignore[union-attr]
+    assert all(s.event.recorded_at is not None for s in loaded.events)
+    assert verify((s.seq, s.raw) for s in loaded.events) == []
+
+    everything = [s async for batch in store.read() for s in batch]
+    assert [s.raw for s in everything] == [s.raw for s in loaded.events]
+    tail = [s.seq async for batch in store.read(from_seq=2) for s in batch]
+    assert tail == [2, 3]
+
+
+async def test_load_of_unknown_incident_is_empty(store: EventStore) -> None:
+    loaded = await store.load("INC-NOPE00")
+    assert loaded.events == [] and loaded.last_seq == 0
+
+
+async def test_read_yields_batches_in_order_across_incidents(store: EventStore) -> None:
+    ids = [new_incident_id() for _ in range(30)]
+    await asyncio.gather(*(accepted(store, declare(i)) for i in ids))
+    for round_ in range(3):
+        await asyncio.gather(*(accepted(store, note(i, f"{i}-{round_}")) for i in ids))
+    batches = [batch async for batch in store.read(batch_size=16)]
+    seqs = [s.seq for batch in batches for s in batch]
+    assert seqs == list(range(1, 121))
+    assert max(len(b) for b in batches) <= 16
+
+
+async def test_duplicate_event_id_is_stored_once_with_original_seq(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    await accepted(store, declare(incident_id))
+    first = await accepted(store, note(incident_id, "same-id"))
+    again = await accepted(store, note(incident_id, "same-id"))
+    assert again.events[0].duplicate and not first.events[0].duplicate
+    assert again.events[0].seq == first.events[0].seq
+    assert len((await store.load(incident_id)).events) == 2
+
+
+async def test_server_dedup_answers_retry_with_original_seq(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    await accepted(store, declare(incident_id))
+    loaded = await store.load(incident_id)
+    ack = IncidentAcknowledged(
+        event_id="ack-1", incident_id=incident_id, occurred_at=T0, actor="a", source=Source.CLI
+    )
+    sealed = seal([ack], loaded.head_hash, T0)
+    [stored] = await store.append(sealed, loaded.last_seq)
+    # nats-server checks the expected sequence before dedup: a blind retry is a conflict...
+    with pytest.raises(ConcurrencyError):
+        await store.append(sealed, loaded.last_seq)
+    # ...and after a reload the dedup window answers with the original sequence.
+    [again] = await store.append(sealed, stored.seq)
+    assert again.duplicate and again.seq == stored.seq
+    assert await store.last_seq() == 2
+
+
+async def test_stale_expected_sequence_is_a_typed_conflict(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    await accepted(store, declare(incident_id))
+    stale = await store.load(incident_id)
+    await accepted(store, note(incident_id, "n1"))
+    late = IncidentNoteAdded(
+        event_id="n2",
+        incident_id=incident_id,
+        occurred_at=T0,
+        actor="a",
+        source=Source.CLI,
+        text="x",
+    )
+    with pytest.raises(ConcurrencyError):
+        await store.append(seal([late], stale.head_hash, T0), stale.last_seq)
+    assert len((await store.load(incident_id)).events) == 2
+
+
+async def test_concurrent_writers_each_event_once_and_chain_holds(nats_url: str, nc: NATS) -> None:
+    import nats
+
+    await ensure_stream(nc, StreamSettings())
+    other = await nats.connect(nats_url)
+    try:
+        writers = [EventStore(nc), EventStore(other)]
+        incident_id = new_incident_id()
+        await accepted(writers[0], declare(incident_id))
+        commands = [note(incident_id, f"n-{i}", text=f"note {i}") for i in range(40)]
+        # Each command sent twice, by both writers, interleaved: retries and races at once.
+        results = await asyncio.gather(
+            *(handle(writers[i % 2], c) for i, c in enumerate(commands + commands))
+        )
+    finally:
+        await other.close()
+    assert all(isinstance(r, Accepted) for r in results)
+    loaded = await EventStore(nc).load(incident_id)
+    ids = [s.event.event_id for s in loaded.events]
+    assert sorted(ids[1:]) == sorted(c.event_id for c in commands)
+    assert len(ids) == len(set(ids)) == 41
+    assert verify((s.seq, s.raw) for s in loaded.events) == []
+    seqs_answered = {a.event.event_id: a.seq for r in results for a in r.events}  # type: ignore[union-attr]
+    assert seqs_answered == {s.event.event_id: s.seq for s in loaded.events[1:]}
+
+
+async def test_rejection_appends_nothing(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    result = await handle(store, note(incident_id, "n1"))
+    assert isinstance(result, Rejected) and result.kind == "not_found"
+    assert await store.last_seq() == 0
+
+
+async def test_record_of_producer_event_follows_the_rules(store: EventStore) -> None:
+    incident_id = new_incident_id()
+    await accepted(store, declare(incident_id))
+    ack = IncidentAcknowledged(
+        event_id="ack-x",
+        incident_id=incident_id,
+        occurred_at=T0,
+        actor="pd",
+        source=Source.PAGERDUTY,
+    )
+    first = await accepted(store, Record(ack))
+    noop = await handle(store, Record(msgspec.structs.replace(ack, event_id="ack-y")))
+    assert first.events[0].seq == 2
+    assert noop == Accepted([])
