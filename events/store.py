@@ -48,8 +48,8 @@ class ConcurrencyError(Exception):
         self.expected_seq = expected_seq
 
 
-class StreamDriftError(Exception):
-    """The stream exists with settings that cannot be changed in place."""
+class StreamConfigError(Exception):
+    """The stream cannot be created, or exists with settings that cannot be brought in line."""
 
 
 class StreamSettings(Struct, frozen=True):
@@ -133,11 +133,14 @@ async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[A
     try:
         info = await jsm.stream_info(settings.name)
     except nats.js.errors.NotFoundError:
-        await jsm.add_stream(wanted)
+        try:
+            await jsm.add_stream(wanted)
+        except nats.js.errors.APIError as exc:
+            raise StreamConfigError(f"cannot create stream {settings.name}: {exc}") from exc
         log.info("created stream %s", settings.name)
         return {}
     if StorageType(info.config.storage or "file") is not StorageType.FILE:
-        raise StreamDriftError(
+        raise StreamConfigError(
             f"stream {settings.name} uses {info.config.storage} storage; the log needs file storage"
         )
     drift = _drift(info.config, wanted)
@@ -149,7 +152,7 @@ async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[A
         try:
             await jsm.update_stream(merged)
         except nats.js.errors.APIError as exc:
-            raise StreamDriftError(f"stream {settings.name} cannot be updated: {exc}") from exc
+            raise StreamConfigError(f"stream {settings.name} cannot be updated: {exc}") from exc
     return drift
 
 

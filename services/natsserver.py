@@ -175,7 +175,9 @@ class EmbeddedNatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent(),
-                start_new_session=False,
+                # Own session: Ctrl-C reaches only us, and we stop the server after our
+                # connections close (PDEATHSIG still covers a hard death of the parent).
+                start_new_session=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             log.close()

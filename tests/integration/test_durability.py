@@ -74,5 +74,7 @@ async def test_sigkill_loses_no_acknowledged_event_and_stores_none_twice(
     assert set(acked) <= set(counts), "an acknowledged event was lost"
     assert set(in_doubt) <= set(counts)
     assert verify((s.seq, s.raw) for s in stored) == []
-    print(f"\nkill test: {len(acked)} acked before SIGKILL, {len(in_doubt)} in doubt, "
-          f"{len(stored)} stored after restart, 0 lost, 0 duplicated")
+    print(
+        f"\nkill test: {len(acked)} acked before SIGKILL, {len(in_doubt)} in doubt, "
+        f"{len(stored)} stored after restart, 0 lost, 0 duplicated"
+    )

@@ -1,0 +1,55 @@
+"""The `incidents` command: `serve` runs the service; other verbs talk to it.
+
+Exit codes: 0 success, 1 a failure of the system, 2 bad input (with a one-line reason).
+"""
+
+import asyncio
+import logging
+
+import typer
+from rich.console import Console
+
+from events.store import StreamConfigError
+from services.app import serve as serve_service
+from services.config import Config, ConfigError
+from services.natsserver import NatsServerError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Record and query production incidents as an immutable event log."""
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve() -> None:
+    """Run the whole service (an embedded nats-server unless INCIDENTS_NATS_URL is set)."""
+    config = _config()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve_service(config))
+    except (NatsServerError, StreamConfigError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""`incidents serve` as a user runs it: starts its nats-server, stops it, never orphans it."""
+
+import asyncio
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import nats
+import psutil
+import pytest
+
+from services.natsserver import EmbeddedNatsServer, free_port
+
+INCIDENTS = str(Path(sys.executable).parent / "incidents")
+Finder = Callable[[Path], list[psutil.Process]]
+
+
+class Serve:
+    """`incidents serve` in a child process, with its log lines."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.nats_port = free_port()
+        environ = {
+            **os.environ,
+            "INCIDENTS_DATA_DIR": str(data_dir),
+            "INCIDENTS_NATS_PORT": str(self.nats_port),
+            **env,
+        }
+        if "INCIDENTS_NATS_URL" not in env:
+            environ.pop("INCIDENTS_NATS_URL", None)
+        self.proc = subprocess.Popen(
+            [INCIDENTS, "serve"], env=environ, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        # A thread, because a buffered pipe hides lines from select().
+        assert self.proc.stderr is not None
+        with self.proc.stderr as lines:
+            for raw in lines:
+                self._queue.put(raw.decode())
+        self._queue.put("")
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not seen; output:\n{''.join(self.lines)}")
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
+        self.proc.wait(timeout)
+        while (line := self._queue.get(timeout=timeout)) != "":
+            self.lines.append(line)
+        return self.proc.returncode, "".join(self.lines)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
+    started: list[Serve] = []
+
+    def start(**env: str) -> Serve:
+        process = Serve(tmp_path / "var", **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
+
+
+async def _stream_names(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        return [s.config.name async for s in _streams(nc)]
+    finally:
+        await nc.close()
+
+
+async def _streams(nc: nats.NATS):  # type: ignore[no-untyped-def]
+    for info in await nc.jetstream().streams_info():
+        yield info
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_starts_nats_and_stops_it_cleanly(
+    serve: Callable[..., Serve], find_nats_processes: Finder, signum: int
+) -> None:
+    process = serve()
+    process.wait_for("incidents ready")
+    store_dir = process.data_dir / "nats"
+    [server] = find_nats_processes(store_dir.resolve())
+    url = f"nats://127.0.0.1:{process.nats_port}"
+    assert asyncio.run(_stream_names(url)) == ["INCIDENTS"]
+    assert "sync_interval: always" in (store_dir / "nats-server.conf").read_text()
+
+    process.proc.send_signal(signum)
+    code, output = process.finish()
+    assert code == 0, output
+    assert not psutil.pid_exists(server.pid) or server.status() == psutil.STATUS_ZOMBIE
+    assert find_nats_processes(store_dir.resolve()) == []
+
+
+def test_restart_resumes_on_the_same_store(serve: Callable[..., Serve]) -> None:
+    first = serve()
+    first.wait_for("incidents ready")
+    url = f"nats://127.0.0.1:{first.nats_port}"
+
+    async def publish() -> None:
+        nc = await nats.connect(url)
+        await nc.jetstream().publish("retention.probe", b"x", stream="INCIDENTS")
+        await nc.close()
+
+    asyncio.run(publish())
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish()[0] == 0
+    second = serve()
+    assert "last sequence 1" in second.wait_for("last sequence")
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.finish()[0] == 0
+
+
+def test_sigkill_of_serve_takes_its_nats_server_along(
+    serve: Callable[..., Serve], find_nats_processes: Finder
+) -> None:
+    process = serve()
+    process.wait_for("incidents ready")
+    store_dir = (process.data_dir / "nats").resolve()
+    [server] = find_nats_processes(store_dir)
+    process.proc.kill()
+    process.proc.wait()
+    server.wait(timeout=10)
+    assert find_nats_processes(store_dir) == []
+
+
+def test_failed_start_port_taken_leaves_no_orphan(
+    serve: Callable[..., Serve], find_nats_processes: Finder
+) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        process = serve(INCIDENTS_NATS_PORT=str(port))
+        code, output = process.finish()
+    assert code == 1
+    assert "address already in use" in output
+    assert find_nats_processes((process.data_dir / "nats").resolve()) == []
+
+
+def test_failed_start_after_nats_is_up_stops_it(
+    serve: Callable[..., Serve], find_nats_processes: Finder
+) -> None:
+    # A single embedded server cannot hold a 3-replica stream: start-up fails past nats-server.
+    process = serve(INCIDENTS_REPLICAS="3")
+    code, output = process.finish()
+    assert code == 1
+    assert "cannot create stream INCIDENTS" in output
+    assert find_nats_processes((process.data_dir / "nats").resolve()) == []
+
+
+def test_bad_config_is_exit_2_with_the_variable_named(serve: Callable[..., Serve]) -> None:
+    code, output = serve(INCIDENTS_RETENTION="ninety days").finish()
+    assert code == 2
+    assert "INCIDENTS_RETENTION" in output
+
+
+def test_external_nats_url_starts_no_server(
+    serve: Callable[..., Serve], nats_server: EmbeddedNatsServer, find_nats_processes: Finder
+) -> None:
+    process = serve(INCIDENTS_NATS_URL=nats_server.url)
+    process.wait_for("incidents ready")
+    assert not (process.data_dir / "nats").exists()
+    assert asyncio.run(_stream_names(nats_server.url)) == ["INCIDENTS"]
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.finish()[0] == 0
