@@ -247,18 +247,25 @@ class EventStore:
     async def last_seq(self) -> int:
         return (await self.bounds())[1]
 
-    async def load(self, incident_id: str) -> Loaded:
-        """The incident's events in order, and the sequence writers must expect next."""
+    async def incident_last_seq(self, incident_id: str) -> int:
+        """Sequence of the incident's latest event, 0 when it has none (one direct get)."""
         try:
             with _unavailable():
                 last = await self._js.get_last_msg(
                     self.stream, incident_filter(incident_id), direct=True
                 )
         except nats.js.errors.NotFoundError:
+            return 0
+        return last.seq or 0
+
+    async def load(self, incident_id: str) -> Loaded:
+        """The incident's events in order, and the sequence writers must expect next."""
+        last_seq = await self.incident_last_seq(incident_id)
+        if last_seq == 0:
             return Loaded([], 0)
         events: list[Stored] = []
         async for batch in self.read(
-            until_seq=last.seq, subject_filter=incident_filter(incident_id)
+            until_seq=last_seq, subject_filter=incident_filter(incident_id)
         ):
             events.extend(batch)
         return Loaded(events, events[-1].seq if events else 0)

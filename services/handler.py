@@ -4,10 +4,16 @@ On a concurrency conflict the whole cycle runs again on the reloaded incident (b
 writers never both win a stale decision and the hash chain never forks. A command whose event id
 is already in the incident's history is answered with the stored original, never appended again:
 JetStream's dedup window covers quick retries, this covers any retry inside retention.
+
+Within one process, writers of the same incident take turns (a lock per incident) and reuse the
+incident as last seen (a bounded cache). Neither is needed for correctness, which rests on the
+expected sequence; they keep other writers from wasting rounds and spare a reload per command.
 """
 
 import asyncio
 import random
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -16,11 +22,13 @@ from msgspec import Struct
 
 from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
-from events.incident import Rejected, decide, fold
-from events.store import Appended, ConcurrencyError, EventStore, Loaded
+from events.incident import Incident, Rejected, decide, fold
+from events.schema import encode
+from events.store import Appended, ConcurrencyError, EventStore, Loaded, Stored
 
 Clock = Callable[[], datetime]
 MAX_ATTEMPTS: Final = 10
+CACHED_INCIDENTS: Final = 1024
 
 
 class ContentionError(Exception):
@@ -31,6 +39,11 @@ class Accepted(Struct, frozen=True):
     """The decision's events as stored; empty for a no-op."""
 
     events: list[Appended]
+
+
+class _Seen(Struct, frozen=True, gc=False):
+    loaded: Loaded
+    state: Incident
 
 
 def utc_now() -> datetime:
@@ -47,28 +60,75 @@ def _already_stored(loaded: Loaded, event_id: str) -> list[Appended]:
     ]
 
 
-async def handle(
-    store: EventStore,
-    command: AnyCommand,
-    clock: Clock = utc_now,
-    attempts: int = MAX_ATTEMPTS,
-) -> Accepted | Rejected:
-    incident_id = target_incident(command)
-    event_id = command_event_id(command)
-    for attempt in range(attempts):
-        loaded = await store.load(incident_id)
-        original = _already_stored(loaded, event_id)
-        if original:
-            return Accepted(original)
-        decision = decide(command, fold(stored.event for stored in loaded.events))
-        if isinstance(decision, Rejected):
-            return decision
-        if not decision:
-            return Accepted([])
-        sealed = seal(decision, loaded.head_hash, clock())
-        try:
-            return Accepted(await store.append(sealed, loaded.last_seq))
-        except ConcurrencyError:
-            # Jitter spreads writers that collided so the next round has a winner.
-            await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
-    raise ContentionError(f"incident {incident_id} changed {attempts} times while deciding")
+class CommandHandler:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock = utc_now,
+        attempts: int = MAX_ATTEMPTS,
+        cache_size: int = CACHED_INCIDENTS,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._attempts = attempts
+        self._cache_size = cache_size
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def handle(self, command: AnyCommand) -> Accepted | Rejected:
+        incident_id = target_incident(command)
+        lock = self._locks.get(incident_id)
+        if lock is None:
+            lock = self._locks[incident_id] = asyncio.Lock()
+        async with lock:
+            return await self._handle(command, incident_id)
+
+    async def _handle(self, command: AnyCommand, incident_id: str) -> Accepted | Rejected:
+        event_id = command_event_id(command)
+        seen = self._seen.get(incident_id)
+        fresh = False
+        for attempt in range(self._attempts):
+            if seen is None:
+                loaded = await self.store.load(incident_id)
+                seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
+                fresh = True
+            original = _already_stored(seen.loaded, event_id)
+            if original:
+                return Accepted(original)
+            decision = decide(command, seen.state)
+            if isinstance(decision, Rejected) or not decision:
+                # A refusal or no-op from a cached view must be confirmed against the log.
+                if fresh or await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq:
+                    self._remember(incident_id, seen)
+                    return decision if isinstance(decision, Rejected) else Accepted([])
+                seen = None
+                continue
+            sealed = seal(decision, seen.loaded.head_hash, self._clock())
+            try:
+                appended = await self.store.append(sealed, seen.loaded.last_seq)
+            except ConcurrencyError:
+                self._seen.pop(incident_id, None)
+                seen = None
+                # Jitter spreads writers that collided so the next round has a winner.
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+                continue
+            if any(a.duplicate for a in appended):
+                self._seen.pop(incident_id, None)
+            else:
+                self._remember(incident_id, _extended(seen, appended))
+            return Accepted(appended)
+        raise ContentionError(
+            f"incident {incident_id} changed {self._attempts} times while deciding"
+        )
+
+    def _remember(self, incident_id: str, seen: _Seen) -> None:
+        self._seen[incident_id] = seen
+        self._seen.move_to_end(incident_id)
+        while len(self._seen) > self._cache_size:
+            self._seen.popitem(last=False)
+
+
+def _extended(seen: _Seen, appended: list[Appended]) -> _Seen:
+    stored = [Stored(a.seq, a.event, encode(a.event)) for a in appended]
+    loaded = Loaded([*seen.loaded.events, *stored], appended[-1].seq)
+    return _Seen(loaded, fold((a.event for a in appended), seen.state))

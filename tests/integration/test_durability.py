@@ -10,7 +10,7 @@ from tests_support import declare, note
 from events.chain import verify
 from events.store import EventStore, StoreUnavailableError, StreamSettings, ensure_stream
 from events.subjects import new_incident_id
-from services.handler import Accepted, handle
+from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
 
 WRITERS = 6
@@ -24,12 +24,12 @@ async def _connect(url: str) -> NATS:
 
 
 async def _write_until_failure(
-    store: EventStore, incident_id: str, acked: list[str], in_doubt: list[str]
+    handler: CommandHandler, incident_id: str, acked: list[str], in_doubt: list[str]
 ) -> None:
     for n in range(10_000):
         command = note(incident_id, f"{incident_id}-{n}", text=f"step {n}")
         try:
-            result = await handle(store, command)
+            result = await handler.handle(command)
         except StoreUnavailableError:
             in_doubt.append(command.event_id)
             return
@@ -44,13 +44,15 @@ async def test_sigkill_loses_no_acknowledged_event_and_stores_none_twice(
     try:
         await ensure_stream(nc, StreamSettings())
         store = EventStore(nc, timeout=1.0)
+        handler = CommandHandler(store)
         incidents = [new_incident_id() for _ in range(WRITERS)]
         for incident_id in incidents:
-            assert isinstance(await handle(store, declare(incident_id)), Accepted)
+            assert isinstance(await handler.handle(declare(incident_id)), Accepted)
         acked: list[str] = []
         in_doubt: list[str] = []
         writers = [
-            asyncio.create_task(_write_until_failure(store, i, acked, in_doubt)) for i in incidents
+            asyncio.create_task(_write_until_failure(handler, i, acked, in_doubt))
+            for i in incidents
         ]
         while len(acked) < KILL_AFTER_ACKS:
             await asyncio.sleep(0.005)
@@ -63,7 +65,7 @@ async def test_sigkill_loses_no_acknowledged_event_and_stores_none_twice(
         # Producers retry what was in doubt with the same event ids.
         for event_id in in_doubt:
             incident_id = event_id.rsplit("-", 1)[0]
-            assert isinstance(await handle(store, note(incident_id, event_id)), Accepted)
+            assert isinstance(await handler.handle(note(incident_id, event_id)), Accepted)
 
         stored = [s async for batch in store.read() for s in batch]
     finally:

@@ -1,49 +1,25 @@
 """The event store against a real nats-server: round trips, idempotency, concurrency, chain."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
+from tests_support import T0, declare, note
 
 from events.chain import seal, verify
-from events.commands import AddNote, Declare, Record
+from events.commands import AnyCommand, Record, Reopen, Resolve
 from events.incident import Rejected
-from events.schema import IncidentAcknowledged, IncidentNoteAdded, Severity, Source
+from events.schema import IncidentAcknowledged, IncidentNoteAdded, Source
 from events.store import ConcurrencyError, EventStore, StreamSettings, ensure_stream
 from events.subjects import new_incident_id
-from services.handler import Accepted, handle
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+from services.handler import Accepted, CommandHandler
 
 
-def declare(incident_id: str, event_id: str = "", commander: str | None = None) -> Declare:
-    return Declare(
-        incident_id=incident_id,
-        event_id=event_id or f"decl-{incident_id}",
-        occurred_at=T0,
-        actor="alice@example.com",
-        source=Source.CLI,
-        title="Checkout 5xx",
-        severity=Severity.P1,
-        commander=commander,
-    )
-
-
-def note(incident_id: str, event_id: str, text: str = "looking") -> AddNote:
-    return AddNote(
-        incident_id=incident_id,
-        event_id=event_id,
-        occurred_at=T0 + timedelta(minutes=1),
-        actor="bob@example.com",
-        source=Source.API,
-        text=text,
-    )
-
-
-async def accepted(store: EventStore, command: object) -> Accepted:
-    result = await handle(store, command)  # type: ignore[arg-type]
+async def accepted(handler: CommandHandler | EventStore, command: AnyCommand) -> Accepted:
+    if isinstance(handler, EventStore):
+        handler = CommandHandler(handler)
+    result = await handler.handle(command)
     assert isinstance(result, Accepted), result
     return result
 
@@ -139,13 +115,13 @@ async def test_concurrent_writers_each_event_once_and_chain_holds(nats_url: str,
     await ensure_stream(nc, StreamSettings())
     other = await nats.connect(nats_url)
     try:
-        writers = [EventStore(nc), EventStore(other)]
+        writers = [CommandHandler(EventStore(nc)), CommandHandler(EventStore(other))]
         incident_id = new_incident_id()
         await accepted(writers[0], declare(incident_id))
         commands = [note(incident_id, f"n-{i}", text=f"note {i}") for i in range(40)]
         # Each command sent twice, by both writers, interleaved: retries and races at once.
         results = await asyncio.gather(
-            *(handle(writers[i % 2], c) for i, c in enumerate(commands + commands))
+            *(writers[i % 2].handle(c) for i, c in enumerate(commands + commands))
         )
     finally:
         await other.close()
@@ -161,7 +137,7 @@ async def test_concurrent_writers_each_event_once_and_chain_holds(nats_url: str,
 
 async def test_rejection_appends_nothing(store: EventStore) -> None:
     incident_id = new_incident_id()
-    result = await handle(store, note(incident_id, "n1"))
+    result = await CommandHandler(store).handle(note(incident_id, "n1"))
     assert isinstance(result, Rejected) and result.kind == "not_found"
     assert await store.last_seq() == 0
 
@@ -176,7 +152,40 @@ async def test_record_of_producer_event_follows_the_rules(store: EventStore) -> 
         actor="pd",
         source=Source.PAGERDUTY,
     )
-    first = await accepted(store, Record(ack))
-    noop = await handle(store, Record(msgspec.structs.replace(ack, event_id="ack-y")))
+    handler = CommandHandler(store)
+    first = await accepted(handler, Record(ack))
+    noop = await handler.handle(Record(msgspec.structs.replace(ack, event_id="ack-y")))
     assert first.events[0].seq == 2
     assert noop == Accepted([])
+
+
+def _resolve(incident_id: str, event_id: str) -> Resolve:
+    return Resolve(
+        incident_id=incident_id, event_id=event_id, occurred_at=T0, actor="a", source=Source.CLI
+    )
+
+
+async def test_stale_cache_never_turns_a_change_into_a_no_op(store: EventStore) -> None:
+    here, elsewhere = CommandHandler(store), CommandHandler(store)
+    incident_id = new_incident_id()
+    await accepted(here, declare(incident_id))
+    await accepted(here, _resolve(incident_id, "r1"))  # `here` now caches: resolved
+    reopen = Reopen(
+        incident_id=incident_id, event_id="o1", occurred_at=T0, actor="b", source=Source.CLI
+    )
+    await accepted(elsewhere, reopen)
+    again = await accepted(here, _resolve(incident_id, "r2"))
+    assert [a.event.event_id for a in again.events] == ["r2"]
+    assert not again.events[0].duplicate
+
+
+async def test_stale_cache_decision_conflicts_then_decides_again(store: EventStore) -> None:
+    here, elsewhere = CommandHandler(store), CommandHandler(store)
+    incident_id = new_incident_id()
+    await accepted(here, declare(incident_id))  # `here` caches: open
+    await accepted(elsewhere, _resolve(incident_id, "r1"))
+    result = await accepted(here, _resolve(incident_id, "r2"))
+    assert result == Accepted([])  # already resolved: a no-op, not a second event
+    loaded = await store.load(incident_id)
+    assert [s.event.event_id for s in loaded.events] == [f"decl-{incident_id}", "r1"]
+    assert verify((s.seq, s.raw) for s in loaded.events) == []
