@@ -1,0 +1,1 @@
+"""Benchmarks: one command each, ratios against raw baselines measured in the same run."""
