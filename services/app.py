@@ -40,7 +40,7 @@ def stream_settings(config: Config) -> StreamSettings:
 
 async def connect(url: str, name: str = "incidents") -> NATS:
     return await nats.connect(
-        url,
+        servers=url.split(","),
         name=name,
         connect_timeout=5,
         max_reconnect_attempts=-1,
