@@ -1,4 +1,4 @@
-"""The scale-out files are valid for the tools that read them (no Docker engine here to run them)."""
+"""The scale-out files are valid for the tools that read them (no Docker engine runs here)."""
 
 import os
 import subprocess
