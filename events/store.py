@@ -27,7 +27,7 @@ from nats.js.api import (
 )
 
 from events.schema import AnyEvent, decode, encode, type_name
-from events.subjects import STREAM_SUBJECTS, event_subject, incident_filter
+from events.subjects import ALL_INCIDENTS, STREAM_SUBJECTS, event_subject, incident_filter
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class StoreUnavailableError(Exception):
 class ConcurrencyError(Exception):
     """The incident moved on since it was loaded; reload, decide again, retry."""
 
-    def __init__(self, incident_id: str, expected_seq: int, detail: str) -> None:
-        super().__init__(f"incident {incident_id} is past sequence {expected_seq}: {detail}")
-        self.incident_id = incident_id
+    def __init__(self, scope: str, expected_seq: int, detail: str) -> None:
+        super().__init__(f"{scope} moved past sequence {expected_seq}: {detail}")
+        self.scope = scope
         self.expected_seq = expected_seq
 
 
@@ -238,6 +238,34 @@ class EventStore:
             )
         return int(answer["seq"])
 
+    async def last_on_subject(self, subject: str) -> tuple[int, bytes] | None:
+        """The latest message on one subject (a last-value record such as a claim)."""
+        try:
+            with _unavailable():
+                msg = await self._js.get_last_msg(self.stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return msg.seq or 0, msg.data or b""
+
+    async def put_if_last(self, subject: str, data: bytes, expected_seq: int, msg_id: str) -> int:
+        """Publish on `subject` only if its latest message is still `expected_seq` (0: none)."""
+        try:
+            with _unavailable():
+                ack = await self._js.publish(
+                    subject,
+                    data,
+                    stream=self.stream,
+                    headers={
+                        "Nats-Msg-Id": msg_id,
+                        "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+                    },
+                )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ConcurrencyError(subject, expected_seq, str(exc.description)) from exc
+            raise
+        return ack.seq
+
     async def bounds(self) -> tuple[int, int]:
         """First and last sequence the stream holds now."""
         with _unavailable():
@@ -274,10 +302,14 @@ class EventStore:
         self,
         from_seq: int = 1,
         until_seq: int | None = None,
-        subject_filter: str | None = None,
+        subject_filter: str = ALL_INCIDENTS,
         batch_size: int = 1000,
     ) -> AsyncIterator[list[Stored]]:
-        """The log in order from `from_seq` to `until_seq` (default: the end as of now)."""
+        """Incident events in log order from `from_seq` to `until_seq` (default: the end now).
+
+        Service records under other prefixes (correlation claims, retention) are not events of
+        an incident and are skipped.
+        """
         until = await self.last_seq() if until_seq is None else until_seq
         start = max(from_seq, 1)
         if start > until:
@@ -285,11 +317,10 @@ class EventStore:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=start,
-            filter_subjects=None if subject_filter else list(STREAM_SUBJECTS),
         )
         with _unavailable():
             sub = await self._js.subscribe(
-                subject_filter or "",
+                subject_filter,
                 stream=self.stream,
                 config=config,
                 ordered_consumer=True,

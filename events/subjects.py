@@ -10,6 +10,7 @@ from events.schema import INCIDENT_ID_PATTERN
 INCIDENTS_PREFIX: Final = "incidents"
 CORRELATION_PREFIX: Final = "correlation"
 RETENTION_PREFIX: Final = "retention"
+ALL_INCIDENTS: Final = f"{INCIDENTS_PREFIX}.>"
 STREAM_SUBJECTS: Final = (
     f"{INCIDENTS_PREFIX}.>",
     f"{CORRELATION_PREFIX}.>",

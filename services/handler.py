@@ -14,7 +14,7 @@ import asyncio
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -23,7 +23,7 @@ from msgspec import Struct
 from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
 from events.incident import Incident, Rejected, decide, fold
-from events.schema import encode
+from events.schema import AnyEvent, encode
 from events.store import Appended, ConcurrencyError, EventStore, Loaded, Stored
 
 Clock = Callable[[], datetime]
@@ -76,15 +76,32 @@ class CommandHandler:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def handle(self, command: AnyCommand) -> Accepted | Rejected:
-        incident_id = target_incident(command)
+        return await self.handle_all(target_incident(command), [command])
+
+    async def handle_all(
+        self, incident_id: str, commands: Sequence[AnyCommand]
+    ) -> Accepted | Rejected:
+        """Decide commands of one incident in order and append their events as one batch.
+
+        Commands already stored (by event id) are answered with their originals; if any
+        remaining command is rejected, nothing is appended.
+        """
+        if any(target_incident(command) != incident_id for command in commands):
+            raise ValueError(f"every command must target incident {incident_id}")
         lock = self._locks.get(incident_id)
         if lock is None:
             lock = self._locks[incident_id] = asyncio.Lock()
         async with lock:
-            return await self._handle(command, incident_id)
+            return await self._handle(incident_id, commands, append=True)
 
-    async def _handle(self, command: AnyCommand, incident_id: str) -> Accepted | Rejected:
-        event_id = command_event_id(command)
+    async def check_all(self, incident_id: str, commands: Sequence[AnyCommand]) -> Rejected | None:
+        """What `handle_all` would refuse, without appending (batch validation)."""
+        result = await self._handle(incident_id, commands, append=False)
+        return result if isinstance(result, Rejected) else None
+
+    async def _handle(
+        self, incident_id: str, commands: Sequence[AnyCommand], append: bool
+    ) -> Accepted | Rejected:
         seen = self._seen.get(incident_id)
         fresh = False
         for attempt in range(self._attempts):
@@ -92,15 +109,14 @@ class CommandHandler:
                 loaded = await self.store.load(incident_id)
                 seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
                 fresh = True
-            original = _already_stored(seen.loaded, event_id)
-            if original:
-                return Accepted(original)
-            decision = decide(command, seen.state)
+            originals, decision = _decide_all(seen, commands)
+            if not append and not isinstance(decision, Rejected):
+                return Accepted(originals)
             if isinstance(decision, Rejected) or not decision:
                 # A refusal or no-op from a cached view must be confirmed against the log.
                 if fresh or await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq:
                     self._remember(incident_id, seen)
-                    return decision if isinstance(decision, Rejected) else Accepted([])
+                    return decision if isinstance(decision, Rejected) else Accepted(originals)
                 seen = None
                 continue
             sealed = seal(decision, seen.loaded.head_hash, self._clock())
@@ -116,7 +132,7 @@ class CommandHandler:
                 self._seen.pop(incident_id, None)
             else:
                 self._remember(incident_id, _extended(seen, appended))
-            return Accepted(appended)
+            return Accepted(originals + appended)
         raise ContentionError(
             f"incident {incident_id} changed {self._attempts} times while deciding"
         )
@@ -126,6 +142,26 @@ class CommandHandler:
         self._seen.move_to_end(incident_id)
         while len(self._seen) > self._cache_size:
             self._seen.popitem(last=False)
+
+
+def _decide_all(
+    seen: _Seen, commands: Sequence[AnyCommand]
+) -> tuple[list[Appended], list[AnyEvent] | Rejected]:
+    """Originals of commands already stored, and the events the others decide, in order."""
+    originals: list[Appended] = []
+    decided: list[AnyEvent] = []
+    state = seen.state
+    for command in commands:
+        original = _already_stored(seen.loaded, command_event_id(command))
+        if original:
+            originals.extend(original)
+            continue
+        decision = decide(command, state)
+        if isinstance(decision, Rejected):
+            return originals, decision
+        decided.extend(decision)
+        state = fold(decision, state)
+    return originals, decided
 
 
 def _extended(seen: _Seen, appended: list[Appended]) -> _Seen:
