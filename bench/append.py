@@ -154,7 +154,9 @@ def report(rates: dict[str, float], console: Console) -> None:
     table.add_column("events/s", justify="right")
     table.add_column("ratio", justify="right")
     for mode, rate in rates.items():
-        baseline = rates["raw js.publish, " + ("pipelined" if "pipelined" in mode else "sequential")]
+        baseline = rates[
+            "raw js.publish, " + ("pipelined" if "pipelined" in mode else "sequential")
+        ]
         table.add_row(mode, f"{rate:,.0f}", f"{rate / baseline:.2f}")
     console.print(table)
 

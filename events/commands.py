@@ -17,6 +17,7 @@ from events.schema import (
     EvidenceKind,
     Hex,
     IncidentId,
+    Labels,
     MitigationAction,
     Name,
     NoteKind,
@@ -36,7 +37,7 @@ from events.schema import (
 )
 
 # No "/" so that ids derived for the 2nd, 3rd... event of one decision ("<id>/1") never collide.
-CommandEventId: TypeAlias = Annotated[str, Meta(pattern=r"^[!-.0-~]{1,120}$")]
+CommandEventId: TypeAlias = Annotated[str, Meta(pattern=r"^[!-.0-~]{1,120}\Z")]
 NonEmptyText: TypeAlias = Annotated[str, Meta(min_length=1, max_length=16 * 1024)]
 
 
@@ -164,8 +165,8 @@ class _AlertCommand(Command, frozen=True, kw_only=True):
     fingerprint: Name
     alertname: Short = ""
     severity: Short | None = None
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
+    labels: Labels = {}
+    annotations: Labels = {}
     starts_at: UtcDatetime | None = None
     ends_at: UtcDatetime | None = None
     generator_url: Uri | None = None
@@ -182,7 +183,7 @@ class RecordAlertResolved(_AlertCommand, frozen=True, kw_only=True, tag="record_
 
 
 class CorrectEvent(Command, frozen=True, kw_only=True, tag="correct_event"):
-    target_event_id: Annotated[str, Meta(pattern=r"^[!-~]{1,128}$")]
+    target_event_id: Annotated[str, Meta(pattern=r"^[!-~]{1,128}\Z")]
     corrected_occurred_at: UtcDatetime | None = None
     corrected_text: Text | None = None
     corrected_actor: Name | None = None
@@ -190,7 +191,7 @@ class CorrectEvent(Command, frozen=True, kw_only=True, tag="correct_event"):
 
 
 class RetractEvent(Command, frozen=True, kw_only=True, tag="retract_event"):
-    target_event_id: Annotated[str, Meta(pattern=r"^[!-~]{1,128}$")]
+    target_event_id: Annotated[str, Meta(pattern=r"^[!-~]{1,128}\Z")]
     reason: NonEmptyText
 
 

@@ -299,6 +299,13 @@ def _missing(incident_id: str) -> Rejected:
 
 def admit(event: AnyEvent, state: Incident) -> Decision:
     """Judge one candidate event against the lifecycle rules."""
+    if event.event_id in state.event_ids:
+        return []  # already part of this incident: idempotent
+    if state.declared and event.incident_id != state.incident_id:
+        return Rejected(
+            f"event for {event.incident_id} judged against {state.incident_id}",
+            RejectionKind.INVALID,
+        )
     if isinstance(event, IncidentDeclared):
         if state.declared:
             return Rejected(f"incident {event.incident_id} is already declared")
@@ -367,12 +374,18 @@ def admit(event: AnyEvent, state: Incident) -> Decision:
                 )
             refusal = _closed(state)
         case CommsSent():
+            if event.status is Status.RESOLVED and not state.is_resolved:
+                return Rejected(
+                    "comms may announce status resolved only once the incident is resolved",
+                    RejectionKind.INVALID,
+                )
             # A resolution notice after resolving is normal; only a closed incident is final.
             refusal = _closed(state)
         case AlertFired():
             if event.fingerprint in state.alerts_firing:
                 return []
-            refusal = _closed(state)
+            # A resolved incident takes no new firing alerts: correlation opens a new one.
+            refusal = _open(state, "record a firing alert")
         case AlertResolved():
             if event.fingerprint not in state.alerts_firing:
                 return []

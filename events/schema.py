@@ -117,21 +117,22 @@ class Source(enum.StrEnum):
     SYSTEM = "system"
 
 
-INCIDENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+INCIDENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_EVENT_BYTES: Final = 64 * 1024
 
 IncidentId: TypeAlias = Annotated[str, Meta(pattern=INCIDENT_ID_PATTERN)]
-# Printable ASCII without spaces: it travels as the Nats-Msg-Id header.
-EventId: TypeAlias = Annotated[str, Meta(pattern=r"^[!-~]{1,128}$")]
+# Printable ASCII without spaces: it travels as the Nats-Msg-Id header. Patterns end in \Z:
+# msgspec searches with `re`, where "$" would also accept a trailing newline.
+EventId: TypeAlias = Annotated[str, Meta(pattern=r"^[!-~]{1,128}\Z")]
 UtcDatetime: TypeAlias = Annotated[datetime, Meta(tz=True)]
 Name: TypeAlias = Annotated[str, Meta(min_length=1, max_length=256)]
 Title: TypeAlias = Annotated[str, Meta(min_length=1, max_length=300)]
 Short: TypeAlias = Annotated[str, Meta(max_length=1024)]
 Text: TypeAlias = Annotated[str, Meta(max_length=16 * 1024)]
 Uri: TypeAlias = Annotated[str, Meta(min_length=1, max_length=2048)]
-Hex: TypeAlias = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?$")]
-TraceId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{32}$")]
-SpanId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{16}$")]
+Hex: TypeAlias = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?\Z")]
+TraceId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{32}\Z")]
+SpanId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{16}\Z")]
 Labels: TypeAlias = dict[
     Annotated[str, Meta(max_length=256)], Annotated[str, Meta(max_length=4096)]
 ]
@@ -339,8 +340,7 @@ class SchemaError(ValueError):
     """An event that does not decode; the message names the field and the reason."""
 
 
-# Field order sorted so the stored bytes are the canonical form the hash chain covers
-# (and what `json.dumps(sort_keys=True)` reproduces for an auditor).
+# Field order sorted: one canonical byte form per event, which the hash chain covers.
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _decoder: Final[msgspec.json.Decoder[AnyEvent]] = msgspec.json.Decoder(AnyEvent)
 _many_decoder: Final[msgspec.json.Decoder[list[AnyEvent]]] = msgspec.json.Decoder(list[AnyEvent])
@@ -350,16 +350,12 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def encode_canonical(value: object) -> bytes:
-    return _encoder.encode(value)
-
-
 def decode(data: bytes | str) -> AnyEvent:
     try:
         return _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise SchemaError(str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"malformed JSON: {exc}") from exc
 
 
@@ -368,7 +364,7 @@ def decode_many(data: bytes | str) -> list[AnyEvent]:
         return _many_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise SchemaError(str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"malformed JSON: {exc}") from exc
 
 

@@ -166,8 +166,11 @@ _OUTAGES: Final = (
 
 
 @contextmanager
-def _unavailable() -> Iterator[None]:
+def _unavailable(nc: NATS) -> Iterator[None]:
     """Turn NATS outages into one error the edges map to 503 + Retry-After."""
+    if not nc.is_connected:
+        # Fail fast while reconnecting: requests would only wait for their timeout.
+        raise StoreUnavailableError("not connected to NATS (reconnecting)")
     try:
         yield
     except _OUTAGES as exc:
@@ -188,12 +191,15 @@ class EventStore:
         incident_id = events[0].incident_id
         if any(event.incident_id != incident_id for event in events):
             raise ValueError("one append holds the events of one incident")
+        for event in events:
+            # Encoding does not validate: prove the log will be able to read this back.
+            decode(encode(event))
         guard = {
             "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
             "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
         }
         try:
-            with _unavailable():
+            with _unavailable(self._nc):
                 if len(events) == 1:
                     ack = await self._js.publish(
                         event_subject(incident_id, type_name(events[0])),
@@ -241,7 +247,7 @@ class EventStore:
     async def last_on_subject(self, subject: str) -> tuple[int, bytes] | None:
         """The latest message on one subject (a last-value record such as a claim)."""
         try:
-            with _unavailable():
+            with _unavailable(self._nc):
                 msg = await self._js.get_last_msg(self.stream, subject, direct=True)
         except nats.js.errors.NotFoundError:
             return None
@@ -250,7 +256,7 @@ class EventStore:
     async def put_if_last(self, subject: str, data: bytes, expected_seq: int, msg_id: str) -> int:
         """Publish on `subject` only if its latest message is still `expected_seq` (0: none)."""
         try:
-            with _unavailable():
+            with _unavailable(self._nc):
                 ack = await self._js.publish(
                     subject,
                     data,
@@ -268,7 +274,7 @@ class EventStore:
 
     async def bounds(self) -> tuple[int, int]:
         """First and last sequence the stream holds now."""
-        with _unavailable():
+        with _unavailable(self._nc):
             info = await self._js.stream_info(self.stream)
         return int(info.state.first_seq), int(info.state.last_seq)
 
@@ -278,7 +284,7 @@ class EventStore:
     async def incident_last_seq(self, incident_id: str) -> int:
         """Sequence of the incident's latest event, 0 when it has none (one direct get)."""
         try:
-            with _unavailable():
+            with _unavailable(self._nc):
                 last = await self._js.get_last_msg(
                     self.stream, incident_filter(incident_id), direct=True
                 )
@@ -318,7 +324,7 @@ class EventStore:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=start,
         )
-        with _unavailable():
+        with _unavailable(self._nc):
             sub = await self._js.subscribe(
                 subject_filter,
                 stream=self.stream,

@@ -1,21 +1,33 @@
-"""Composition root: turns a Config into running parts (nats-server, connection, stream, store).
+"""Composition root: turns a Config into running parts, started and stopped in order.
 
-`running()` is the one place that starts and stops things, in order, so a start-up that
-fails half way still stops whatever it had started (an embedded nats-server above all).
+nats-server (embedded unless INCIDENTS_NATS_URL) -> connection -> stream -> store, handler,
+correlator, intake -> HTTP API (uvicorn) and NATS intake (faststream). `running()` is the one
+place that starts and stops things, so a start-up that fails half way still stops whatever it
+had started (an embedded nats-server above all).
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import msgspec
 import nats
+import nats.errors
+import uvicorn
 from nats.aio.client import Client as NATS
 
 from events.store import EventStore, StreamSettings, ensure_stream
-from services.config import Config
+from services.api import create_app
+from services.auth import Tokens, is_loopback
+from services.config import Config, ConfigError
+from services.correlation import Correlator
+from services.handler import Clock, CommandHandler, utc_now
+from services.intake import Intake
+from services.nats_intake import create_broker
 from services.natsserver import EmbeddedNatsServer
 
 log = logging.getLogger("incidents")
@@ -24,9 +36,12 @@ log = logging.getLogger("incidents")
 class Service(msgspec.Struct, frozen=True, kw_only=True):
     config: Config
     nats_url: str
+    http_url: str
     server: EmbeddedNatsServer | None
     nc: NATS
     store: EventStore
+    handler: CommandHandler
+    intake: Intake
 
 
 def stream_settings(config: Config) -> StreamSettings:
@@ -48,8 +63,41 @@ async def connect(url: str, name: str = "incidents") -> NATS:
     )
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside our loop: signals belong to `serve`, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here, not by uvicorn, so a taken port is an OSError we report (uvicorn would exit).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def check_exposure(config: Config, tokens: Tokens) -> None:
+    if not tokens.enabled and not is_loopback(config.http_host):
+        raise ConfigError(
+            f"INCIDENTS_HTTP={config.http_host}:{config.http_port}: without "
+            "INCIDENTS_TOKENS_FILE the service only listens on loopback (127.0.0.1 or ::1)"
+        )
+
+
 @asynccontextmanager
-async def running(config: Config) -> AsyncIterator[Service]:
+async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Service]:
+    tokens = Tokens.load(config.tokens_file)
+    check_exposure(config, tokens)
     async with AsyncExitStack() as stack:
         server: EmbeddedNatsServer | None = None
         url = config.nats_url
@@ -62,11 +110,13 @@ async def running(config: Config) -> AsyncIterator[Service]:
                 "embedded nats-server %s (store %s, pid %s)", url, server.store_dir, server.pid
             )
         nc = await connect(url)
-        stack.push_async_callback(nc.close)
+        stack.push_async_callback(_quietly, nc.close, "the NATS connection")
         changed = await ensure_stream(nc, stream_settings(config))
         if changed:
             log.warning("stream %s updated: %s", config.stream, changed)
         store = EventStore(nc, config.stream)
+        handler = CommandHandler(store, clock)
+        intake = Intake(handler, Correlator(store, handler))
         log.info(
             "stream %s ready (retention %ss, replicas %s), last sequence %s",
             config.stream,
@@ -74,7 +124,53 @@ async def running(config: Config) -> AsyncIterator[Service]:
             config.replicas,
             await store.last_seq(),
         )
-        yield Service(config=config, nats_url=url, server=server, nc=nc, store=store)
+
+        broker = create_broker(url.split(","), intake, clock)
+        await broker.start()
+        stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
+
+        sock = stack.enter_context(_listen(config.http_host, config.http_port))
+        http = _EmbeddedUvicorn(
+            uvicorn.Config(
+                create_app(intake, tokens, clock),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        serving = asyncio.create_task(http.serve(sockets=[sock]))
+        stack.push_async_callback(_stop_http, http, serving)
+        while not http.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        http_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("HTTP API %s (OpenAPI at %s/schema), NATS intake on intake.>", http_url, http_url)
+        yield Service(
+            config=config,
+            nats_url=url,
+            http_url=http_url,
+            server=server,
+            nc=nc,
+            store=store,
+            handler=handler,
+            intake=intake,
+        )
+
+
+async def _quietly(close: Callable[[], Awaitable[object]], what: str) -> None:
+    try:
+        await close()
+    except (OSError, nats.errors.Error) as exc:  # the server went away first: nothing to flush
+        log.warning("closing %s: %r", what, exc)
+
+
+async def _stop_http(http: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
+    http.should_exit = True
+    await serving
 
 
 async def serve(config: Config) -> None:
@@ -85,7 +181,12 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with running(config) as service:
-            log.info("incidents ready: nats %s, data %s", service.nats_url, config.data_dir)
+            log.info(
+                "incidents ready: %s, nats %s, data %s",
+                service.http_url,
+                service.nats_url,
+                config.data_dir,
+            )
             await stop.wait()
             log.info("stopping")
     finally:

@@ -92,15 +92,28 @@ class CommandHandler:
         if lock is None:
             lock = self._locks[incident_id] = asyncio.Lock()
         async with lock:
-            return await self._handle(incident_id, commands, append=True)
+            return await self._handle(incident_id, commands)
 
-    async def check_all(self, incident_id: str, commands: Sequence[AnyCommand]) -> Rejected | None:
-        """What `handle_all` would refuse, without appending (batch validation)."""
-        result = await self._handle(incident_id, commands, append=False)
-        return result if isinstance(result, Rejected) else None
+    async def check_all(
+        self, incident_id: str, commands: Sequence[AnyCommand]
+    ) -> tuple[AnyCommand, Rejected] | None:
+        """The first command `handle_all` would refuse and why, without appending."""
+        seen = self._seen.get(incident_id)
+        if seen is None:
+            loaded = await self.store.load(incident_id)
+            seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
+        state = seen.state
+        for command in commands:
+            if _already_stored(seen.loaded, command_event_id(command)):
+                continue
+            decision = decide(command, state)
+            if isinstance(decision, Rejected):
+                return command, decision
+            state = fold(decision, state)
+        return None
 
     async def _handle(
-        self, incident_id: str, commands: Sequence[AnyCommand], append: bool
+        self, incident_id: str, commands: Sequence[AnyCommand]
     ) -> Accepted | Rejected:
         seen = self._seen.get(incident_id)
         fresh = False
@@ -110,8 +123,6 @@ class CommandHandler:
                 seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
                 fresh = True
             originals, decision = _decide_all(seen, commands)
-            if not append and not isinstance(decision, Rejected):
-                return Accepted(originals)
             if isinstance(decision, Rejected) or not decision:
                 # A refusal or no-op from a cached view must be confirmed against the log.
                 if fresh or await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq:

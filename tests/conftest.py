@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import nats
 import psutil
 import pytest
 from nats.aio.client import Client as NATS
 
 from events.store import EventStore, StreamSettings, ensure_stream
+from services.app import Service, running
+from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 
 
@@ -58,3 +61,17 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 async def store(nc: NATS) -> EventStore:
     await ensure_stream(nc, StreamSettings())
     return EventStore(nc)
+
+
+@pytest.fixture
+async def service(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Service]:
+    """The whole service in this process (HTTP on a free port) over the test's nats-server."""
+    config = Config(nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0)
+    async with running(config) as started:
+        yield started
+
+
+@pytest.fixture
+async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.http_url, timeout=10) as client:
+        yield client

@@ -1,0 +1,78 @@
+"""HTTP request bodies: each command with its envelope made optional, and back to a command.
+
+Bodies are derived from the command Structs so the API, its OpenAPI document and the domain
+never disagree. The edge fills what a person should not have to type: the incident id from the
+path, a fresh event id, the time, the authenticated actor.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from events.commands import (
+    AddActionItem,
+    AnyCommand,
+    Command,
+    CommandEventId,
+    StartMitigation,
+)
+from events.schema import IncidentId, Name, Source, UtcDatetime
+from events.subjects import new_event_id
+
+_ENVELOPE: Final[list[tuple[str, Any, Any]]] = [
+    ("incident_id", IncidentId | None, None),
+    ("event_id", CommandEventId | None, None),
+    ("occurred_at", UtcDatetime | None, None),
+    ("actor", Name | None, None),
+    ("source", Source | None, None),
+]
+
+# Ids a person may leave out, generated at the edge.
+_GENERATED: Final[dict[type[Command], tuple[str, Callable[[], str]]]] = {
+    StartMitigation: ("mitigation_id", lambda: "MIT-" + new_event_id()[:8]),
+    AddActionItem: ("item_id", lambda: "AI-" + new_event_id()[:8]),
+}
+
+
+def body_of(command: type[Command]) -> type[msgspec.Struct]:
+    fields = list(_ENVELOPE)
+    if command in _GENERATED:
+        fields.append((_GENERATED[command][0], Name | None, None))
+    return msgspec.defstruct(
+        f"{command.__name__}Body",
+        fields,
+        bases=(command,),
+        kw_only=True,
+        frozen=True,
+        forbid_unknown_fields=True,
+    )
+
+
+class PathMismatchError(ValueError):
+    pass
+
+
+def to_command(
+    command: type[Command],
+    body: msgspec.Struct | None,
+    incident_id: str | None,
+    actor: str,
+    now: datetime,
+) -> AnyCommand:
+    given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
+    if incident_id and given.get("incident_id") not in (None, incident_id):
+        raise PathMismatchError(f"body says {given['incident_id']}, the path says {incident_id}")
+    fields = given | {
+        "incident_id": incident_id or given.get("incident_id"),
+        "event_id": given.get("event_id") or new_event_id(),
+        "occurred_at": given.get("occurred_at") or now,
+        "actor": given.get("actor") or actor,
+        "source": given.get("source") or Source.API,
+    }
+    if command in _GENERATED:
+        name, generate = _GENERATED[command]
+        fields[name] = fields.get(name) or generate()
+    built: AnyCommand = command(**fields)  # type: ignore[assignment]
+    return built

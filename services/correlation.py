@@ -1,0 +1,171 @@
+"""Alert -> incident correlation kept in the log, safe with any number of intake replicas.
+
+Each correlation key (Alertmanager groupKey, PagerDuty dedup_key) has a last-value subject
+`correlation.<sha256(key)>` whose latest message names the key's incident. A firing alert joins
+that incident while it is unresolved. Otherwise the writer claims the subject for a new incident
+with the expected last sequence it read; of racing replicas exactly one claim lands, and the
+others read it and join. The incident id is derived from (key, sequence read), so replicas that
+race on the same claim derive the same id and their declarations deduplicate.
+
+A firing alert whose incident is resolved or closed opens a new incident rather than reopening:
+that is what PagerDuty does for a dedup_key, what producers expect, and it keeps the first
+incident's MTTR true; the repeat shows up in the repeat-incidents view.
+"""
+
+import hashlib
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
+from events.incident import Rejected, RejectionKind
+from events.schema import Category, Source
+from events.store import ConcurrencyError, EventStore
+from events.subjects import CORRELATION_PREFIX
+from services.handler import Accepted, CommandHandler, ContentionError
+from services.webhooks import AlertObservation, PagerDutyAck
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ATTEMPTS: Final = 8
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """The record on `correlation.<hash>`: this key's alerts go to this incident."""
+
+    key: str
+    incident_id: str
+    claimed_at: datetime
+
+
+_claim_decoder: Final = msgspec.json.Decoder(Claim)
+
+
+def claim_subject(key: str) -> str:
+    return f"{CORRELATION_PREFIX}.{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def derived_incident_id(key: str, claim_seq: int) -> str:
+    digest = int.from_bytes(hashlib.sha256(f"{key}\0{claim_seq}".encode()).digest()[:8])
+    chars = [_CROCKFORD[(digest >> (5 * i)) & 31] for i in range(10)]
+    return "INC-" + "".join(chars)
+
+
+def _alert(
+    kind: type[RecordAlertFired] | type[RecordAlertResolved],
+    obs: AlertObservation,
+    incident_id: str,
+) -> RecordAlertFired | RecordAlertResolved:
+    return kind(
+        incident_id=incident_id,
+        event_id=obs.event_id,
+        occurred_at=obs.occurred_at,
+        actor=obs.source.value,
+        source=obs.source,
+        correlation_id=obs.key[:1024],
+        fingerprint=obs.fingerprint,
+        alertname=obs.alertname,
+        severity=obs.severity_label,
+        labels=obs.labels,
+        annotations=obs.annotations,
+        starts_at=obs.starts_at,
+        ends_at=obs.ends_at,
+        generator_url=obs.generator_url,
+        group_key=obs.group_key,
+        dedup_key=obs.dedup_key,
+    )
+
+
+def _declare(obs: AlertObservation, incident_id: str) -> Declare:
+    return Declare(
+        incident_id=incident_id,
+        # One id per incident: replicas declaring the same claim deduplicate.
+        event_id=f"declare-{incident_id}",
+        occurred_at=obs.occurred_at,
+        actor=obs.source.value,
+        source=obs.source,
+        correlation_id=obs.key[:1024],
+        title=obs.title,
+        severity=obs.severity,
+        category=Category.APPLICATION,
+        services=obs.services,
+        summary=obs.summary,
+        detected_at=obs.starts_at or obs.occurred_at,
+    )
+
+
+class Correlator:
+    def __init__(self, store: EventStore, handler: CommandHandler) -> None:
+        self._store = store
+        self._handler = handler
+
+    async def claimed(self, key: str) -> tuple[int, Claim | None]:
+        record = await self._store.last_on_subject(claim_subject(key))
+        if record is None:
+            return 0, None
+        seq, data = record
+        return seq, _claim_decoder.decode(data)
+
+    async def observe(self, obs: AlertObservation) -> Accepted:
+        """Record one alert state: join, open, or resolve within its key's incident."""
+        for _ in range(ATTEMPTS):
+            claim_seq, claim = await self.claimed(obs.key)
+            if not obs.firing:
+                return await self._resolved(obs, claim)
+            if claim is not None:
+                joined = await self._join(obs, claim.incident_id)
+                if joined is not None:
+                    return joined
+            incident_id = derived_incident_id(obs.key, claim_seq)
+            record = Claim(key=obs.key, incident_id=incident_id, claimed_at=obs.occurred_at)
+            try:
+                await self._store.put_if_last(
+                    claim_subject(obs.key),
+                    msgspec.json.encode(record),
+                    claim_seq,
+                    msg_id=f"claim-{incident_id}",
+                )
+            except ConcurrencyError:
+                continue  # another replica claimed first: read its claim and join
+            joined = await self._join(obs, incident_id)
+            if joined is not None:
+                return joined
+        raise ContentionError(f"correlation key {obs.key!r} kept moving")
+
+    async def _join(self, obs: AlertObservation, incident_id: str) -> Accepted | None:
+        """Append the alert to the incident; None when the incident cannot take it."""
+        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id))
+        if isinstance(result, Accepted):
+            return result
+        if result.kind is RejectionKind.NOT_FOUND:
+            # Claimed but not declared yet (the claimer died or is still at it): declare it
+            # ourselves with the incident's one declaration id.
+            opened = await self._handler.handle_all(
+                incident_id,
+                [_declare(obs, incident_id), _alert(RecordAlertFired, obs, incident_id)],
+            )
+            # Refused only if someone declared it meanwhile: then joining works (or the
+            # incident is already resolved and the caller opens a new one).
+            return opened if isinstance(opened, Accepted) else await self._join(obs, incident_id)
+        return None  # resolved or closed: the caller opens a new incident
+
+    async def _resolved(self, obs: AlertObservation, claim: Claim | None) -> Accepted:
+        if claim is None:
+            return Accepted([])  # never seen firing here: nothing to resolve
+        result = await self._handler.handle(_alert(RecordAlertResolved, obs, claim.incident_id))
+        return result if isinstance(result, Accepted) else Accepted([])
+
+    async def acknowledge(self, ack: PagerDutyAck) -> Accepted | Rejected:
+        _, claim = await self.claimed(ack.key)
+        if claim is None:
+            return Rejected(f"no incident for dedup_key {ack.key!r}", RejectionKind.NOT_FOUND)
+        return await self._handler.handle(
+            Acknowledge(
+                incident_id=claim.incident_id,
+                event_id=ack.event_id,
+                occurred_at=ack.occurred_at,
+                actor=Source.PAGERDUTY.value,
+                source=Source.PAGERDUTY,
+                correlation_id=ack.key[:1024],
+            )
+        )
