@@ -382,10 +382,10 @@ def admit(event: AnyEvent, state: Incident) -> Decision:
             # A resolution notice after resolving is normal; only a closed incident is final.
             refusal = _closed(state)
         case AlertFired():
-            if event.fingerprint in state.alerts_firing:
-                return []
             # A resolved incident takes no new firing alerts: correlation opens a new one.
             refusal = _open(state, "record a firing alert")
+            if refusal is None and event.fingerprint in state.alerts_firing:
+                return []
         case AlertResolved():
             if event.fingerprint not in state.alerts_firing:
                 return []
