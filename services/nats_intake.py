@@ -10,6 +10,7 @@ from typing import Final
 
 import msgspec
 from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 
 from events.store import StoreUnavailableError
 from services.handler import ContentionError
@@ -33,19 +34,20 @@ def _failure(exc: Exception) -> bytes:
 
 
 def create_broker(servers: list[str], intake: Intake, clock: Callable[[], datetime]) -> NatsBroker:
+    # Raw bodies (NatsMessage), not faststream's JSON decoding: intake validates with msgspec.
     broker = NatsBroker(servers, logger=None)
 
     @broker.subscriber(EVENTS_SUBJECT, queue=QUEUE)
-    async def on_events(body: bytes) -> bytes:
+    async def on_events(msg: NatsMessage) -> bytes:
         try:
-            return _encode(await intake.events(decode_events(body)))
+            return _encode(await intake.events(decode_events(msg.body)))
         except (IntakeError, StoreUnavailableError, ContentionError) as exc:
             return _failure(exc)
 
     @broker.subscriber(ALERTMANAGER_SUBJECT, queue=QUEUE)
-    async def on_alertmanager(body: bytes) -> bytes:
+    async def on_alertmanager(msg: NatsMessage) -> bytes:
         try:
-            return _encode(await intake.alertmanager(body, clock()))
+            return _encode(await intake.alertmanager(msg.body, clock()))
         except (IntakeError, WebhookError, StoreUnavailableError, ContentionError) as exc:
             return _failure(exc)
 

@@ -1,6 +1,7 @@
 """Command builders shared by tests (kept out of conftest so tests can import them)."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from events.commands import AddNote, Declare
 from events.schema import Severity, Source
@@ -30,3 +31,10 @@ def note(incident_id: str, event_id: str, text: str = "looking") -> AddNote:
         source=Source.API,
         text=text,
     )
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
