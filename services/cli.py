@@ -9,10 +9,9 @@ import logging
 import typer
 from rich.console import Console
 
-from events.store import StreamConfigError
-from services.app import serve as serve_service
+from services import verbs
+from services.auth import Role, TokensError, new_token, token_entry
 from services.config import Config, ConfigError
-from services.natsserver import NatsServerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 err = Console(stderr=True)
@@ -21,6 +20,9 @@ err = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """Record and query production incidents as an immutable event log."""
+
+
+verbs.register(app)
 
 
 def _config() -> Config:
@@ -34,17 +36,34 @@ def _config() -> Config:
 @app.command()
 def serve() -> None:
     """Run the whole service (an embedded nats-server unless INCIDENTS_NATS_URL is set)."""
+    # Imported here: the server stack (Litestar, faststream) would slow every other verb.
+    from events.store import StreamConfigError
+    from services.app import serve as serve_service
+    from services.natsserver import NatsServerError
+
     config = _config()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         asyncio.run(serve_service(config))
+    except (ConfigError, TokensError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
     except (NatsServerError, StreamConfigError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def token(role: Role, name: str) -> None:
+    """Create an API token: prints it once, and the entry for INCIDENTS_TOKENS_FILE."""
+    value = new_token()
+    typer.echo(f"token: {value}")
+    typer.echo("add to the tokens file (only the hash is stored):")
+    typer.echo(token_entry(name, role, value))
 
 
 def main() -> None:

@@ -192,3 +192,9 @@ def test_external_nats_url_starts_no_server(
     assert asyncio.run(_stream_names(nats_server.url)) == ["INCIDENTS"]
     process.proc.send_signal(signal.SIGTERM)
     assert process.finish()[0] == 0
+
+
+def test_non_loopback_bind_without_tokens_is_refused(serve: Callable[..., Serve]) -> None:
+    code, output = serve(INCIDENTS_HTTP="0.0.0.0:8080").finish()
+    assert code == 2
+    assert "loopback" in output

@@ -1,0 +1,160 @@
+"""HTTP ingest throughput of `incidents serve` against raw nats-py publishes on the same server.
+
+    uv run python -m bench.ingest [--events N] [--concurrency C]
+
+Starts a nats-server (file store, `sync_interval: always`, as the embedded default) and the
+real service as a child process (`incidents serve`, HTTP on a free port), then measures from
+this process: raw `js.publish` (sequential and pipelined), `POST /v1/events` with one event per
+request (sequential and C requests in flight), and batches of 100 events per request.
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from rich.console import Console
+from rich.table import Table
+
+from services.natsserver import EmbeddedNatsServer, free_port
+
+PAYLOAD = b"x" * 256
+T = "2026-11-20T10:00:00Z"
+
+
+def _event(kind: str, incident: int, n: int) -> dict[str, Any]:
+    base = {
+        "event_id": f"{kind}-{incident}-{n}",
+        "incident_id": f"INC-BENCH{incident:04d}",
+        "occurred_at": T,
+        "actor": "bench",
+        "source": "synthetic",
+    }
+    if kind == "decl":
+        return {**base, "type": "incident.declared", "title": "bench", "severity": "P3"}
+    return {**base, "type": "incident.note_added", "text": f"observation {n}"}
+
+
+async def _rate(count: int, run: Callable[[], Awaitable[None]]) -> float:
+    start = time.perf_counter()
+    await run()
+    return count / (time.perf_counter() - start)
+
+
+async def _windows(count: int, window: int, one: Callable[[int], Awaitable[object]]) -> None:
+    for base in range(0, count, window):
+        await asyncio.gather(*(one(i) for i in range(base, min(base + window, count))))
+
+
+async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name="RAW", subjects=["raw.>"])
+    sequential = max(events // 5, 200)
+
+    async def raw_seq() -> None:
+        for i in range(sequential):
+            await js.publish(f"raw.{i % 100}", PAYLOAD)
+
+    rates["raw js.publish, sequential"] = await _rate(sequential, raw_seq)
+    rates["raw js.publish, pipelined"] = await _rate(
+        events, lambda: _windows(events, concurrency, lambda i: js.publish(f"raw.{i}", PAYLOAD))
+    )
+    await nc.close()
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=60) as http:
+
+        async def post(body: object) -> None:
+            answer = await http.post("/v1/events", json=body)
+            answer.raise_for_status()
+
+        incidents = concurrency
+        await post([_event("decl", i, 0) for i in range(incidents)])
+
+        async def http_seq() -> None:
+            for n in range(sequential):
+                await post(_event("seq", n % incidents, n))
+
+        rates["POST /v1/events, 1 event, sequential"] = await _rate(sequential, http_seq)
+        rates[f"POST /v1/events, 1 event, {concurrency} in flight"] = await _rate(
+            events,
+            lambda: _windows(events, concurrency, lambda n: post(_event("par", n % incidents, n))),
+        )
+        batches = max(events // 100, 10)
+
+        async def http_batches() -> None:
+            # One batch per incident at a time: 100 events of one incident = one atomic append.
+            await _windows(
+                batches,
+                min(concurrency, 8),
+                lambda b: post([_event(f"b{b}", b % incidents, n) for n in range(100)]),
+            )
+
+        rates["POST /v1/events, batches of 100, pipelined"] = await _rate(
+            batches * 100, http_batches
+        )
+    return rates
+
+
+def report(rates: dict[str, float]) -> None:
+    table = Table(title="HTTP ingest (events/s; ratio to raw js.publish, same mode)")
+    for column in ("mode", "events/s", "ratio"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for mode, rate in rates.items():
+        sequential = "sequential" in mode
+        baseline = rates["raw js.publish, " + ("sequential" if sequential else "pipelined")]
+        table.add_row(mode, f"{rate:,.0f}", f"{rate / baseline:.2f}")
+    Console().print(table)
+
+
+async def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise SystemExit(f"incidents serve exited with {proc.returncode}")
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("incidents serve did not become healthy")
+
+
+def main(events: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedNatsServer(Path(tmp) / "nats") as server:
+        port = free_port()
+        env = {
+            **os.environ,
+            "INCIDENTS_NATS_URL": server.url,
+            "INCIDENTS_HTTP": f"127.0.0.1:{port}",
+            "INCIDENTS_DATA_DIR": str(Path(tmp) / "var"),
+        }
+        incidents = str(Path(sys.executable).parent / "incidents")
+        proc = subprocess.Popen([incidents, "serve"], env=env, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            asyncio.run(_wait_healthy(url, proc))
+            rates = asyncio.run(measure(server.url, url, events, concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    report(rates)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    main(args.events, args.concurrency)

@@ -1,0 +1,396 @@
+"""CLI write verbs (DESIGN 11): each turns its arguments into one POST to the HTTP intake.
+
+A verb is a plain function from arguments to a `_Post` (path and body); `register` adds the
+options every verb shares (service, token, actor, envelope, --json), sends it and prints the
+answer. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fails.
+"""
+
+import getpass
+import inspect
+import os
+import re
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, NamedTuple, NoReturn
+from urllib.parse import quote, urlsplit
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand
+
+from events.schema import (
+    INCIDENT_ID_PATTERN,
+    Audience,
+    Category,
+    CommsKind,
+    MitigationAction,
+    NoteKind,
+    Outcome,
+    Phase,
+    Role,
+    Severity,
+    Status,
+)
+from events.subjects import new_event_id
+from services.client import BadRequest, Client, Unavailable
+from services.config import parse_duration
+
+DEFAULT_URL: Final = "http://127.0.0.1:8080"
+out = Console(soft_wrap=True, highlight=False)
+
+
+class _Post(NamedTuple):
+    path: str
+    body: dict[str, Any]
+    # An extra line for people, made from the answer (the new incident id, a mitigation id).
+    note: Callable[[dict[str, Any]], str] | None = None
+
+
+class _Common(NamedTuple):
+    url: str
+    token: str | None
+    actor: str | None
+    as_json: bool
+    event_id: str | None
+    at: datetime | None
+
+
+def _fail(reason: str, code: int = 2) -> NoReturn:
+    typer.echo("error: " + " ".join(reason.split()), err=True)
+    raise typer.Exit(code)
+
+
+class _Verb(TyperCommand):
+    """A verb whose bad arguments cost one line on stderr instead of a usage panel."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as exc:  # the base of typer's usage errors
+            reason = exc.format_message().replace("Value error, ", "")
+            _fail(f"{reason} (see: incidents {info_name} --help)", exc.exit_code)
+
+
+def _http_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"malformed URL {text!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL, e.g. {DEFAULT_URL}")
+    return text
+
+
+def _rfc3339(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(f"{text!r} is not RFC 3339 with an offset, e.g. 2026-01-02T10:00:00Z")
+    return moment
+
+
+def _duration(text: str) -> timedelta:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be greater than zero")
+    return timedelta(seconds=seconds)
+
+
+def _default_actor() -> str:
+    try:
+        user = os.environ.get("USER") or getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _on(incident_id: str, verb: str) -> str:
+    return f"/v1/incidents/{quote(incident_id, safe='')}/{verb}"
+
+
+_PANEL: Final = "Service and envelope"
+
+
+def _option(name: str, kind: Any, default: Any, *decls: str, **info: Any) -> inspect.Parameter:
+    option = typer.Option(*decls, rich_help_panel=_PANEL, show_default=False, **info)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+# Added to every verb's own parameters; `_Common` receives them in this order.
+_COMMON: Final = (
+    _option(
+        "url",
+        str,
+        DEFAULT_URL,
+        envvar="INCIDENTS_URL",
+        parser=_http_url,
+        help=f"Base URL of the service (default {DEFAULT_URL}).",
+    ),
+    _option("token", str | None, None, envvar="INCIDENTS_TOKEN", help="Bearer token."),
+    _option(
+        "actor",
+        str | None,
+        None,
+        envvar="INCIDENTS_ACTOR",
+        help="Who acts, recorded on the event (default $USER@hostname).",
+    ),
+    _option("as_json", bool, False, "--json", help="Print the JSON answer as is."),
+    _option(
+        "event_id",
+        str | None,
+        None,
+        "--event-id",
+        help="Idempotency key: a retry with the same key is stored once.",
+    ),
+    _option(
+        "at",
+        datetime | None,
+        None,
+        parser=_rfc3339,
+        metavar="RFC3339",
+        help="When it happened, for backfilling, e.g. 2026-01-02T10:00:00+01:00.",
+    ),
+)
+
+
+def _body(common: _Common, post: _Post) -> dict[str, Any]:
+    anchor = common.at or datetime.now(UTC)
+    body = {
+        key: anchor + value if isinstance(value, timedelta) else value
+        for key, value in post.body.items()
+        if value is not None
+    }
+    body |= {"actor": common.actor or _default_actor(), "source": "cli"}
+    if common.event_id:
+        body["event_id"] = common.event_id
+    if common.at:
+        body["occurred_at"] = common.at
+    return body
+
+
+def _show(answer: dict[str, Any], post: _Post) -> None:
+    if post.note is not None:
+        out.print(escape(post.note(answer)))
+    events: list[dict[str, Any]] = answer.get("events") or []
+    for event in events:
+        mark = " [yellow]duplicate[/]" if event.get("duplicate") else ""
+        where = f"[bold]{escape(str(event.get('incident_id')))}[/]"
+        out.print(f"{where} [cyan]{escape(str(event.get('type')))}[/] seq {event.get('seq')}{mark}")
+    if not events:
+        out.print(f"[bold]{escape(str(answer.get('incident_id') or ''))}[/] no change")
+
+
+def _submit(common: _Common, post: _Post) -> None:
+    try:
+        with Client(common.url, common.token) as client:
+            raw = client.send("POST", post.path, _body(common, post))
+            answer = client.decode(raw)
+    except BadRequest as exc:
+        _fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
+    except Unavailable as exc:
+        _fail(exc.reason, code=1)
+    if common.as_json:
+        typer.echo(raw.decode())
+    else:
+        _show(answer if isinstance(answer, dict) else {}, post)
+
+
+def _command(build: Callable[..., _Post]) -> Callable[..., None]:
+    """The typer command of a verb: its own parameters, then the common options."""
+    names = [parameter.name for parameter in _COMMON]
+
+    def command(**kwargs: Any) -> None:
+        common = _Common(*(kwargs.pop(name) for name in names))
+        _submit(common, build(**kwargs))
+
+    own = inspect.signature(build).parameters.values()
+    command.__signature__ = inspect.Signature([*own, *_COMMON])  # type: ignore[attr-defined]
+    command.__name__ = build.__name__
+    command.__doc__ = build.__doc__
+    return command
+
+
+def _incident_id(text: str) -> str:
+    if not re.fullmatch(INCIDENT_ID_PATTERN, text):
+        raise ValueError(f"{text!r} is not an incident id (letters, digits, '_' and '-')")
+    return text
+
+
+IncidentArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID", parser=_incident_id, show_default=False, help="Incident id, e.g. INC-7K2M9Q."
+    ),
+]
+Reason = Annotated[str | None, typer.Option(show_default=False, help="Why, for the timeline.")]
+
+
+def declare(
+    title: Annotated[str, typer.Argument(show_default=False, help="What is broken, for people.")],
+    severity: Annotated[Severity, typer.Option("--severity", "-s", help="P0 (worst) to P4.")],
+    category: Annotated[Category, typer.Option()] = Category.APPLICATION,
+    service: Annotated[list[str] | None, typer.Option(help="Affected service; repeat.")] = None,
+    summary: Annotated[str | None, typer.Option(show_default=False)] = None,
+    commander: Annotated[str | None, typer.Option(help="Incident commander.")] = None,
+    incident_id: Annotated[
+        str | None, typer.Option("--id", parser=_incident_id, help="Id instead of INC-...")
+    ] = None,
+) -> _Post:
+    """Declare an incident; prints its id, then the stored events."""
+    body: dict[str, Any] = {"title": title, "severity": severity, "category": category}
+    body["services"] = service
+    body |= {"summary": summary, "commander": commander, "incident_id": incident_id}
+    return _Post("/v1/incidents", body, note=lambda answer: str(answer.get("incident_id")))
+
+
+def ack(incident_id: IncidentArg) -> _Post:
+    """Acknowledge an incident (a second acknowledgement changes nothing)."""
+    return _Post(_on(incident_id, "ack"), {})
+
+
+def severity(
+    incident_id: IncidentArg,
+    to: Annotated[Severity, typer.Argument(metavar="SEVERITY", help="P0 (worst) to P4.")],
+    reason: Reason = None,
+) -> _Post:
+    """Change the severity."""
+    return _Post(_on(incident_id, "severity"), {"to": to, "reason": reason})
+
+
+def status(
+    incident_id: IncidentArg,
+    to: Annotated[Status | None, typer.Argument(metavar="STATUS", show_default=False)] = None,
+    phase: Annotated[Phase | None, typer.Option(help="Set the internal phase instead.")] = None,
+) -> _Post:
+    """Set the public status (use `resolve` to resolve), or the internal phase with --phase."""
+    if (to is None) == (phase is None):
+        _fail("give either a STATUS or --phase PHASE (see: incidents status --help)")
+    if phase is not None:
+        return _Post(_on(incident_id, "phase"), {"phase": phase})
+    return _Post(_on(incident_id, "status"), {"status": to})
+
+
+def assign(
+    incident_id: IncidentArg,
+    role: Annotated[Role, typer.Argument(show_default=False)],
+    person: Annotated[str, typer.Argument(show_default=False)],
+    release: Annotated[bool, typer.Option(help="Release the role from PERSON instead.")] = False,
+) -> _Post:
+    """Give PERSON a ROLE (or take it back with --release)."""
+    route = "roles/release" if release else "roles"
+    return _Post(_on(incident_id, route), {"role": role, "person": person})
+
+
+def escalate(
+    incident_id: IncidentArg,
+    to: Annotated[str, typer.Option("--to", help="Team or person escalated to.")],
+    level: Annotated[int, typer.Option(min=1, max=10, help="Escalation level.")] = 2,
+    reason: Reason = None,
+) -> _Post:
+    """Escalate to a team or person."""
+    return _Post(_on(incident_id, "escalations"), {"to": to, "level": level, "reason": reason})
+
+
+def mitigate(
+    incident_id: IncidentArg,
+    action: Annotated[
+        MitigationAction | None, typer.Argument(metavar="ACTION", show_default=False)
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="What it acts on, e.g. checkout@v41.")] = None,
+    automated: Annotated[bool, typer.Option("--automated", help="Run by automation.")] = False,
+    confidence: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    mitigation_id: Annotated[
+        str | None, typer.Option(help="Default MIT-<random>; set it when retrying.")
+    ] = None,
+    complete: Annotated[
+        str | None, typer.Option(metavar="MITIGATION_ID", help="Complete this mitigation.")
+    ] = None,
+    outcome: Annotated[Outcome | None, typer.Option(help="With --complete.")] = None,
+    details: Annotated[str | None, typer.Option(help="With --complete.")] = None,
+) -> _Post:
+    """Start a mitigation ACTION, or finish one: --complete MITIGATION_ID --outcome OUTCOME."""
+    if complete is not None:
+        if action is not None or outcome is None:
+            _fail("--complete takes --outcome and no ACTION (see: incidents mitigate --help)")
+        done = {"mitigation_id": complete, "outcome": outcome, "details": details}
+        return _Post(_on(incident_id, "mitigations/complete"), done)
+    if action is None:
+        _fail("give an ACTION, or --complete MITIGATION_ID (see: incidents mitigate --help)")
+    # Named here, not by the server, so that people learn the id they will complete.
+    mid = mitigation_id or f"MIT-{new_event_id()[:8]}"
+    body: dict[str, Any] = {"mitigation_id": mid, "action": action, "target": target}
+    body |= {"automated": automated, "confidence": confidence}
+    return _Post(_on(incident_id, "mitigations"), body, note=lambda _: f"mitigation {mid}")
+
+
+def comms(
+    incident_id: IncidentArg,
+    audience: Annotated[Audience, typer.Argument(show_default=False)],
+    kind: Annotated[CommsKind, typer.Argument(show_default=False)],
+    message: Annotated[str, typer.Argument(show_default=False)],
+    status: Annotated[Status | None, typer.Option(help="Public status announced.")] = None,
+    next_update: Annotated[
+        timedelta | None,
+        typer.Option(parser=_duration, metavar="DURATION", help="Next update due in, e.g. 30m."),
+    ] = None,
+) -> _Post:
+    """Record a communication sent to an AUDIENCE."""
+    body = {"audience": audience, "kind": kind, "message": message, "status": status}
+    return _Post(_on(incident_id, "comms"), body | {"next_update_at": next_update})
+
+
+def note(
+    incident_id: IncidentArg,
+    text: Annotated[str, typer.Argument(show_default=False)],
+    kind: Annotated[NoteKind, typer.Option()] = NoteKind.NOTE,
+) -> _Post:
+    """Add a note, decision, root cause or impact statement to the timeline."""
+    return _Post(_on(incident_id, "notes"), {"text": text, "kind": kind})
+
+
+def resolve(
+    incident_id: IncidentArg,
+    summary: Annotated[str | None, typer.Option(show_default=False)] = None,
+) -> _Post:
+    """Resolve the incident (service restored)."""
+    return _Post(_on(incident_id, "resolve"), {"summary": summary})
+
+
+def reopen(incident_id: IncidentArg, reason: Reason = None) -> _Post:
+    """Reopen a resolved incident (a closed one is final)."""
+    return _Post(_on(incident_id, "reopen"), {"reason": reason})
+
+
+def close(incident_id: IncidentArg, reason: Reason = None) -> _Post:
+    """Close a resolved incident for good."""
+    return _Post(_on(incident_id, "close"), {"reason": reason})
+
+
+VERBS: Final[tuple[Callable[..., _Post], ...]] = (
+    declare,
+    ack,
+    severity,
+    status,
+    assign,
+    escalate,
+    mitigate,
+    comms,
+    note,
+    resolve,
+    reopen,
+    close,
+)
+
+
+def register(app: typer.Typer) -> None:
+    for build in VERBS:
+        app.command(build.__name__, cls=_Verb)(_command(build))

@@ -1,0 +1,122 @@
+"""Tokens with roles over real HTTP: 401 without or with a bad token, 403 for the wrong role."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests_support import fixture_bytes
+
+from services.app import Service, running
+from services.auth import Role, new_token, token_entry
+from services.config import Config, ConfigError
+from services.natsserver import EmbeddedNatsServer
+
+TOKENS = {role: new_token() for role in Role}
+
+
+@pytest.fixture
+async def guarded(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Service]:
+    tokens_file = tmp_path / "tokens.toml"
+    tokens_file.write_text("".join(token_entry(r.value, r, t) for r, t in TOKENS.items()))
+    config = Config(
+        nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0, tokens_file=tokens_file
+    )
+    async with running(config) as service:
+        yield service
+
+
+DECLARE = {"title": "Token test", "severity": "P3"}
+EVENT = {
+    "type": "incident.declared",
+    "event_id": "tok-1",
+    "incident_id": "INC-TOKEN1",
+    "occurred_at": "2026-11-20T10:00:00Z",
+    "actor": "probe",
+    "source": "synthetic",
+    "title": "probe",
+    "severity": "P4",
+}
+ROUTES: list[tuple[str, dict[str, object] | bytes, set[Role]]] = [
+    ("/v1/events", EVENT, {Role.PRODUCER, Role.ADMIN}),
+    (
+        "/v1/webhooks/alertmanager",
+        fixture_bytes("alertmanager_firing.json"),
+        {Role.PRODUCER, Role.ADMIN},
+    ),
+    ("/v1/incidents", DECLARE, {Role.RESPONDER, Role.ADMIN}),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "allowed"), ROUTES, ids=[r[0] for r in ROUTES])
+async def test_role_matrix(
+    guarded: Service, path: str, body: dict[str, object] | bytes, allowed: set[Role]
+) -> None:
+    async with httpx.AsyncClient(base_url=guarded.http_url) as http:
+        send = {"content": body} if isinstance(body, bytes) else {"json": body}
+        anonymous = await http.post(path, **send)  # type: ignore[arg-type]
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"] == "unauthorized"
+        forged = await http.post(path, headers={"Authorization": "Bearer nope"}, **send)  # type: ignore[arg-type]
+        assert forged.status_code == 401
+        for role, token in TOKENS.items():
+            answer = await http.post(path, headers={"Authorization": f"Bearer {token}"}, **send)  # type: ignore[arg-type]
+            if role in allowed:
+                assert answer.status_code in (200, 201), (role, answer.text)
+            else:
+                assert answer.status_code == 403, (role, answer.text)
+                assert answer.json()["error"] == "forbidden"
+                assert role.value in answer.json()["detail"]
+
+
+async def test_command_routes_need_a_responder(guarded: Service) -> None:
+    async with httpx.AsyncClient(base_url=guarded.http_url) as http:
+        for role, token in TOKENS.items():
+            answer = await http.post(
+                "/v1/incidents/INC-NOPE0000/ack", headers={"Authorization": f"Bearer {token}"}
+            )
+            expected = 404 if role in (Role.RESPONDER, Role.ADMIN) else 403
+            assert answer.status_code == expected, role
+
+
+async def test_pagerduty_routing_key_is_a_producer_token(guarded: Service) -> None:
+    trigger = fixture_bytes("pagerduty_trigger.json").replace(
+        b"R0UT1NGKEY0123456789ABCDEFGHIJKL", TOKENS[Role.PRODUCER].encode()
+    )
+    async with httpx.AsyncClient(base_url=guarded.http_url) as http:
+        assert (await http.post("/v2/enqueue", content=trigger)).status_code == 202
+        wrong = trigger.replace(TOKENS[Role.PRODUCER].encode(), TOKENS[Role.AUDITOR].encode())
+        assert (await http.post("/v2/enqueue", content=wrong)).status_code == 403
+        stranger = fixture_bytes("pagerduty_trigger.json")
+        assert (await http.post("/v2/enqueue", content=stranger)).status_code == 401
+
+
+async def test_health_needs_no_token(guarded: Service) -> None:
+    async with httpx.AsyncClient(base_url=guarded.http_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_without_tokens_only_loopback(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    config = Config(nats_url=nats_server.url, data_dir=tmp_path, http_host="0.0.0.0", http_port=0)
+    with pytest.raises(ConfigError, match="loopback"):
+        async with running(config):
+            pass
+
+
+def test_token_verb_prints_a_token_its_entry_authenticates(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from services.auth import Tokens
+    from services.cli import app
+
+    result = CliRunner().invoke(app, ["token", "auditor", "compliance-team"])
+    assert result.exit_code == 0
+    token = result.stdout.split("token: ")[1].split()[0]
+    entry = result.stdout[result.stdout.index("[[token]]") :]
+    (tmp_path / "tokens.toml").write_text(entry)
+    principal = Tokens.load(tmp_path / "tokens.toml").authenticate(token)
+    assert principal is not None and principal.name == "compliance-team"
+    assert principal.role is Role.AUDITOR
+    assert token not in entry
