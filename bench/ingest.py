@@ -3,14 +3,20 @@
     uv run python -m bench.ingest [--events N] [--concurrency C]
 
 Starts a nats-server (file store, `sync_interval: always`, as the embedded default) and the
-real service as a child process (`incidents serve`, HTTP on a free port), then measures from
-this process: raw `js.publish` (sequential and pipelined), `POST /v1/events` with one event per
-request (sequential and C requests in flight), and batches of 100 events per request.
+real service as a child process (`incidents serve`, HTTP on a free port), then measures: raw
+`js.publish` (sequential and pipelined), `POST /v1/events` with one event per request
+(sequential and C requests in flight), and batches of 100 events per request.
+
+Single-event requests are driven by `wrk` when it is installed (`apt-get install wrk`): a
+Python client costs more CPU per request than the service and would measure itself on a
+2-core machine. Without wrk they fall back to httpx, and the table says so.
 """
 
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,18 +84,30 @@ async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -
             answer = await http.post("/v1/events", json=body)
             answer.raise_for_status()
 
-        incidents = concurrency
+        incidents = 32  # as in wrk_post_event.lua
         await post([_event("decl", i, 0) for i in range(incidents)])
 
         async def http_seq() -> None:
             for n in range(sequential):
                 await post(_event("seq", n % incidents, n))
 
-        rates["POST /v1/events, 1 event, sequential"] = await _rate(sequential, http_seq)
-        rates[f"POST /v1/events, 1 event, {concurrency} in flight"] = await _rate(
-            events,
-            lambda: _windows(events, concurrency, lambda n: post(_event("par", n % incidents, n))),
-        )
+        wrk = shutil.which("wrk")
+        client = "wrk" if wrk else "httpx"
+        if wrk:
+            rates[f"POST /v1/events, 1 event, sequential ({client})"] = _wrk(wrk, http_url, 1)
+            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = _wrk(
+                wrk, http_url, concurrency
+            )
+        else:
+            rates[f"POST /v1/events, 1 event, sequential ({client})"] = await _rate(
+                sequential, http_seq
+            )
+            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = await _rate(
+                events,
+                lambda: _windows(
+                    events, concurrency, lambda n: post(_event("par", n % incidents, n))
+                ),
+            )
         batches = max(events // 100, 10)
 
         async def http_batches() -> None:
@@ -104,6 +122,24 @@ async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -
             batches * 100, http_batches
         )
     return rates
+
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_post_event.lua")
+
+
+def _wrk(wrk: str, url: str, connections: int, seconds: int = 5) -> float:
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw failed requests:\n{out}")
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if match is None:
+        raise SystemExit(f"unexpected wrk output:\n{out}")
+    return float(match.group(1))
 
 
 def report(rates: dict[str, float]) -> None:

@@ -5,7 +5,7 @@ auth, 404 unknown incident, 409 refused by the lifecycle, 413 too large, 422 inv
 with Retry-After when JetStream does not answer. PagerDuty routes answer like PagerDuty.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -97,8 +97,9 @@ def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return principal
 
 
-def requires(permission: Permission) -> Callable[..., None]:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def requires(permission: Permission) -> Callable[..., Awaitable[None]]:
+    # async: Litestar would run a sync guard in a worker thread, a hop per request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         tokens: Tokens = connection.app.state.tokens
         principal = tokens.authenticate(bearer(connection.headers.get("authorization")))
         if principal is None:
