@@ -8,7 +8,7 @@ one atomic batch. Reads use ordered push consumers (DESIGN 12: ~5x pull batches,
 
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Final
 
 import msgspec
@@ -27,7 +27,13 @@ from nats.js.api import (
 )
 
 from events.schema import AnyEvent, decode, encode, type_name
-from events.subjects import ALL_INCIDENTS, STREAM_SUBJECTS, event_subject, incident_filter
+from events.subjects import (
+    ALL_INCIDENTS,
+    INCIDENTS_PREFIX,
+    STREAM_SUBJECTS,
+    event_subject,
+    incident_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,13 @@ class Appended(Struct, frozen=True, gc=False):
     event: AnyEvent
     seq: int
     duplicate: bool
+
+
+class Batch(Struct, frozen=True, gc=False):
+    """Incident events read together, and the stream position they bring a reader to."""
+
+    events: list[Stored]
+    last_seq: int
 
 
 class Loaded(Struct, frozen=True, gc=False):
@@ -346,7 +359,42 @@ class EventStore:
                 if done:
                     return
         finally:
-            await sub.unsubscribe()
+            await _unsubscribe(sub)
+
+    async def follow(self, from_seq: int, batch_size: int = 1000) -> AsyncIterator[Batch]:
+        """Everything from `from_seq` on, as it arrives, for ever (the projector's feed).
+
+        Every record counts for the position, also service records, which carry no incident
+        event: a reader that checkpoints `last_seq` then reaches the stream's last sequence.
+        """
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(from_seq, 1),
+            filter_subjects=list(STREAM_SUBJECTS),
+        )
+        with _unavailable(self._nc):
+            sub = await self._js.subscribe(
+                "",
+                stream=self.stream,
+                config=config,
+                ordered_consumer=True,
+                pending_msgs_limit=max(batch_size * 64, 65536),
+            )
+        try:
+            while True:
+                try:
+                    first: Msg = await sub.next_msg(timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue  # idle log; a cancelled follower leaves from here
+                msgs = [first]
+                while sub.pending_msgs > 0 and len(msgs) < batch_size:
+                    msgs.append(await sub.next_msg(timeout=self.timeout))
+                yield Batch(
+                    [_stored(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")],
+                    msgs[-1].metadata.sequence.stream,
+                )
+        finally:
+            await _unsubscribe(sub)
 
     async def _next(self, sub: Any) -> Msg:
         try:
@@ -354,6 +402,12 @@ class EventStore:
         except nats.errors.TimeoutError as exc:
             raise StoreUnavailableError("the log stopped delivering while reading") from exc
         return msg
+
+
+async def _unsubscribe(sub: Any) -> None:
+    # Leaving after the connection closed (shutdown, outage) has nothing left to clean up.
+    with suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+        await sub.unsubscribe()
 
 
 def _stored(msg: Msg) -> Stored:

@@ -1,0 +1,119 @@
+"""Read queries over the read models: status board, one incident, timeline, audit.
+
+Functions take a DuckDB cursor (one per reader: DESIGN 12, a second `execute` on a shared
+connection cuts the first result off) and return plain rows for the API and CLI.
+"""
+
+from datetime import datetime
+from typing import Any, Final
+
+import duckdb
+import msgspec
+
+_INCIDENT_COLUMNS: Final = """
+    incident_id, title, severity, category, services, status, phase, opened_at, detected_at,
+    acknowledged_at, mitigated_at, resolved_at, closed_at, commander, roles, escalation_level,
+    open_mitigations, alerts_firing, comms_count, last_comms_at, next_update_at,
+    postmortem_published_at, reopen_count, action_items_open, first_seq, last_seq
+"""
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _incident(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    row["roles"] = msgspec.json.decode(row["roles"])
+    row["acknowledged"] = row["acknowledged_at"] is not None
+    end = row["resolved_at"] or now
+    row["age_s"] = (end - row["opened_at"]).total_seconds()
+    return row
+
+
+def list_incidents(
+    cur: duckdb.DuckDBPyConnection,
+    now: datetime,
+    status: str | None = None,
+    severity: str | None = None,
+    service: str | None = None,
+    include_closed: bool = False,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """The status board: open incidents (unless `include_closed`), most severe first."""
+    where = ["TRUE"]
+    params: list[Any] = []
+    if not include_closed and status is None:
+        where.append("resolved_at IS NULL AND closed_at IS NULL")
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if severity is not None:
+        where.append("severity = ?")
+        params.append(severity)
+    if service is not None:
+        where.append("list_contains(services, ?)")
+        params.append(service)
+    cur.execute(
+        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE {' AND '.join(where)} "
+        "ORDER BY severity, opened_at DESC LIMIT ?",
+        [*params, limit],
+    )
+    return [_incident(row, now) for row in _rows(cur)]
+
+
+def get_incident(
+    cur: duckdb.DuckDBPyConnection, incident_id: str, now: datetime
+) -> dict[str, Any] | None:
+    cur.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?", [incident_id])
+    rows = _rows(cur)
+    if not rows:
+        return None
+    incident = _incident(rows[0], now)
+    cur.execute(
+        "SELECT fingerprint, alertname, severity, firing, starts_at, ends_at FROM alerts "
+        "WHERE incident_id = ? ORDER BY first_seq",
+        [incident_id],
+    )
+    incident["alerts"] = _rows(cur)
+    return incident
+
+
+def timeline(cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[dict[str, Any]]:
+    cur.execute(
+        "SELECT seq, event_id, type, occurred_at, effective_at, recorded_at, actor, source, "
+        "trace_id, span_id, correlation_id, causation_id, retracted, body "
+        "FROM events WHERE incident_id = ? ORDER BY seq",
+        [incident_id],
+    )
+    rows = _rows(cur)
+    for row in rows:
+        row["body"] = msgspec.json.decode(row["body"])
+    return rows
+
+
+def audit(
+    cur: duckdb.DuckDBPyConnection,
+    actor: str | None = None,
+    type_: str | None = None,
+    incident_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Who did what: every event, newest first, filtered by actor, type, incident and time."""
+    filters = {
+        "actor = ?": actor,
+        "type = ?": type_,
+        "incident_id = ?": incident_id,
+        "recorded_at >= ?": since,
+        "recorded_at <= ?": until,
+    }
+    used = {clause: value for clause, value in filters.items() if value is not None}
+    where = " AND ".join(["TRUE", *used])
+    cur.execute(
+        "SELECT recorded_at, occurred_at, actor, source, type, incident_id, event_id, seq, "
+        f"trace_id FROM events WHERE {where} ORDER BY seq DESC LIMIT ?",
+        [*used.values(), limit],
+    )
+    return _rows(cur)

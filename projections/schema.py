@@ -1,0 +1,108 @@
+"""DuckDB read-model tables, all derived from the log; the checkpoint is the projector's position.
+
+`events` holds every incident event (timeline, audit) with the effect of later corrections
+(`effective_at`, `retracted`); `incidents` holds each incident folded by the domain's `evolve`;
+`alerts` and `comms` are narrow tables the metrics and breach queries scan.
+"""
+
+from typing import Final
+
+import duckdb
+
+SCHEMA_VERSION: Final = 1
+
+DDL: Final = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT PRIMARY KEY,
+    event_id VARCHAR NOT NULL,
+    incident_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    trace_id VARCHAR,
+    span_id VARCHAR,
+    correlation_id VARCHAR,
+    causation_id VARCHAR,
+    hash VARCHAR NOT NULL,
+    body JSON NOT NULL,
+    effective_at TIMESTAMPTZ NOT NULL,
+    retracted BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id VARCHAR PRIMARY KEY,
+    title VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    category VARCHAR NOT NULL,
+    services VARCHAR[] NOT NULL,
+    status VARCHAR NOT NULL,
+    phase VARCHAR NOT NULL,
+    opened_at TIMESTAMPTZ NOT NULL,
+    detected_at TIMESTAMPTZ,
+    acknowledged_at TIMESTAMPTZ,
+    mitigated_at TIMESTAMPTZ,
+    resolved_at TIMESTAMPTZ,
+    closed_at TIMESTAMPTZ,
+    commander VARCHAR,
+    roles JSON NOT NULL,
+    escalation_level INTEGER NOT NULL,
+    open_mitigations INTEGER NOT NULL,
+    alerts_firing INTEGER NOT NULL,
+    comms_count INTEGER NOT NULL,
+    last_comms_at TIMESTAMPTZ,
+    next_update_at TIMESTAMPTZ,
+    postmortem_published_at TIMESTAMPTZ,
+    reopen_count INTEGER NOT NULL,
+    action_items_open INTEGER NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    incident_id VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    alertname VARCHAR NOT NULL,
+    severity VARCHAR,
+    firing BOOLEAN NOT NULL,
+    starts_at TIMESTAMPTZ,
+    ends_at TIMESTAMPTZ,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    PRIMARY KEY (incident_id, fingerprint)
+);
+"""
+
+# Views over the tables: the read models DESIGN section 8 names. Metrics and breaches live in
+# their own modules because they take parameters (policy, now).
+VIEWS: Final = """
+CREATE OR REPLACE VIEW status_board AS
+SELECT i.*, now() - i.opened_at AS age
+FROM incidents i
+WHERE i.resolved_at IS NULL AND i.closed_at IS NULL;
+
+CREATE OR REPLACE VIEW timeline AS
+SELECT incident_id, seq, event_id, type, occurred_at, effective_at, recorded_at, actor, source,
+       trace_id, span_id, correlation_id, causation_id, retracted, body
+FROM events;
+
+CREATE OR REPLACE VIEW audit AS
+SELECT recorded_at, actor, source, type, incident_id, event_id, seq, occurred_at, trace_id
+FROM events;
+"""
+
+
+def create(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+    con.execute(VIEWS)
+    con.execute(
+        "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+        [str(SCHEMA_VERSION)],
+    )
+    con.execute("INSERT INTO checkpoint VALUES (1, 0, now()) ON CONFLICT DO NOTHING")

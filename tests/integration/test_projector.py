@@ -1,0 +1,201 @@
+"""The projector: projections equal a fresh fold of the log, after restarts and crashes."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pytest
+
+from events.commands import (
+    Acknowledge,
+    CompleteMitigation,
+    CorrectEvent,
+    Resolve,
+    RetractEvent,
+    SendComms,
+    StartMitigation,
+)
+from events.incident import fold
+from events.schema import Audience, CommsKind, MitigationAction, Outcome, Source
+from events.store import EventStore, Stored
+from events.subjects import new_incident_id
+from projections.database import open_database
+from projections.projector import CRASH_POINTS, Projector
+from services.handler import Accepted, CommandHandler
+from services.natsserver import EmbeddedNatsServer
+from tests_support import T0, declare, note
+
+INCIDENTS = str(Path(sys.executable).parent / "incidents")
+
+
+def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id,
+        "event_id": event_id,
+        "occurred_at": T0 + timedelta(minutes=minutes),
+        "actor": "carol@example.com",
+        "source": Source.CLI,
+    }
+
+
+async def workload(handler: CommandHandler, incidents: int = 12) -> None:
+    """A mixed history: acks, mitigations, comms, notes, corrections, retractions, resolutions."""
+    for n in range(incidents):
+        i = new_incident_id()
+        steps: list[Any] = [declare(i, commander="dan@example.com" if n % 2 else None)]
+        steps.append(Acknowledge(**envelope(i, f"{i}-ack", 3 + n)))
+        steps.append(
+            StartMitigation(
+                **envelope(i, f"{i}-m", 10), mitigation_id="m1", action=MitigationAction.ROLLBACK
+            )
+        )
+        steps.append(
+            CompleteMitigation(
+                **envelope(i, f"{i}-mc", 20 + n), mitigation_id="m1", outcome=Outcome.SUCCEEDED
+            )
+        )
+        steps.append(
+            SendComms(
+                **envelope(i, f"{i}-c", 12),
+                audience=Audience.STATUS_PAGE,
+                kind=CommsKind.INITIAL,
+                message="Investigating",
+            )
+        )
+        steps.append(note(i, f"{i}-n"))
+        if n % 3 == 0:
+            steps.append(
+                CorrectEvent(
+                    **envelope(i, f"{i}-fix", 30),
+                    target_event_id=f"{i}-ack",
+                    corrected_occurred_at=T0 + timedelta(minutes=1),
+                    reason="ack was given on the bridge call before it was typed",
+                )
+            )
+        if n % 4 == 1:
+            steps.append(
+                RetractEvent(
+                    **envelope(i, f"{i}-rx", 31), target_event_id=f"{i}-n", reason="wrong incident"
+                )
+            )
+        if n % 2 == 0:
+            steps.append(Resolve(**envelope(i, f"{i}-r", 60 + n)))
+        for step in steps:
+            assert isinstance(await handler.handle(step), Accepted), step
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    tables = {
+        "events": "SELECT * FROM events ORDER BY seq",
+        "incidents": "SELECT * FROM incidents ORDER BY incident_id",
+        "alerts": "SELECT * FROM alerts ORDER BY incident_id, fingerprint",
+        "checkpoint": "SELECT seq FROM checkpoint",
+    }
+    return {name: con.execute(sql).fetchall() for name, sql in tables.items()}
+
+
+async def fresh_fold(store: EventStore, path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The read models built from scratch, in one pass over the whole log."""
+    con = open_database(path)
+    projector = Projector(con, store)
+    events: list[Stored] = [s async for batch in store.read() for s in batch]
+    projector.apply(events, await store.last_seq())
+    result = snapshot(con)
+    con.close()
+    return result
+
+
+async def follow_until_caught_up(projector: Projector, store: EventStore) -> None:
+    task = asyncio.create_task(projector.run())
+    try:
+        await projector.wait(await store.last_seq())
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_projection_equals_fresh_fold_and_the_domain_fold(
+    store: EventStore, tmp_path: Path
+) -> None:
+    await workload(CommandHandler(store))
+    con = open_database(tmp_path / "live.duckdb")
+    projector = Projector(con, store)
+    await follow_until_caught_up(projector, store)
+    assert snapshot(con) == await fresh_fold(store, tmp_path / "fresh.duckdb")
+
+    for incident_id, state in con.execute("SELECT incident_id, state FROM incidents").fetchall():
+        loaded = await store.load(incident_id)
+        assert msgspec.json.decode(state) == msgspec.to_builtins(
+            fold(s.event for s in loaded.events)
+        )
+    corrected = con.execute(
+        "SELECT count(*) FROM events WHERE effective_at <> occurred_at"
+    ).fetchone()
+    assert corrected == (4,)
+    assert con.execute("SELECT count(*) FROM events WHERE retracted").fetchone() == (3,)
+
+
+async def test_restart_resumes_from_the_checkpoint(store: EventStore, tmp_path: Path) -> None:
+    handler = CommandHandler(store)
+    await workload(handler, incidents=4)
+    path = tmp_path / "live.duckdb"
+    con = open_database(path)
+    await follow_until_caught_up(Projector(con, store), store)
+    con.close()
+    await workload(handler, incidents=4)
+    con = open_database(path)
+    again = Projector(con, store)
+    assert again.checkpoint > 0
+    await follow_until_caught_up(again, store)
+    assert snapshot(con) == await fresh_fold(store, tmp_path / "fresh.duckdb")
+
+
+async def test_an_applied_batch_applied_again_changes_nothing(
+    store: EventStore, tmp_path: Path
+) -> None:
+    await workload(CommandHandler(store), incidents=3)
+    events = [s async for batch in store.read() for s in batch]
+    con = open_database(tmp_path / "db.duckdb")
+    projector = Projector(con, store)
+    last = await store.last_seq()
+    projector.apply(events, last)
+    before = snapshot(con)
+    assert projector.apply(events, last) == last
+    assert projector.apply(events[:5], events[4].seq) == last
+    assert snapshot(con) == before
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+async def test_crash_points_resume_to_the_same_projection(
+    store: EventStore, nats_server: EmbeddedNatsServer, tmp_path: Path, point: str
+) -> None:
+    await workload(CommandHandler(store), incidents=6)
+    data = tmp_path / "var"
+    env = {**os.environ, "INCIDENTS_NATS_URL": nats_server.url, "INCIDENTS_DATA_DIR": str(data)}
+
+    def project(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [INCIDENTS, "project", "--until-caught-up"],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    crashed = await asyncio.to_thread(project, INCIDENTS_PROJECTOR_CRASH=point)
+    assert crashed.returncode == 70, crashed.stderr
+    assert f"crash point {point}" in crashed.stderr
+    resumed = await asyncio.to_thread(project)
+    assert resumed.returncode == 0, resumed.stderr
+    con = duckdb.connect(str(data / "incidents.duckdb"), read_only=True)
+    try:
+        assert snapshot(con) == await fresh_fold(store, tmp_path / "fresh.duckdb")
+    finally:
+        con.close()
