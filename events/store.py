@@ -84,6 +84,7 @@ class Batch(Struct, frozen=True, gc=False):
 
     events: list[Stored]
     last_seq: int
+    pending: int = 0  # records after last_seq in the stream when it was read
 
 
 class Loaded(Struct, frozen=True, gc=False):
@@ -389,9 +390,11 @@ class EventStore:
                 msgs = [first]
                 while sub.pending_msgs > 0 and len(msgs) < batch_size:
                     msgs.append(await sub.next_msg(timeout=self.timeout))
+                last = msgs[-1].metadata
                 yield Batch(
                     [_stored(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")],
-                    msgs[-1].metadata.sequence.stream,
+                    last.sequence.stream,
+                    last.num_pending,
                 )
         finally:
             await _unsubscribe(sub)

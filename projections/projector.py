@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 CRASH_ENV: Final = "INCIDENTS_PROJECTOR_CRASH"
 CRASH_POINTS: Final = ("before_write", "after_write", "after_commit")
 _state_codec: Final = msgspec.json.Decoder(Incident)
-_encode: Final = msgspec.json.encode
+# Sets sorted: the same state encodes to the same bytes in every process (hash seeds differ).
+_encode: Final = msgspec.json.Encoder(order="deterministic").encode
 
 
 def _append(
@@ -124,6 +125,8 @@ class Projector:
         self._states: dict[str, tuple[Incident, int]] = {}
         self.checkpoint: int = con.execute("SELECT seq FROM checkpoint WHERE id = 1").fetchone()[0]  # type: ignore[index]
         self._advanced = asyncio.Condition()
+        self.projected = 0  # events applied by this process
+        self.pending = 0  # records in the log past the checkpoint, as last seen
 
     def apply(self, events: Sequence[Stored], position: int) -> int:
         """Commit `events` (stream order) and the new checkpoint `position` as one transaction."""
@@ -156,6 +159,7 @@ class Projector:
         # Only committed states are remembered: a failed batch is folded again from the table.
         self._states.update({k: (st, first) for k, (st, first, _) in states.items()})
         self.checkpoint = position
+        self.projected += len(fresh)
         _crash_point("after_commit")
         return position
 
@@ -243,6 +247,7 @@ class Projector:
                     except asyncio.CancelledError:
                         await work  # never leave a transaction half-way in another thread
                         raise
+                    self.pending = batch.pending
                     async with self._advanced:
                         self._advanced.notify_all()
             except (StoreUnavailableError, nats.errors.Error) as exc:

@@ -5,23 +5,21 @@ auth, 404 unknown incident, 409 refused by the lifecycle, 413 too large, 422 inv
 with Retry-After when JetStream does not answer. PagerDuty routes answer like PagerDuty.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.exceptions import (
     HTTPException,
-    NotAuthorizedException,
-    PermissionDeniedException,
     ValidationException,
 )
-from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath, JSONBody
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from events.commands import (
     Acknowledge,
@@ -48,10 +46,11 @@ from events.commands import (
     StartMitigation,
     target_incident,
 )
-from events.store import StoreUnavailableError
+from events.store import EventStore, StoreUnavailableError
 from events.subjects import new_incident_id
-from services.auth import Permission, Principal, Tokens, bearer
+from services.auth import Permission, Tokens, bearer
 from services.bodies import PathMismatchError, body_of, to_command
+from services.guards import principal_of, requires
 from services.handler import ContentionError
 from services.intake import (
     MAX_BODY_BYTES,
@@ -61,6 +60,8 @@ from services.intake import (
     IntakeError,
     decode_events,
 )
+from services.reads import ROUTES as READ_ROUTES
+from services.reads import Reader
 from services.webhooks import PagerDutyError, WebhookError
 
 Clock = Callable[[], datetime]
@@ -92,25 +93,6 @@ COMMAND_ROUTES: Final[dict[str, type[Command]]] = {
 }
 
 
-def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    principal: Principal = connection.scope["state"]["principal"]
-    return principal
-
-
-def requires(permission: Permission) -> Callable[..., Awaitable[None]]:
-    # async: Litestar would run a sync guard in a worker thread, a hop per request.
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        tokens: Tokens = connection.app.state.tokens
-        principal = tokens.authenticate(bearer(connection.headers.get("authorization")))
-        if principal is None:
-            raise NotAuthorizedException("a valid bearer token is required")
-        if not principal.may(permission):
-            raise PermissionDeniedException(f"role {principal.role} may not {permission.value}")
-        connection.scope["state"]["principal"] = principal
-
-    return guard
-
-
 def _intake(request: Request[Any, Any, Any]) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
@@ -128,9 +110,9 @@ async def _command(
     incident_id: str | None,
 ) -> Answer:
     try:
-        command = to_command(
-            command_type, body, incident_id, _principal(request).name, _now(request)
-        )
+        principal = principal_of(request)
+        actor = principal.name if principal else "anonymous"
+        command = to_command(command_type, body, incident_id, actor, _now(request))
     except PathMismatchError as exc:
         raise IntakeError(ErrorKind.INVALID, str(exc), "incident_id") from exc
     answer = await _intake(request).command(command)
@@ -265,7 +247,9 @@ def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _error(exc.status_code, kinds.get(exc.status_code, "error"), str(exc.detail))
 
 
-def create_app(intake: Intake, tokens: Tokens, clock: Clock) -> Litestar:
+def create_app(
+    intake: Intake, tokens: Tokens, clock: Clock, reader: Reader, store: EventStore
+) -> Litestar:
     app = Litestar(
         route_handlers=[
             declare,
@@ -274,6 +258,8 @@ def create_app(intake: Intake, tokens: Tokens, clock: Clock) -> Litestar:
             alertmanager,
             pagerduty,
             healthz,
+            *READ_ROUTES,
+            PrometheusController,
         ],
         exception_handlers={
             IntakeError: _on_intake_error,
@@ -290,8 +276,13 @@ def create_app(intake: Intake, tokens: Tokens, clock: Clock) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
         request_max_body_size=MAX_BODY_BYTES,
+        middleware=[
+            PrometheusConfig(app_name="incidents", prefix="incidents", group_path=True).middleware
+        ],
     )
     app.state.intake = intake
     app.state.tokens = tokens
     app.state.clock = clock
+    app.state.reader = reader
+    app.state.store = store
     return app

@@ -14,13 +14,17 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import duckdb
 import msgspec
 import nats
 import nats.errors
 import uvicorn
+from events.policy import load_policy
 from nats.aio.client import Client as NATS
 
 from events.store import EventStore, StreamSettings, ensure_stream
+from projections.database import open_database
+from projections.projector import Projector
 from services.api import create_app
 from services.auth import Tokens, is_loopback
 from services.config import Config, ConfigError
@@ -29,6 +33,8 @@ from services.handler import Clock, CommandHandler, utc_now
 from services.intake import Intake
 from services.nats_intake import create_broker
 from services.natsserver import EmbeddedNatsServer
+from services.reads import Reader
+from services.telemetry import watch
 
 log = logging.getLogger("incidents")
 
@@ -42,6 +48,8 @@ class Service(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStore
     handler: CommandHandler
     intake: Intake
+    projector: Projector
+    con: duckdb.DuckDBPyConnection
 
 
 def stream_settings(config: Config) -> StreamSettings:
@@ -127,6 +135,17 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             await store.last_seq(),
         )
 
+        con = open_database(config.duckdb_path)
+        stack.callback(con.close)
+        projector = Projector(con, store)
+        watch(projector)
+        following = asyncio.create_task(projector.run(), name="projector")
+        stack.push_async_callback(_cancel, following)
+        log.info("projector on %s from checkpoint %s", config.duckdb_path, projector.checkpoint)
+        reader = Reader(
+            con=con, projector=projector, policy=load_policy(config.policy_file), clock=clock
+        )
+
         broker = create_broker(url.split(","), intake, clock)
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
@@ -134,7 +153,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         sock = stack.enter_context(_listen(config.http_host, config.http_port))
         http = _EmbeddedUvicorn(
             uvicorn.Config(
-                create_app(intake, tokens, clock),
+                create_app(intake, tokens, clock, reader, store),
                 log_config=None,
                 access_log=False,
                 lifespan="on",
@@ -160,6 +179,8 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             store=store,
             handler=handler,
             intake=intake,
+            projector=projector,
+            con=con,
         )
 
 
@@ -170,9 +191,55 @@ async def _quietly(close: Callable[[], Awaitable[object]], what: str) -> None:
         log.warning("closing %s: %r", what, exc)
 
 
+async def _cancel(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _stop_http(http: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
     http.should_exit = True
     await serving
+
+
+async def project(config: Config, until_caught_up: bool = False) -> int:
+    """Run only the projector against an existing NATS (scale-out replica, or a batch catch-up).
+
+    Returns the checkpoint reached; with `until_caught_up` it stops at the stream's end as of
+    start, else it follows the log until SIGINT/SIGTERM.
+    """
+    if config.nats_url is None:
+        raise ConfigError("INCIDENTS_NATS_URL: `incidents project` joins an existing NATS")
+    nc = await connect(config.nats_url, name="incidents-projector")
+    con = open_database(config.duckdb_path)
+    try:
+        store = EventStore(nc, config.stream)
+        projector = Projector(con, store)
+        target = await store.last_seq()
+        following = asyncio.create_task(projector.run(), name="projector")
+        try:
+            if until_caught_up:
+                await projector.wait(target, timeout=3600)
+            else:
+                await _until_signalled()
+        finally:
+            await _cancel(following)
+        return projector.checkpoint
+    finally:
+        con.close()
+        await _quietly(nc.close, "the NATS connection")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def serve(config: Config) -> None:

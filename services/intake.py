@@ -19,6 +19,7 @@ from events.incident import Rejected, RejectionKind
 from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode, type_name
 from services.correlation import Correlator
 from services.handler import Accepted, CommandHandler
+from services.telemetry import APPENDED
 from services.webhooks import PagerDutyAck, parse_alertmanager, parse_pagerduty
 
 MAX_BATCH: Final = 1000
@@ -74,6 +75,10 @@ def refused(rejection: Rejected, field: str | None = None) -> IntakeError:
 
 
 def answer(*results: Accepted, unchanged: Sequence[str] = ()) -> Answer:
+    for result in results:
+        for appended in result.events:
+            if not appended.duplicate:
+                APPENDED.labels(appended.event.source.value).inc()
     stored = [
         StoredAnswer(a.event.event_id, type_name(a.event), a.event.incident_id, a.seq, a.duplicate)
         for result in results

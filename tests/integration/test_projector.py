@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
+from tests_support import T0, declare, note
 
 from events.commands import (
     Acknowledge,
@@ -21,7 +22,7 @@ from events.commands import (
     SendComms,
     StartMitigation,
 )
-from events.incident import fold
+from events.incident import Incident, fold
 from events.schema import Audience, CommsKind, MitigationAction, Outcome, Source
 from events.store import EventStore, Stored
 from events.subjects import new_incident_id
@@ -29,7 +30,6 @@ from projections.database import open_database
 from projections.projector import CRASH_POINTS, Projector
 from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
-from tests_support import T0, declare, note
 
 INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
@@ -132,9 +132,7 @@ async def test_projection_equals_fresh_fold_and_the_domain_fold(
 
     for incident_id, state in con.execute("SELECT incident_id, state FROM incidents").fetchall():
         loaded = await store.load(incident_id)
-        assert msgspec.json.decode(state) == msgspec.to_builtins(
-            fold(s.event for s in loaded.events)
-        )
+        assert msgspec.json.decode(state, type=Incident) == fold(s.event for s in loaded.events)
     corrected = con.execute(
         "SELECT count(*) FROM events WHERE effective_at <> occurred_at"
     ).fetchone()

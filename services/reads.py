@@ -1,0 +1,234 @@
+"""HTTP read routes: status board, incident, timeline, metrics, breaches, audit, SQL, health.
+
+Thin: each route picks its parameters, runs one query function on a fresh DuckDB cursor in a
+worker thread (DuckDB blocks), and answers JSON. Reads come from the projection; the write
+answer's `seq` can be awaited with `?wait_for=SEQ` for read-your-writes.
+"""
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, TypeVar
+
+import duckdb
+import msgspec
+from litestar import Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Response
+
+from events.policy import Policy
+from events.store import StoreUnavailableError
+from projections import breaches, metrics, queries, sandbox
+from projections.projector import Projector
+from services.auth import Permission
+from services.guards import principal_of, requires
+from services.intake import ErrorKind, IntakeError
+
+T = TypeVar("T")
+GROUPS: Final = ("severity", "service", "category", "month")
+
+
+class Reader(msgspec.Struct, frozen=True, kw_only=True):
+    """What read routes need, kept on the app state."""
+
+    con: duckdb.DuckDBPyConnection
+    projector: Projector
+    policy: Policy
+    clock: Callable[[], datetime]
+
+    async def run(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            cur = self.con.cursor()
+            try:
+                return query(cur, *args, **kwargs)
+            finally:
+                cur.close()
+
+        return await asyncio.to_thread(call)
+
+
+def _reader(request: Request[Any, Any, Any]) -> Reader:
+    reader: Reader = request.app.state.reader
+    return reader
+
+
+async def _fresh(reader: Reader, wait_for: int | None) -> None:
+    if wait_for is not None:
+        try:
+            await reader.projector.wait(wait_for, timeout=10)
+        except TimeoutError as exc:
+            raise IntakeError(
+                ErrorKind.UNAVAILABLE, f"the read models have not reached seq {wait_for} yet"
+            ) from exc
+
+
+@get("/v1/incidents", guards=[requires(Permission.READ)], tags=["reads"])
+async def list_incidents(
+    request: Request[Any, Any, Any],
+    status: FromQuery[str | None] = None,
+    severity: FromQuery[str | None] = None,
+    service: FromQuery[str | None] = None,
+    include_closed: FromQuery[bool] = False,
+    wait_for: FromQuery[int | None] = None,
+) -> dict[str, Any]:
+    """The status board: open incidents unless `include_closed` or a `status` is asked for."""
+    reader = _reader(request)
+    await _fresh(reader, wait_for)
+    rows = await reader.run(
+        queries.list_incidents, reader.clock(), status, severity, service, include_closed
+    )
+    return {"incidents": rows}
+
+
+@get("/v1/incidents/{incident_id:str}", guards=[requires(Permission.READ)], tags=["reads"])
+async def show_incident(
+    request: Request[Any, Any, Any],
+    incident_id: FromPath[str],
+    wait_for: FromQuery[int | None] = None,
+) -> dict[str, Any]:
+    reader = _reader(request)
+    await _fresh(reader, wait_for)
+    now = reader.clock()
+    incident = await reader.run(queries.get_incident, incident_id, now)
+    if incident is None:
+        raise NotFoundException(f"incident {incident_id} does not exist")
+    incident["breaches"] = await reader.run(
+        breaches.breaches, reader.policy, now, incident_id=incident_id
+    )
+    return {"incident": incident}
+
+
+@get("/v1/incidents/{incident_id:str}/timeline", guards=[requires(Permission.READ)], tags=["reads"])
+async def incident_timeline(
+    request: Request[Any, Any, Any],
+    incident_id: FromPath[str],
+    wait_for: FromQuery[int | None] = None,
+) -> dict[str, Any]:
+    reader = _reader(request)
+    await _fresh(reader, wait_for)
+    incident = await reader.run(queries.get_incident, incident_id, reader.clock())
+    if incident is None:
+        raise NotFoundException(f"incident {incident_id} does not exist")
+    return {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
+
+
+@get("/v1/metrics/mttr", guards=[requires(Permission.READ)], tags=["reads"])
+async def mttr(
+    request: Request[Any, Any, Any],
+    group_by: FromQuery[str] = "severity",
+    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    to: FromQuery[datetime | None] = None,
+) -> dict[str, Any]:
+    """MTTD, MTTA, MTTM and MTTR per group (`from`/`to` bound the declaration time)."""
+    if group_by not in GROUPS:
+        raise IntakeError(ErrorKind.INVALID, f"group_by is one of {', '.join(GROUPS)}", "group_by")
+    reader = _reader(request)
+    rows = await reader.run(metrics.mttx, group_by, from_, to)
+    return {
+        "group_by": group_by,
+        "definitions_version": metrics.DEFINITIONS_VERSION,
+        "rows": rows,
+        "snapshot": _snapshot(request, reader),
+    }
+
+
+@get("/v1/metrics/definitions", tags=["reads"])
+async def definitions() -> dict[str, Any]:
+    return {"version": metrics.DEFINITIONS_VERSION, "definitions": metrics.DEFINITIONS}
+
+
+@get("/v1/breaches", guards=[requires(Permission.READ)], tags=["reads"])
+async def list_breaches(
+    request: Request[Any, Any, Any],
+    open_only: FromQuery[bool] = False,
+    incident_id: FromQuery[str | None] = None,
+) -> dict[str, Any]:
+    """Missed targets of the severity policy; open incidents are judged against now."""
+    reader = _reader(request)
+    rows = await reader.run(
+        breaches.breaches,
+        reader.policy,
+        reader.clock(),
+        incident_id=incident_id,
+        open_only=open_only,
+    )
+    repeats = await reader.run(breaches.repeats)
+    return {
+        "breaches": rows,
+        "repeats": repeats,
+        "policy_version": reader.policy.version,
+        "snapshot": _snapshot(request, reader),
+    }
+
+
+@get("/v1/audit", guards=[requires(Permission.READ)], tags=["reads"])
+async def audit(
+    request: Request[Any, Any, Any],
+    actor: FromQuery[str | None] = None,
+    type_: Annotated[str | None, QueryParameter(name="type")] = None,
+    incident_id: FromQuery[str | None] = None,
+    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    to: FromQuery[datetime | None] = None,
+    limit: FromQuery[int] = 1000,
+) -> dict[str, Any]:
+    reader = _reader(request)
+    rows = await reader.run(queries.audit, actor, type_, incident_id, from_, to, min(limit, 10_000))
+    return {"entries": rows, "snapshot": _snapshot(request, reader)}
+
+
+class QueryBody(msgspec.Struct, forbid_unknown_fields=True):
+    sql: str
+
+
+@post("/v1/query", status_code=200, guards=[requires(Permission.QUERY)], tags=["reads"])
+async def query(request: Request[Any, Any, Any], data: JSONBody[QueryBody]) -> sandbox.Result:
+    """Read-only SQL over the read models (one statement, 10,000 rows, 10 s)."""
+    reader = _reader(request)
+    try:
+        return await asyncio.to_thread(sandbox.run, reader.con, data.sql)
+    except sandbox.QueryError as exc:
+        raise IntakeError(ErrorKind.MALFORMED, str(exc), "sql") from exc
+
+
+def _snapshot(request: Request[Any, Any, Any], reader: Reader) -> dict[str, Any]:
+    """Report metadata: who asked, when, which part of the log the answer covers."""
+    principal = principal_of(request)
+    return {
+        "asked_by": principal.name if principal else None,
+        "asked_at": datetime.now(UTC),
+        "through_seq": reader.projector.checkpoint,
+        "definitions_version": metrics.DEFINITIONS_VERSION,
+    }
+
+
+@get("/readyz", tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Ready when NATS is connected; reports the projector's lag behind the log."""
+    reader = _reader(request)
+    store = request.app.state.store
+    try:
+        first_seq, last_seq = await store.bounds()
+    except StoreUnavailableError as exc:
+        return Response({"ready": False, "reason": str(exc)}, status_code=503)
+    lag = max(last_seq - reader.projector.checkpoint, 0)
+    return Response(
+        {
+            "ready": True,
+            "stream": {"first_seq": first_seq, "last_seq": last_seq},
+            "projector": {"checkpoint": reader.projector.checkpoint, "lag": lag},
+        }
+    )
+
+
+ROUTES: Final = [
+    list_incidents,
+    show_incident,
+    incident_timeline,
+    mttr,
+    definitions,
+    list_breaches,
+    audit,
+    query,
+    readyz,
+]

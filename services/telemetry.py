@@ -1,0 +1,50 @@
+"""Prometheus metrics: events appended and projected, projector position and lag, HTTP timings.
+
+HTTP request counts and latencies come from Litestar's Prometheus middleware (per route
+template); the rest is counted here and read off the projectors at scrape time.
+"""
+
+import weakref
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from projections.projector import Projector
+
+APPENDED: Final = Counter(
+    "incidents_events_appended", "Events this process appended to the log", ["source"]
+)
+
+
+class _Projectors(Collector):
+    def __init__(self) -> None:
+        self.watched: weakref.WeakSet[Projector] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        projectors = list(self.watched)
+        yield CounterMetricFamily(
+            "incidents_events_projected",
+            "Events this process folded into its read models",
+            value=sum(p.projected for p in projectors),
+        )
+        yield GaugeMetricFamily(
+            "incidents_projector_checkpoint",
+            "Last stream sequence in the read models",
+            value=max((p.checkpoint for p in projectors), default=0),
+        )
+        yield GaugeMetricFamily(
+            "incidents_projector_lag",
+            "Log records not yet in the read models, as last seen by the projector",
+            value=max((p.pending for p in projectors), default=0),
+        )
+
+
+_PROJECTORS: Final = _Projectors()
+REGISTRY.register(_PROJECTORS)
+
+
+def watch(projector: Projector) -> None:
+    _PROJECTORS.watched.add(projector)
