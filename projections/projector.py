@@ -164,29 +164,34 @@ class Projector:
         return position
 
     def _fold(
-        self, cur: duckdb.DuckDBPyConnection, fresh: Iterable[Stored]
+        self, cur: duckdb.DuckDBPyConnection, fresh: Sequence[Stored]
     ) -> dict[str, tuple[Incident, int, int]]:
+        known = self._states_of(cur, {s.event.incident_id for s in fresh})
         folded: dict[str, tuple[Incident, int, int]] = {}
         for stored in fresh:
             incident_id = stored.event.incident_id
             if incident_id in folded:
                 state, first, _ = folded[incident_id]
             else:
-                state, first = self._state(cur, incident_id, stored.seq)
+                state, first = known.get(incident_id, (INITIAL, stored.seq))
             folded[incident_id] = (evolve(state, stored.event), first, stored.seq)
         return folded
 
-    def _state(
-        self, cur: duckdb.DuckDBPyConnection, incident_id: str, seq: int
-    ) -> tuple[Incident, int]:
-        if incident_id in self._states:
-            return self._states[incident_id]
-        row = cur.execute(
-            "SELECT state, first_seq FROM incidents WHERE incident_id = ?", [incident_id]
-        ).fetchone()
-        if row is None:
-            return INITIAL, seq
-        return _state_codec.decode(row[0]), int(row[1])
+    def _states_of(
+        self, cur: duckdb.DuckDBPyConnection, incident_ids: set[str]
+    ) -> dict[str, tuple[Incident, int]]:
+        """Committed states: remembered ones, the rest in one query."""
+        known = {i: self._states[i] for i in incident_ids if i in self._states}
+        missing = list(incident_ids - known.keys())
+        if missing:
+            cur.execute(
+                "SELECT incident_id, state, first_seq FROM incidents "
+                "WHERE incident_id IN (SELECT unnest(?))",
+                [missing],
+            )
+            for incident_id, state, first in cur.fetchall():
+                known[incident_id] = (_state_codec.decode(state), int(first))
+        return known
 
     @staticmethod
     def _corrections(cur: duckdb.DuckDBPyConnection, fresh: Iterable[Stored]) -> None:
