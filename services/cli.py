@@ -9,7 +9,7 @@ import logging
 import typer
 from rich.console import Console
 
-from services import verbs
+from services import verbs, views
 from services.auth import Role, TokensError, new_token, token_entry
 from services.config import Config, ConfigError
 
@@ -23,6 +23,7 @@ def _root() -> None:
 
 
 verbs.register(app)
+views.register(app)
 
 
 def _config() -> Config:
@@ -55,6 +56,30 @@ def serve() -> None:
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def project(
+    until_caught_up: bool = typer.Option(
+        False, "--until-caught-up", help="stop once the log's end (as of start) is projected"
+    ),
+) -> None:
+    """Run only the projector into the data dir's DuckDB file (needs INCIDENTS_NATS_URL)."""
+    from services.app import project as run_projector
+
+    config = _config()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        checkpoint = asyncio.run(run_projector(config, until_caught_up))
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except (OSError, TimeoutError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"projected through sequence {checkpoint}")
 
 
 @app.command()

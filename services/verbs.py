@@ -8,20 +8,17 @@ answer. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fa
 import getpass
 import inspect
 import os
-import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, NamedTuple, NoReturn
-from urllib.parse import quote, urlsplit
+from typing import Annotated, Any, Final, NamedTuple
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperCommand
 
 from events.schema import (
-    INCIDENT_ID_PATTERN,
     Audience,
     Category,
     CommsKind,
@@ -34,10 +31,18 @@ from events.schema import (
     Status,
 )
 from events.subjects import new_event_id
-from services.client import BadRequest, Client, Unavailable
+from services.client import (
+    IncidentArg,
+    Verb,
+    call,
+    fail,
+    option,
+    parse_incident_id,
+    rfc3339,
+    service_options,
+)
 from services.config import parse_duration
 
-DEFAULT_URL: Final = "http://127.0.0.1:8080"
 out = Console(soft_wrap=True, highlight=False)
 
 
@@ -55,45 +60,6 @@ class _Common(NamedTuple):
     as_json: bool
     event_id: str | None
     at: datetime | None
-
-
-def _fail(reason: str, code: int = 2) -> NoReturn:
-    typer.echo("error: " + " ".join(reason.split()), err=True)
-    raise typer.Exit(code)
-
-
-class _Verb(TyperCommand):
-    """A verb whose bad arguments cost one line on stderr instead of a usage panel."""
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
-    ) -> Any:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except typer.TyperException as exc:  # the base of typer's usage errors
-            reason = exc.format_message().replace("Value error, ", "")
-            _fail(f"{reason} (see: incidents {info_name} --help)", exc.exit_code)
-
-
-def _http_url(text: str) -> str:
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise ValueError(f"malformed URL {text!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http(s) URL, e.g. {DEFAULT_URL}")
-    return text
-
-
-def _rfc3339(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ValueError(f"{text!r} is not RFC 3339 with an offset, e.g. 2026-01-02T10:00:00Z")
-    return moment
 
 
 def _duration(text: str) -> timedelta:
@@ -116,46 +82,35 @@ def _on(incident_id: str, verb: str) -> str:
 
 
 _PANEL: Final = "Service and envelope"
-
-
-def _option(name: str, kind: Any, default: Any, *decls: str, **info: Any) -> inspect.Parameter:
-    option = typer.Option(*decls, rich_help_panel=_PANEL, show_default=False, **info)
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-    )
-
+_URL, _TOKEN, _AS_JSON = service_options(_PANEL)
 
 # Added to every verb's own parameters; `_Common` receives them in this order.
 _COMMON: Final = (
-    _option(
-        "url",
-        str,
-        DEFAULT_URL,
-        envvar="INCIDENTS_URL",
-        parser=_http_url,
-        help=f"Base URL of the service (default {DEFAULT_URL}).",
-    ),
-    _option("token", str | None, None, envvar="INCIDENTS_TOKEN", help="Bearer token."),
-    _option(
+    _URL,
+    _TOKEN,
+    option(
         "actor",
         str | None,
         None,
         envvar="INCIDENTS_ACTOR",
+        panel=_PANEL,
         help="Who acts, recorded on the event (default $USER@hostname).",
     ),
-    _option("as_json", bool, False, "--json", help="Print the JSON answer as is."),
-    _option(
+    _AS_JSON,
+    option(
         "event_id",
         str | None,
         None,
         "--event-id",
+        panel=_PANEL,
         help="Idempotency key: a retry with the same key is stored once.",
     ),
-    _option(
+    option(
         "at",
         datetime | None,
         None,
-        parser=_rfc3339,
+        parser=rfc3339,
+        panel=_PANEL,
         metavar="RFC3339",
         help="When it happened, for backfilling, e.g. 2026-01-02T10:00:00+01:00.",
     ),
@@ -190,14 +145,7 @@ def _show(answer: dict[str, Any], post: _Post) -> None:
 
 
 def _submit(common: _Common, post: _Post) -> None:
-    try:
-        with Client(common.url, common.token) as client:
-            raw = client.send("POST", post.path, _body(common, post))
-            answer = client.decode(raw)
-    except BadRequest as exc:
-        _fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
-    except Unavailable as exc:
-        _fail(exc.reason, code=1)
+    raw, answer = call(common.url, common.token, "POST", post.path, _body(common, post))
     if common.as_json:
         typer.echo(raw.decode())
     else:
@@ -219,18 +167,6 @@ def _command(build: Callable[..., _Post]) -> Callable[..., None]:
     return command
 
 
-def _incident_id(text: str) -> str:
-    if not re.fullmatch(INCIDENT_ID_PATTERN, text):
-        raise ValueError(f"{text!r} is not an incident id (letters, digits, '_' and '-')")
-    return text
-
-
-IncidentArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="ID", parser=_incident_id, show_default=False, help="Incident id, e.g. INC-7K2M9Q."
-    ),
-]
 Reason = Annotated[str | None, typer.Option(show_default=False, help="Why, for the timeline.")]
 
 
@@ -242,7 +178,7 @@ def declare(
     summary: Annotated[str | None, typer.Option(show_default=False)] = None,
     commander: Annotated[str | None, typer.Option(help="Incident commander.")] = None,
     incident_id: Annotated[
-        str | None, typer.Option("--id", parser=_incident_id, help="Id instead of INC-...")
+        str | None, typer.Option("--id", parser=parse_incident_id, help="Id instead of INC-...")
     ] = None,
 ) -> _Post:
     """Declare an incident; prints its id, then the stored events."""
@@ -273,7 +209,7 @@ def status(
 ) -> _Post:
     """Set the public status (use `resolve` to resolve), or the internal phase with --phase."""
     if (to is None) == (phase is None):
-        _fail("give either a STATUS or --phase PHASE (see: incidents status --help)")
+        fail("give either a STATUS or --phase PHASE (see: incidents status --help)")
     if phase is not None:
         return _Post(_on(incident_id, "phase"), {"phase": phase})
     return _Post(_on(incident_id, "status"), {"status": to})
@@ -320,11 +256,11 @@ def mitigate(
     """Start a mitigation ACTION, or finish one: --complete MITIGATION_ID --outcome OUTCOME."""
     if complete is not None:
         if action is not None or outcome is None:
-            _fail("--complete takes --outcome and no ACTION (see: incidents mitigate --help)")
+            fail("--complete takes --outcome and no ACTION (see: incidents mitigate --help)")
         done = {"mitigation_id": complete, "outcome": outcome, "details": details}
         return _Post(_on(incident_id, "mitigations/complete"), done)
     if action is None:
-        _fail("give an ACTION, or --complete MITIGATION_ID (see: incidents mitigate --help)")
+        fail("give an ACTION, or --complete MITIGATION_ID (see: incidents mitigate --help)")
     # Named here, not by the server, so that people learn the id they will complete.
     mid = mitigation_id or f"MIT-{new_event_id()[:8]}"
     body: dict[str, Any] = {"mitigation_id": mid, "action": action, "target": target}
@@ -393,4 +329,4 @@ VERBS: Final[tuple[Callable[..., _Post], ...]] = (
 
 def register(app: typer.Typer) -> None:
     for build in VERBS:
-        app.command(build.__name__, cls=_Verb)(_command(build))
+        app.command(build.__name__, cls=Verb)(_command(build))

@@ -57,9 +57,7 @@ def test_time_limit_stops_a_runaway_query(con: duckdb.DuckDBPyConnection) -> Non
         ("SELEKT 1", "syntax error"),
     ],
 )
-def test_refused_with_duckdbs_reason(
-    con: duckdb.DuckDBPyConnection, sql: str, reason: str
-) -> None:
+def test_refused_with_duckdbs_reason(con: duckdb.DuckDBPyConnection, sql: str, reason: str) -> None:
     with pytest.raises(sandbox.QueryError) as refused:
         sandbox.run(con, sql)
     assert reason.lower() in str(refused.value).lower()

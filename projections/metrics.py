@@ -1,0 +1,169 @@
+"""MTTD / MTTA / MTTM / MTTR over the `events` read model (DESIGN 8), grouped and published.
+
+All times are `effective_at` (occurred_at after `event.corrected`), retracted events do not
+count, and every figure is computed in DuckDB: one query per call.
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import duckdb
+
+DEFINITIONS_VERSION: Final = "2026-11.1"
+
+DEFINITIONS: Final[dict[str, str]] = {
+    "declared_at": (
+        "occurred_at of the incident's incident.declared event, as corrected by event.corrected. "
+        "An incident whose declaration was retracted is not counted. from/to select incidents "
+        "by declared_at, from inclusive, to exclusive."
+    ),
+    "mttd": (
+        "Time to detect: from the earliest starts_at of the incident's alert.fired events "
+        "(an alert without starts_at: its occurred_at) to declared_at. An incident without "
+        "alerts uses the declaration's detected_at; with neither it has no MTTD."
+    ),
+    "mtta": "Time to acknowledge: declared_at to the first incident.acknowledged.",
+    "mttm": (
+        "Time to mitigate: declared_at to the first mitigation.completed with outcome "
+        "succeeded; failed or rolled-back mitigations do not count."
+    ),
+    "mttr": (
+        "Time to resolve: declared_at to the last incident.resolved, for incidents resolved "
+        "now; a reopened incident that is not resolved again has no MTTR."
+    ),
+    "clamping": (
+        "A fact dated before the declaration (an alert that started later than the "
+        "declaration, a backfilled or corrected time) counts as 0 s, never as a negative time."
+    ),
+    "ordering": (
+        "'First' and 'last' order events by effective time, then log order; whether an "
+        "incident is resolved now is decided by the latest of its incident.resolved and "
+        "incident.reopened events in that order."
+    ),
+    "statistics": (
+        "Per group: count of incidents; per metric the count of incidents that have it, mean, "
+        "p50 and p90 (linear interpolation between closest ranks, as DuckDB quantile_cont) and "
+        "max, in seconds; null when the count is 0."
+    ),
+    "groups": (
+        "severity: the current severity; category: the declared category; month: the UTC "
+        "month (YYYY-MM) of declared_at; service: each of the incident's services, so an "
+        "incident with two services counts in both; one without services in '(none)'."
+    ),
+}
+
+METRICS: Final = ("mttd", "mtta", "mttm", "mttr")
+NO_SERVICE: Final = "(none)"
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Trusted fragments only: the group key is chosen from this table, never formatted from input.
+_GROUP_KEYS: Final[dict[str, str]] = {
+    "severity": "severity",
+    "category": "category",
+    "month": "strftime(make_timestamp(declared_us), '%Y-%m')",
+    "service": (
+        "unnest(CASE WHEN len(services) = 0 THEN ['" + NO_SERVICE + "'] "
+        "ELSE list_distinct(services) END)"
+    ),
+}
+GROUPS: Final = tuple(_GROUP_KEYS)
+
+# One row of facts per incident (metrics and breaches share it); microseconds since the epoch
+# keep every difference exact. `resolved`: the latest resolve/reopen is a resolve.
+FACTS: Final = """
+SELECT
+    incident_id,
+    epoch_us(arg_min(effective_at, seq) FILTER (type = 'incident.declared')) AS declared_us,
+    epoch_us(arg_min(CAST(body ->> 'detected_at' AS TIMESTAMPTZ), seq)
+             FILTER (type = 'incident.declared')) AS detected_us,
+    epoch_us(min(coalesce(CAST(body ->> 'starts_at' AS TIMESTAMPTZ), effective_at))
+             FILTER (type = 'alert.fired')) AS alert_us,
+    epoch_us(min(effective_at) FILTER (type = 'incident.acknowledged')) AS ack_us,
+    epoch_us(min(effective_at) FILTER (type = 'mitigation.completed'
+                                       AND body ->> 'outcome' = 'succeeded')) AS mitigated_us,
+    epoch_us(min(effective_at) FILTER (type = 'comms.sent')) AS first_comms_us,
+    count(*) FILTER (type = 'comms.sent') AS comms,
+    epoch_us(min(effective_at) FILTER (type = 'postmortem.published')) AS postmortem_us,
+    arg_max(type, (effective_at, seq))
+        FILTER (type IN ('incident.resolved', 'incident.reopened')) = 'incident.resolved'
+        AS resolved,
+    epoch_us(max(effective_at) FILTER (type = 'incident.resolved')) AS last_res_us,
+    epoch_us(min(effective_at) FILTER (type = 'incident.closed')) AS closed_us
+FROM events
+WHERE NOT retracted
+GROUP BY incident_id
+"""
+
+
+def _stat(name: str) -> str:
+    return (
+        f"count({name}), avg({name}), quantile_cont({name}, 0.5), "
+        f"quantile_cont({name}, 0.9), max({name})"
+    )
+
+
+def to_us(value: datetime | None) -> int | None:
+    """Microseconds since the epoch (a naive value is taken as UTC), the unit of the queries."""
+    if value is None:
+        return None
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = aware - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _clamped(to_us: str, from_us: str) -> str:
+    # CASE, not greatest(): greatest(0, NULL) is 0 in DuckDB, and a missing fact must stay NULL.
+    return (
+        f"CASE WHEN {to_us} < {from_us} THEN 0.0 ELSE CAST({to_us} - {from_us} AS DOUBLE) / 1e6 END"
+    )
+
+
+def mttx(
+    cur: duckdb.DuckDBPyConnection,
+    group_by: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Per group: incident count and count/mean/p50/p90/max seconds of each metric."""
+    if group_by not in _GROUP_KEYS:
+        raise ValueError(f"group_by is one of {', '.join(GROUPS)}, not {group_by!r}")
+    sql = f"""
+    WITH facts AS ({FACTS}),
+    durations AS (
+        SELECT f.declared_us, i.severity, i.category, i.services,
+            {_clamped("f.declared_us", "coalesce(f.alert_us, f.detected_us)")} AS mttd,
+            {_clamped("f.ack_us", "f.declared_us")} AS mtta,
+            {_clamped("f.mitigated_us", "f.declared_us")} AS mttm,
+            CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.declared_us")} END AS mttr
+        FROM facts f JOIN incidents i USING (incident_id)
+        WHERE f.declared_us IS NOT NULL
+          AND (CAST($since AS BIGINT) IS NULL OR f.declared_us >= $since)
+          AND (CAST($until AS BIGINT) IS NULL OR f.declared_us < $until)
+    ),
+    grouped AS (SELECT {_GROUP_KEYS[group_by]} AS grp, * FROM durations)
+    SELECT grp, count(*), {", ".join(_stat(m) for m in METRICS)}
+    FROM grouped GROUP BY grp ORDER BY grp
+    """
+    cur.execute(sql, {"since": to_us(since), "until": to_us(until)})
+    rows: list[dict[str, Any]] = []
+    for row in cur.fetchall():
+        out: dict[str, Any] = {"group": str(row[0]), "count": int(row[1])}
+        for index, metric in enumerate(METRICS):
+            count, mean, p50, p90, top = row[2 + 5 * index : 7 + 5 * index]
+            out[metric] = {
+                "count": int(count),
+                "mean_s": _float(mean),
+                "p50_s": _float(p50),
+                "p90_s": _float(p90),
+                "max_s": _float(top),
+            }
+        rows.append(out)
+    return rows
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

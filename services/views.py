@@ -1,0 +1,402 @@
+"""CLI read verbs (DESIGN 11): each turns its arguments into one request to a read route.
+
+A verb is a plain function from arguments to a `_Read` (path, query, renderer); `register` adds
+`--url`, `--token` and `--json`, sends it and prints the answer as rich tables, or verbatim with
+`--json`. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fails.
+"""
+
+import enum
+import functools
+import inspect
+import itertools
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, NamedTuple
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from events.schema import Severity, Status
+from services.client import (
+    IncidentArg,
+    Verb,
+    call,
+    fail,
+    parse_incident_id,
+    rfc3339,
+    service_options,
+)
+
+out = Console(highlight=False)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 200  # piped or captured: rows stay on one line instead of wrapping at 80
+
+Answer = dict[str, Any]
+Columns = Sequence[tuple[str, str]]  # (key in the answer row, header)
+
+
+class _Read(NamedTuple):
+    path: str
+    render: Callable[[Answer], None]
+    params: dict[str, Any] | None = None
+    body: Any = None  # POSTed when given
+
+
+# Rendering: every cell goes through `_cell`, which knows the API's naming conventions.
+
+
+def _when(value: str | datetime) -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def _duration(seconds: float) -> str:
+    """Two units, the larger first: "3d 04h", "1h 05m", "5m 03s", "42s"."""
+    sign, left = ("-" if seconds < 0 else ""), int(abs(seconds))
+    for (big, size), (small, step) in itertools.pairwise(_UNITS):
+        if left >= size:
+            return f"{sign}{left // size}{big} {left % size // step:02d}{small}"
+    return f"{sign}{left}s"
+
+
+def _cell(key: str, value: Any) -> str:
+    """A value of the answer for people: `_s` durations, `_at` times, yes/no, joined lists."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key.endswith("_s") and isinstance(value, int | float):
+        return _duration(value)
+    if key.endswith("_at") and isinstance(value, str):
+        return _when(value)
+    if isinstance(value, list):
+        return ", ".join(": ".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _new_table(title: str, headers: Iterable[str], no_wrap: Iterable[str] = ()) -> Table:
+    table = Table(title=Text(title), title_justify="left")
+    for header in headers:
+        # fold, not "…": ids and values stay whole (and greppable) in narrow columns
+        table.add_column(header, no_wrap=header in no_wrap, overflow="fold")
+    return table
+
+
+def _add_row(table: Table, cells: Iterable[str], style: str | None = None) -> None:
+    # Text, not markup: titles and messages may contain "[...]".
+    table.add_row(*map(Text, cells), style=style)
+
+
+def _print_rows(title: str, rows: Sequence[Answer], columns: Columns | None = None) -> None:
+    """A table of `rows`; without `columns`, every key of the first row in order."""
+    if not rows:
+        out.print(f"{title}: none")
+        return
+    columns = columns or [(key, key) for key in rows[0]]
+    table = _new_table(title, (header for _, header in columns), no_wrap=("id", "age"))
+    for row in rows:
+        _add_row(table, (_cell(key, row.get(key)) for key, _ in columns))
+    out.print(table)
+
+
+def _words(*parts: Any) -> str:
+    return " ".join(str(part) for part in parts if part not in (None, "", False))
+
+
+def _because(text: str, why: Any) -> str:
+    return f"{text}: {why}" if why else text
+
+
+def _details(event: Answer, seq_of: dict[str, int]) -> str:
+    """The event body's own fields, short: "P1 -> P0: all regions", "rollback checkout@v41"."""
+    b: Answer = event.get("body") or {}
+    target = f"seq {seq_of.get(b.get('target_event_id', ''), b.get('target_event_id'))}"
+    match event.get("type"):
+        case "alert.fired" | "alert.resolved":
+            text = _words(b.get("alertname"), b.get("severity"), b.get("fingerprint"))
+        case "incident.declared":
+            services = f"[{', '.join(b.get('services') or [])}]" if b.get("services") else ""
+            text = _words(b.get("severity"), f"{b.get('category')}:", b.get("title"), services)
+        case "incident.severity_changed":
+            text = _because(f"{b.get('from')} -> {b.get('to')}", b.get("reason"))
+        case "incident.status_changed" | "incident.phase_changed":
+            text = str(b.get("status") or b.get("phase"))
+        case "incident.role_assigned" | "incident.role_released":
+            released = "released" if event["type"] == "incident.role_released" else ""
+            text = _words(f"{b.get('role')}:", b.get("person"), released)
+        case "incident.escalated":
+            text = _because(f"level {b.get('level')} -> {b.get('to')}", b.get("reason"))
+        case "mitigation.started":
+            automated = "automated" if b.get("automated") else None
+            how = ", ".join(part for part in (b.get("mitigation_id"), automated) if part)
+            text = _words(b.get("action"), b.get("target"), f"({how})" if how else "")
+        case "mitigation.completed":
+            text = _because(_words(b.get("mitigation_id"), b.get("outcome")), b.get("details"))
+        case "comms.sent":
+            text = f"{b.get('audience')} {b.get('kind')}: {b.get('message')}"
+        case "incident.note_added":
+            kind = b.get("kind")
+            text = str(b.get("text")) if kind in (None, "note") else f"{kind}: {b.get('text')}"
+        case "evidence.attached":
+            text = _words(b.get("kind"), b.get("uri"), b.get("description"))
+        case "incident.resolved" | "incident.reopened" | "incident.closed":
+            text = _words(b.get("summary"), b.get("reason"))
+        case "postmortem.published":
+            text = _words(b.get("uri"), b.get("summary"))
+        case "action_item.added" | "action_item.completed":
+            text = _words(b.get("item_id"), b.get("title"), b.get("owner"), b.get("due"))
+        case "event.corrected":
+            fixed = {k.removeprefix("corrected_"): v for k, v in b.items() if "corrected_" in k}
+            changes = ", ".join(f"{k} -> {_cell(k, v)}" for k, v in fixed.items() if v)
+            text = _because(f"corrects {target}: {changes}", b.get("reason"))
+        case "event.retracted":
+            text = _because(f"retracts {target}", b.get("reason"))
+        case _:
+            text = ""
+    return _short(text)
+
+
+# Renderers, one per verb: they receive the decoded answer.
+
+
+_BOARD: Final = (
+    *(("incident_id", "id"), ("severity", "sev"), ("status", "status"), ("phase", "phase")),
+    *(("title", "title"), ("commander", "commander"), ("age_s", "age")),
+    *(("acknowledged", "acked"), ("last_comms_at", "last comms")),
+    *(("due", "next update due"), ("alerts_firing", "alerts firing")),
+)
+
+
+def _board(answer: Answer) -> None:
+    incidents: list[Answer] = answer.get("incidents") or []
+    now = datetime.now(UTC)
+    for i in incidents:
+        due = i.get("next_update_at")
+        overdue = " (overdue)" if due and datetime.fromisoformat(due) < now else ""
+        i["due"] = _cell("next_update_at", due) + overdue
+    _print_rows(f"{len(incidents)} incidents", incidents, _BOARD)
+
+
+def _incident(answer: Answer) -> None:
+    incident: Answer = answer.get("incident") or {}
+    grid = Table.grid(padding=(0, 2))
+    for key, value in incident.items():
+        if key not in ("alerts", "breaches", "title"):
+            grid.add_row(key.removesuffix("_s"), Text(_cell(key, value)))
+    title = Text(f"{incident.get('incident_id')}: {incident.get('title')}")
+    out.print(Panel(grid, title=title, title_align="left", expand=False))
+    _print_rows("alerts", incident.get("alerts") or [])
+    _print_rows("breaches", incident.get("breaches") or [], _BREACH)
+
+
+def _timeline(answer: Answer, as_of: datetime | None) -> None:
+    incident: Answer = answer.get("incident") or {}
+    events: list[Answer] = answer.get("events") or []
+    if as_of is not None:  # also when a service ignores `as_of`: recorded later is not known
+        events = [e for e in events if datetime.fromisoformat(e["recorded_at"]) <= as_of]
+    seq_of = {e["event_id"]: e["seq"] for e in events}
+    title = f"{incident.get('incident_id')}: {incident.get('title')}"
+    title += f" as of {_when(as_of)}" if as_of else ""
+    headers = ("seq", "time", "actor", "source", "type", "details", "trace id")
+    table = _new_table(title, headers, no_wrap=("seq", "time", "type"))
+    for e in events:
+        time = _when(e["effective_at"])
+        if e["effective_at"] != e["occurred_at"]:
+            time += f" (corrected, was {_when(e['occurred_at'])})"
+        details = _details(e, seq_of)
+        retracted = bool(e.get("retracted"))
+        details = f"[retracted] {details}" if retracted else details
+        cells = (str(e["seq"]), time, e["actor"], e["source"], e["type"], details)
+        _add_row(table, (*cells, e.get("trace_id") or ""), "strike dim" if retracted else None)
+    out.print(table)
+
+
+_METRICS: Final = (("mttd", "MTTD"), ("mtta", "MTTA"), ("mttm", "MTTM"), ("mttr", "MTTR"))
+_STATS: Final = (("count", "count"), ("mean_s", "mean"), ("p50_s", "p50"), ("p90_s", "p90"))
+
+
+def _mttr(answer: Answer) -> None:
+    rows: list[Answer] = answer.get("rows") or []
+    out.print(
+        f"grouped by {answer.get('group_by')}, definitions {answer.get('definitions_version')}"
+    )
+    group = str(answer.get("group_by") or "group")
+    for key, name in _METRICS:
+        flat = [{"group": row.get("group"), **(row.get(key) or {})} for row in rows]
+        _print_rows(name, flat, [("group", group), *_STATS, ("max_s", "max")])
+
+
+_BREACH: Final = (
+    *(("incident_id", "incident"), ("severity", "sev"), ("kind", "missed")),
+    *(("target_s", "target"), ("actual_s", "took"), ("due_at", "due"), ("open", "open")),
+)
+_REPEAT: Final = (
+    *(("incident_id", "incident"), ("previous_incident_id", "repeats")),
+    *(("reason", "same"), ("gap_s", "after")),
+)
+
+
+def _breaches(answer: Answer) -> None:
+    title = f"breaches (policy {answer.get('policy_version')})"
+    _print_rows(title, answer.get("breaches") or [], _BREACH)
+    _print_rows("repeat incidents", answer.get("repeats") or [], _REPEAT)
+
+
+_AUDIT: Final = (
+    *(("seq", "seq"), ("recorded_at", "recorded"), ("occurred_at", "occurred")),
+    *(("actor", "actor"), ("source", "source"), ("type", "type")),
+    *(("incident_id", "incident"), ("event_id", "event id"), ("trace_id", "trace id")),
+)
+
+
+def _audit(answer: Answer) -> None:
+    _print_rows("audit", answer.get("entries") or [], _AUDIT)
+
+
+def _result(answer: Answer) -> None:
+    columns: list[str] = answer.get("columns") or []
+    rows: list[list[Any]] = answer.get("rows") or []
+    table = _new_table("", columns)
+    for row in rows:
+        _add_row(table, ("NULL" if v is None else str(v) for v in row))
+    out.print(table)
+    more = ", truncated: the service returns at most this many" if answer.get("truncated") else ""
+    out.print(f"{len(rows)} rows{more}")
+
+
+# Verbs: arguments to one `_Read`.
+
+
+class GroupBy(enum.StrEnum):
+    SEVERITY = "severity"
+    SERVICE = "service"
+    CATEGORY = "category"
+    MONTH = "month"
+
+
+IncidentOption = Annotated[
+    str | None, typer.Option("--incident", parser=parse_incident_id, metavar="ID")
+]
+Moment = Annotated[
+    datetime | None, typer.Option(parser=rfc3339, metavar="RFC3339", help="e.g. 2026-01-02T10:00Z")
+]
+From = Annotated[datetime | None, typer.Option("--from", parser=rfc3339, metavar="RFC3339")]
+
+
+def _on(incident_id: str, tail: str = "") -> str:
+    return f"/v1/incidents/{quote(incident_id, safe='')}{tail}"
+
+
+def list_(
+    status: Annotated[Status | None, typer.Option(show_default=False)] = None,
+    severity: Annotated[Severity | None, typer.Option(show_default=False)] = None,
+    service: Annotated[str | None, typer.Option(show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved and closed.")] = False,
+) -> _Read:
+    """The status board: open incidents, most severe first."""
+    query = {"status": status, "severity": severity, "service": service}
+    return _Read("/v1/incidents", _board, query | {"include_closed": all_ or None})
+
+
+def show(incident_id: IncidentArg) -> _Read:
+    """One incident: its state, alerts and breaches."""
+    return _Read(_on(incident_id), _incident)
+
+
+def timeline(incident_id: IncidentArg, as_of: Moment = None) -> _Read:
+    """Every event of an incident in order (--as-of: as the log knew it then)."""
+    render = functools.partial(_timeline, as_of=as_of)
+    return _Read(_on(incident_id, "/timeline"), render, {"as_of": as_of})
+
+
+def mttr(
+    group_by: Annotated[GroupBy, typer.Option()] = GroupBy.SEVERITY,
+    from_: From = None,
+    to: Moment = None,
+) -> _Read:
+    """MTTD, MTTA, MTTM and MTTR per group, for incidents declared between --from and --to."""
+    return _Read("/v1/metrics/mttr", _mttr, {"group_by": group_by, "from": from_, "to": to})
+
+
+def breaches(
+    open_: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
+    incident: IncidentOption = None,
+) -> _Read:
+    """Missed targets of the severity policy, and repeat incidents."""
+    return _Read("/v1/breaches", _breaches, {"open_only": open_ or None, "incident_id": incident})
+
+
+def audit(
+    actor: Annotated[str | None, typer.Option(show_default=False)] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="e.g. incident.acknowledged")] = None,
+    incident: IncidentOption = None,
+    from_: From = None,
+    to: Moment = None,
+    limit: Annotated[int | None, typer.Option(min=1, show_default=False)] = None,
+) -> _Read:
+    """Who did what, newest first (--from/--to bound the recording time)."""
+    query = {"actor": actor, "type": type_, "incident_id": incident, "limit": limit}
+    return _Read("/v1/audit", _audit, query | {"from": from_, "to": to})
+
+
+def query(
+    sql: Annotated[str, typer.Argument(show_default=False, help="One statement; - reads stdin.")],
+) -> _Read:
+    """Read-only SQL over the read models (tables incidents, events, alerts, comms)."""
+    sql = sys.stdin.read() if sql == "-" else sql
+    if not sql.strip():
+        fail("empty SQL")
+    return _Read("/v1/query", _result, body={"sql": sql})
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Query parameters as the routes take them: unset ones left out, times in RFC 3339."""
+    items = (params or {}).items()
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in items if v is not None}
+
+
+_SERVICE: Final = service_options("Service")
+
+
+def _command(build: Callable[..., _Read]) -> Callable[..., None]:
+    """The typer command of a verb: its own parameters, then --url, --token and --json."""
+
+    def command(*, url: str, token: str | None, as_json: bool, **kwargs: Any) -> None:
+        read = build(**kwargs)
+        method = "GET" if read.body is None else "POST"
+        raw, answer = call(url, token, method, read.path, read.body, _params(read.params))
+        if as_json:
+            typer.echo(raw.decode())
+        elif isinstance(answer, dict):
+            read.render(answer)
+        else:
+            fail(f"service at {url} answered a JSON {type(answer).__name__}", code=1)
+
+    own = inspect.signature(build).parameters.values()
+    command.__signature__ = inspect.Signature([*own, *_SERVICE])  # type: ignore[attr-defined]
+    command.__doc__ = build.__doc__
+    return command
+
+
+VERBS: Final = (list_, show, timeline, mttr, breaches, audit, query)
+
+
+def register(app: typer.Typer) -> None:
+    for build in VERBS:
+        app.command(build.__name__.rstrip("_"), cls=Verb)(_command(build))

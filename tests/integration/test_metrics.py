@@ -1,0 +1,669 @@
+"""Metrics, breaches and repeats over a projected year of ~3000 incidents, checked against a
+plain-Python reference computed from the generated events (not from the database).
+
+The reference re-implements DESIGN 8's definitions with loops; the SQL is never consulted.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from events.chain import GENESIS, seal
+from events.policy import DEFAULT_POLICY, Policy, Targets
+from events.schema import (
+    AlertFired,
+    AlertResolved,
+    AnyEvent,
+    Audience,
+    Category,
+    CommsKind,
+    CommsSent,
+    EventCorrected,
+    EventRetracted,
+    IncidentAcknowledged,
+    IncidentClosed,
+    IncidentDeclared,
+    IncidentReopened,
+    IncidentResolved,
+    IncidentSeverityChanged,
+    MitigationAction,
+    MitigationCompleted,
+    MitigationStarted,
+    Outcome,
+    PostmortemPublished,
+    Severity,
+    Source,
+    encode,
+)
+from events.store import Stored
+from projections.breaches import breaches, repeats
+from projections.database import open_database
+from projections.metrics import GROUPS, METRICS, NO_SERVICE, mttx
+from projections.projector import Projector
+
+BASE = datetime(2025, 1, 1, tzinfo=UTC)
+NOW = BASE + timedelta(days=365, hours=6)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SERVICES = [f"svc-{name}" for name in "abcdefgh"]
+ALERTNAMES = [f"Alert{n}" for n in range(15)]
+RESOLVE_MEDIAN_S = {"P0": 5400, "P1": 14400, "P2": 40000, "P3": 150000, "P4": 300000}
+
+
+def us(t: datetime) -> int:
+    d = t - EPOCH
+    return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+@dataclass
+class Builder:
+    """One incident's events in log order (times in seconds after the declaration)."""
+
+    incident_id: str
+    declared: datetime
+    events: list[AnyEvent] = field(default_factory=list)
+
+    def add(self, cls: Callable[..., AnyEvent], offset_s: float, **fields: Any) -> AnyEvent:
+        event = cls(
+            event_id=f"{self.incident_id}-{len(self.events)}",
+            incident_id=self.incident_id,
+            occurred_at=self.declared + timedelta(seconds=offset_s),
+            actor="gen@example.com",
+            source=Source.SYNTHETIC,
+            **fields,
+        )
+        self.events.append(event)
+        return event
+
+
+def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
+    severity = rng.choices(list(Severity), weights=[1, 3, 5, 4, 2])[0]
+    declared = BASE + timedelta(seconds=rng.randrange(365 * 86400))
+    b = Builder(f"INC-{n:05d}", declared)
+    detected = rng.random() < 0.3
+    b.add(
+        IncidentDeclared,
+        0,
+        title=f"incident {n}",
+        severity=severity,
+        category=rng.choice(list(Category)),
+        services=tuple(rng.sample(SERVICES, rng.choice([0, 1, 1, 1, 2]))),
+        detected_at=declared - timedelta(seconds=rng.randrange(1, 4000)) if detected else None,
+    )
+    timed: list[tuple[float, Callable[..., AnyEvent], dict[str, Any]]] = []
+    for k in range(rng.choice([0, 0, 1, 1, 2]) if rng.random() < 0.8 else 0):
+        roll = rng.random()
+        starts: datetime | None = declared - timedelta(seconds=rng.randrange(0, 3600))
+        if roll < 0.07:
+            starts = declared + timedelta(seconds=rng.randrange(1, 600))  # after: MTTD 0
+        elif roll < 0.12:
+            starts = None
+        fields = {"fingerprint": f"fp{k}", "alertname": rng.choice(ALERTNAMES), "starts_at": starts}
+        timed.append((rng.randrange(0, 300), AlertFired, fields))
+        if rng.random() < 0.3:
+            timed.append((rng.randrange(300, 9000), AlertResolved, {"fingerprint": f"fp{k}"}))
+    if rng.random() < 0.85:
+        timed.append((int(rng.expovariate(1 / 900)), IncidentAcknowledged, {}))
+    t = 0.0
+    for k in range(rng.choice([0, 1, 1, 2, 3])):
+        t += rng.randrange(60, 5000)
+        started = {"mitigation_id": f"m{k}", "action": rng.choice(list(MitigationAction))}
+        timed.append((t, MitigationStarted, started))
+        if rng.random() < 0.9:
+            outcome = rng.choices(list(Outcome), weights=[6, 3, 1])[0]
+            t += rng.randrange(30, 4000)
+            timed.append((t, MitigationCompleted, {"mitigation_id": f"m{k}", "outcome": outcome}))
+    if rng.random() < 0.1:
+        to = rng.choice([s for s in Severity if s is not severity])
+        timed.append(
+            (rng.randrange(60, 3000), IncidentSeverityChanged, {"from_": severity, "to": to})
+        )
+    horizon = (NOW - declared).total_seconds()
+    resolved = rng.random() < 0.9
+    end = min(rng.lognormvariate(math.log(RESOLVE_MEDIAN_S[severity]), 1.0), horizon - 60)
+    end = float(int(end)) if resolved else horizon
+    _comms(rng, timed, 0, end)
+    if resolved:
+        timed.append((end, IncidentResolved, {}))
+        if rng.random() < 0.4:
+            timed.append(
+                (end + rng.randrange(0, 900), CommsSent, _comms_fields(CommsKind.RESOLUTION))
+            )
+        if rng.random() < 0.1 and end + 86400 < horizon:
+            if rng.random() < 0.3:
+                timed.append((end + 600, PostmortemPublished, {"uri": "https://wiki/pm"}))
+            reopened = end + rng.randrange(700, 86400)
+            timed.append((reopened, IncidentReopened, {}))
+            again = reopened + rng.randrange(60, 3 * 86400)
+            resolved = again < horizon and rng.random() < 0.7
+            end = again if resolved else horizon
+            _comms(rng, timed, reopened, end)
+            if resolved:
+                timed.append((end, IncidentResolved, {}))
+        if resolved:
+            last = end
+            if rng.random() < 0.65:
+                last = end + rng.randrange(3600, 8 * 86400)
+                timed.append((last, PostmortemPublished, {"markdown": "# pm"}))
+            if rng.random() < 0.3:
+                timed.append((last + rng.randrange(60, 86400), IncidentClosed, {}))
+    # Nothing happens after NOW; the stable sort keeps the causal order of equal times.
+    timed = sorted((item for item in timed if item[0] < horizon - 10), key=lambda item: item[0])
+    for offset, cls, fields in timed:
+        b.add(cls, offset, **fields)
+    _amend(rng, b, max(offset for offset, _, _ in timed) if timed else 0)
+    return b.events
+
+
+def _comms_fields(kind: CommsKind) -> dict[str, Any]:
+    return {"audience": Audience.STATUS_PAGE, "kind": kind, "message": "update"}
+
+
+def _comms(rng: random.Random, timed: list[Any], start: float, end: float) -> None:
+    if rng.random() < 0.15:
+        return
+    cadence = rng.choice([300, 900, 1500, 1800, 3600, 7200, 30000, 90000])
+    t = start + rng.randrange(60, 5400)
+    for count in range(30):
+        if t >= end:
+            return
+        kind = CommsKind.INITIAL if count == 0 else CommsKind.UPDATE
+        timed.append((t, CommsSent, _comms_fields(kind)))
+        t += int(rng.uniform(0.5, 1.5) * cadence)
+
+
+def _amend(rng: random.Random, b: Builder, last: float) -> None:
+    """Corrections and retractions, appended after the facts they amend."""
+    kinds = {type(e): e for e in b.events}
+    ack = kinds.get(IncidentAcknowledged)
+    targets: list[tuple[AnyEvent, float]] = []
+    if ack is not None and rng.random() < 0.04:
+        targets.append((ack, rng.randrange(-300, 7200) + rng.random()))
+    if rng.random() < 0.004:
+        targets.append((b.events[0], rng.randrange(-600, 600)))
+    for event, moved in targets:
+        corrected = b.declared + timedelta(seconds=moved)
+        b.add(
+            EventCorrected,
+            last + 1,
+            target_event_id=event.event_id,
+            corrected_occurred_at=corrected,
+            reason="typed late",
+        )
+    for cls, p in [
+        (IncidentAcknowledged, 0.01),
+        (CommsSent, 0.02),
+        (MitigationCompleted, 0.02),
+        (AlertFired, 0.02),
+        (IncidentResolved, 0.005),
+        (IncidentDeclared, 0.002),
+    ]:
+        candidates = [e for e in b.events if isinstance(e, cls)]
+        if candidates and rng.random() < p:
+            b.add(
+                EventRetracted,
+                last + 2,
+                target_event_id=rng.choice(candidates).event_id,
+                reason="wrong incident",
+            )
+
+
+def generate(count: int = 3000, seed: int = 20250101) -> list[list[AnyEvent]]:
+    rng = random.Random(seed)
+    return [_incident(rng, n) for n in range(count)]
+
+
+def log_of(incidents: list[list[AnyEvent]]) -> list[Stored]:
+    """Seal each incident's chain, then interleave incidents in time as a real log would."""
+    keyed: list[tuple[datetime, int, int, AnyEvent]] = []
+    for n, events in enumerate(incidents):
+        clock = events[0].occurred_at
+        for k, event in enumerate(seal(events, GENESIS, NOW)):
+            clock = max(clock, event.occurred_at)
+            keyed.append((clock, n, k, event))
+    keyed.sort(key=lambda item: item[:3])
+    return [Stored(seq, e, encode(e)) for seq, (_, _, _, e) in enumerate(keyed, start=1)]
+
+
+# ---- the reference: DESIGN 8 in plain Python ------------------------------------------------
+
+
+@dataclass
+class Ref:
+    incident_id: str
+    severity: str
+    category: str
+    services: tuple[str, ...]
+    declared: int
+    mttd: float | None
+    mtta: float | None
+    mttm: float | None
+    mttr: float | None
+    alertnames: set[str]
+    clocks: list[tuple[str, float | None, int, int, bool]]
+
+
+def _seconds(to: int | None, start: int | None) -> float | None:
+    if to is None or start is None:
+        return None
+    return max(to - start, 0) / 1e6
+
+
+def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | None:
+    retracted = {e.target_event_id for e in events if isinstance(e, EventRetracted)}
+    when = {e.event_id: us(e.occurred_at) for e in events}
+    for e in events:
+        if isinstance(e, EventCorrected) and e.corrected_occurred_at is not None:
+            when[e.target_event_id] = us(e.corrected_occurred_at)
+    live = sorted(
+        ((when[e.event_id], k, e) for k, e in enumerate(events) if e.event_id not in retracted),
+        key=lambda item: item[:2],
+    )
+    declarations = [e for e in events if isinstance(e, IncidentDeclared)]
+    first = declarations[0]
+    if first.event_id in retracted:
+        return None
+    declared = when[first.event_id]
+    severity = first.severity.value
+    for e in events:
+        if isinstance(e, IncidentSeverityChanged):
+            severity = e.to.value
+
+    def times(cls: type[AnyEvent], test: Callable[[Any], bool] = lambda e: True) -> list[int]:
+        return [t for t, _, e in live if isinstance(e, cls) and test(e)]
+
+    alerts = [
+        us(e.starts_at) if e.starts_at else t for t, _, e in live if isinstance(e, AlertFired)
+    ]
+    source = min(alerts) if alerts else (us(first.detected_at) if first.detected_at else None)
+    acks = times(IncidentAcknowledged)
+    mitigated = times(MitigationCompleted, lambda e: e.outcome is Outcome.SUCCEEDED)
+    comms = times(CommsSent)
+    posts = times(PostmortemPublished)
+    closes = times(IncidentClosed)
+    states = [(t, e) for t, _, e in live if isinstance(e, IncidentResolved | IncidentReopened)]
+    resolved = bool(states) and isinstance(states[-1][1], IncidentResolved)
+    resolved_at = states[-1][0] if resolved else None
+    is_open = not resolved and not closes
+    now_us = us(now)
+    end = resolved_at if resolved_at is not None else (min(closes) if closes else now_us)
+    targets = policy.for_severity(severity)
+    clocks: list[tuple[str, float | None, int, int, bool]] = [
+        ("ack", targets.ack_s, declared, min(acks) if acks else end, is_open),
+        ("first_comms", targets.first_comms_s, declared, min(comms) if comms else end, is_open),
+        ("resolution", targets.resolve_s, declared, end, is_open),
+    ]
+    if resolved_at is not None:
+        post = min(posts) if posts else None
+        stop = post if post is not None else now_us
+        clocks.append(("postmortem", targets.postmortem_s, resolved_at, stop, post is None))
+    points = [
+        (t, k, e)
+        for t, k, e in live
+        if isinstance(e, CommsSent | IncidentResolved | IncidentReopened)
+        or (e is first and not comms)
+    ]
+    phase: type | None = None
+    for n, (t, _, e) in enumerate(points):
+        if isinstance(e, IncidentResolved | IncidentReopened):
+            phase = type(e)
+        if phase is IncidentResolved:
+            continue
+        stop_at = points[n + 1][0] if n + 1 < len(points) else (now_us if is_open else None)
+        if stop_at is not None:
+            clocks.append(("update_cadence", targets.update_s, t, stop_at, is_open))
+    return Ref(
+        incident_id=first.incident_id,
+        severity=severity,
+        category=first.category.value,
+        services=first.services,
+        declared=declared,
+        mttd=_seconds(declared, source),
+        mtta=_seconds(min(acks) if acks else None, declared),
+        mttm=_seconds(min(mitigated) if mitigated else None, declared),
+        mttr=_seconds(resolved_at, declared),
+        alertnames={e.alertname for _, _, e in live if isinstance(e, AlertFired) and e.alertname},
+        clocks=clocks,
+    )
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
+
+
+def expected_mttx(
+    refs: list[Ref], group_by: str, lo: int | None = None, hi: int | None = None
+) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[Ref]] = defaultdict(list)
+    for r in refs:
+        if (lo is not None and r.declared < lo) or (hi is not None and r.declared >= hi):
+            continue
+        if group_by == "service":
+            for service in set(r.services) or {NO_SERVICE}:
+                groups[service].append(r)
+        else:
+            key = {
+                "severity": r.severity,
+                "category": r.category,
+                "month": (EPOCH + timedelta(microseconds=r.declared)).strftime("%Y-%m"),
+            }[group_by]
+            groups[key].append(r)
+    rows: dict[str, dict[str, Any]] = {}
+    for key, members in groups.items():
+        row: dict[str, Any] = {"group": key, "count": len(members)}
+        for metric in METRICS:
+            values = [v for r in members if (v := getattr(r, metric)) is not None]
+            row[metric] = {
+                "count": len(values),
+                "mean_s": sum(values) / len(values) if values else None,
+                "p50_s": quantile(values, 0.5) if values else None,
+                "p90_s": quantile(values, 0.9) if values else None,
+                "max_s": max(values) if values else None,
+            }
+        rows[key] = row
+    return rows
+
+
+def expected_breaches(refs: list[Ref]) -> list[tuple[Any, ...]]:
+    rows = []
+    for r in refs:
+        for kind, target, start, stop, is_open in r.clocks:
+            if target is not None and stop - start > round(target * 1e6):
+                due = EPOCH + timedelta(microseconds=start + round(target * 1e6))
+                rows.append(
+                    (r.incident_id, r.severity, kind, target, (stop - start) / 1e6, due, is_open)
+                )
+    return sorted(rows, key=lambda row: (row[5], row[0], row[2]))
+
+
+def expected_repeats(refs: list[Ref], window_days: int = 30) -> set[tuple[str, str, str, float]]:
+    index: dict[tuple[str, Any], list[tuple[int, str]]] = defaultdict(list)
+    keys: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for r in refs:
+        own: list[tuple[str, Any]] = [("service+category", (r.category, s)) for s in r.services]
+        own += [("alertname", name) for name in r.alertnames]
+        for key in own:
+            index[key].append((r.declared, r.incident_id))
+        keys[r.incident_id] = own
+    found: set[tuple[str, str, str, float]] = set()
+    for r in refs:
+        best: dict[str, tuple[int, str]] = {}
+        for key in keys[r.incident_id]:
+            earlier = [p for p in index[key] if p < (r.declared, r.incident_id)]
+            if earlier:
+                prev = max(earlier)
+                if r.declared - prev[0] <= window_days * 86_400_000_000:
+                    best[key[0]] = max(best.get(key[0], prev), prev)
+        for reason, (t, previous) in best.items():
+            found.add((r.incident_id, previous, reason, (r.declared - t) / 1e6))
+    return found
+
+
+# ---- the test -------------------------------------------------------------------------------
+
+
+def project(path: Path, log: list[Stored], batch: int = 1000) -> duckdb.DuckDBPyConnection:
+    con = open_database(path)
+    projector = Projector(con, None)  # type: ignore[arg-type]  # store is only for run()
+    for start in range(0, len(log), batch):
+        chunk = log[start : start + batch]
+        projector.apply(chunk, chunk[-1].seq)
+    return con
+
+
+@dataclass
+class World:
+    cur: duckdb.DuckDBPyConnection
+    incidents: list[list[AnyEvent]]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    incidents = generate()
+    con = project(tmp_path_factory.mktemp("metrics") / "db.duckdb", log_of(incidents))
+    cur = con.cursor()
+    yield World(cur, incidents)
+    cur.close()
+    con.close()
+
+
+def refs_of(world: World, policy: Policy = DEFAULT_POLICY) -> list[Ref]:
+    return [r for events in world.incidents if (r := reference(events, NOW, policy))]
+
+
+def assert_rows(got: list[dict[str, Any]], want: dict[str, dict[str, Any]]) -> None:
+    assert [row["group"] for row in got] == sorted(want)
+    for row in got:
+        expected = want[row["group"]]
+        assert row["count"] == expected["count"], row["group"]
+        for metric in METRICS:
+            have, should = row[metric], expected[metric]
+            assert have["count"] == should["count"], (row["group"], metric)
+            assert have["max_s"] == should["max_s"], (row["group"], metric)
+            for stat in ("mean_s", "p50_s", "p90_s"):
+                if should[stat] is None:
+                    assert have[stat] is None
+                else:
+                    assert have[stat] == pytest.approx(should[stat], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("group_by", GROUPS)
+def test_mttx_matches_reference(world: World, group_by: str) -> None:
+    assert_rows(mttx(world.cur, group_by, None, None), expected_mttx(refs_of(world), group_by))
+
+
+def test_mttx_window_selects_by_declaration(world: World) -> None:
+    since, until = BASE + timedelta(days=90), BASE + timedelta(days=181, hours=7)
+    got = mttx(world.cur, "month", since, until)
+    assert [row["group"] for row in got] == ["2025-04", "2025-05", "2025-06", "2025-07"]
+    assert_rows(got, expected_mttx(refs_of(world), "month", us(since), us(until)))
+
+
+def test_mttx_rejects_unknown_group(world: World) -> None:
+    with pytest.raises(ValueError, match="group_by"):
+        mttx(world.cur, "actor; DROP TABLE events", None, None)
+
+
+def test_history_exercises_every_case(world: World) -> None:
+    refs = refs_of(world)
+    assert 2900 < len(refs) < 3000  # some declarations were retracted
+    assert sum(1 for r in refs if r.mttd == 0) > 50  # alerts that started after declaring
+    assert any(r.mttr is None and r.mtta is not None for r in refs)
+    events = [e for incident in world.incidents for e in incident]
+    assert sum(isinstance(e, EventCorrected) for e in events) > 50
+    assert sum(isinstance(e, IncidentReopened) for e in events) > 100
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DEFAULT_POLICY,
+        Policy(version="strict-p4", targets={Severity.P4: Targets(ack_s=600.5, update_s=3600)}),
+    ],
+    ids=["default", "custom"],
+)
+def test_breaches_match_reference(world: World, policy: Policy) -> None:
+    got = breaches(world.cur, policy, NOW)
+    want = expected_breaches(refs_of(world, policy))
+    keys = ("incident_id", "severity", "kind", "target_s", "actual_s", "due_at", "open")
+    assert [tuple(row[k] for k in keys) for row in got] == want
+    assert all(row["breached_at"] == row["due_at"] for row in got)
+    kinds = {(row["kind"], row["open"]) for row in got}
+    if policy is DEFAULT_POLICY:
+        names = ("ack", "first_comms", "update_cadence", "resolution", "postmortem")
+        assert {(kind, o) for kind in names for o in (False, True)} <= kinds
+    open_rows = breaches(world.cur, policy, NOW, open_only=True)
+    assert open_rows == [row for row in got if row["open"]]
+    one = got[len(got) // 2]["incident_id"]
+    assert breaches(world.cur, policy, NOW, incident_id=one) == [
+        row for row in got if row["incident_id"] == one
+    ]
+
+
+def test_repeats_match_reference(world: World) -> None:
+    got = repeats(world.cur)
+    rows = {(r["incident_id"], r["previous_incident_id"], r["reason"], r["gap_s"]) for r in got}
+    assert len(rows) == len(got)
+    want = expected_repeats(refs_of(world))
+    assert rows == want
+    assert {reason for _, _, reason, _ in want} == {"service+category", "alertname"}
+    week = {tuple(r.values()) for r in repeats(world.cur, window_days=7)}
+    assert week == expected_repeats(refs_of(world), window_days=7)
+    assert week < rows
+
+
+# ---- a small history with hand-computed answers ---------------------------------------------
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LATER = T + timedelta(days=3)
+
+
+def _small() -> tuple[list[AnyEvent], list[AnyEvent]]:
+    """A: P1, alert 2 min before declaring, late ack, one long comms gap, no postmortem.
+    B: P0 ignored for two days. C: P2 reopened and left open. D: repeat of A two days on."""
+    a = Builder("INC-A", T)
+    a.add(
+        IncidentDeclared,
+        0,
+        title="A",
+        severity=Severity.P1,
+        category=Category.DATA,
+        services=("api", "db"),
+        detected_at=T - timedelta(minutes=10),
+    )
+    a.add(
+        AlertFired,
+        30,
+        fingerprint="f",
+        alertname="HighLatency",
+        starts_at=T - timedelta(seconds=120),
+    )
+    ack = a.add(IncidentAcknowledged, 1200)
+    for minute in (10, 50, 70):
+        a.add(CommsSent, minute * 60, **_comms_fields(CommsKind.UPDATE))
+    a.add(MitigationStarted, 1500, mitigation_id="m0", action=MitigationAction.ROLLBACK)
+    a.add(MitigationCompleted, 1800, mitigation_id="m0", outcome=Outcome.FAILED)
+    a.add(MitigationStarted, 2400, mitigation_id="m1", action=MitigationAction.FAILOVER)
+    a.add(MitigationCompleted, 3600, mitigation_id="m1", outcome=Outcome.SUCCEEDED)
+    a.add(IncidentResolved, 6000)
+    b = Builder("INC-B", T + timedelta(days=1))
+    b.add(IncidentDeclared, 0, title="B", severity=Severity.P0, category=Category.INFRASTRUCTURE)
+    c = Builder("INC-C", T)
+    c.add(IncidentDeclared, 0, title="C", severity=Severity.P2, services=("web",))
+    c.add(CommsSent, 1800, **_comms_fields(CommsKind.INITIAL))
+    c.add(IncidentResolved, 3600)
+    c.add(IncidentReopened, 7200)
+    d = Builder("INC-D", T + timedelta(days=2))
+    d.add(
+        IncidentDeclared,
+        0,
+        title="D",
+        severity=Severity.P3,
+        category=Category.DATA,
+        services=("db",),
+    )
+    d.add(AlertFired, 1, fingerprint="g", alertname="HighLatency")
+    d.add(IncidentResolved, 600)
+    first = a.events + b.events + c.events + d.events
+    fix = a.add(
+        EventCorrected,
+        7000,
+        target_event_id=ack.event_id,
+        corrected_occurred_at=T + timedelta(minutes=4),
+        reason="ack on the bridge",
+    )
+    return first, [fix]
+
+
+def test_small_history_by_hand(tmp_path: Path) -> None:
+    first, second = _small()
+    sealed: dict[str, str] = {}
+    log: list[Stored] = []
+    for event in first + second:
+        (event,) = seal([event], sealed.get(event.incident_id, GENESIS), LATER)
+        sealed[event.incident_id] = event.hash
+        log.append(Stored(len(log) + 1, event, encode(event)))
+    con = open_database(tmp_path / "db.duckdb")
+    projector = Projector(con, None)  # type: ignore[arg-type]
+    projector.apply(log[: len(first)], len(first))
+    cur = con.cursor()
+
+    def stat(count: int, value: float | None = None) -> dict[str, Any]:
+        keys = ("mean_s", "p50_s", "p90_s", "max_s")
+        return {"count": count} | dict.fromkeys(keys, value)
+
+    by_severity = {row["group"]: row for row in mttx(cur, "severity", None, None)}
+    assert by_severity["P1"] == {
+        "group": "P1",
+        "count": 1,
+        "mttd": stat(1, 120.0),
+        "mtta": stat(1, 1200.0),
+        "mttm": stat(1, 3600.0),
+        "mttr": stat(1, 6000.0),
+    }
+    assert by_severity["P0"] == {
+        "group": "P0",
+        "count": 1,
+        "mttd": stat(0),
+        "mtta": stat(0),
+        "mttm": stat(0),
+        "mttr": stat(0),
+    }
+    assert by_severity["P2"]["mttr"] == stat(0)  # reopened, not resolved again
+    assert by_severity["P3"]["mttd"] == stat(1, 0.0)  # the alert was recorded after declaring
+    services = {row["group"]: row["count"] for row in mttx(cur, "service", None, None)}
+    assert services == {"(none)": 1, "api": 1, "db": 2, "web": 1}
+
+    def h(hours: float) -> datetime:
+        return T + timedelta(hours=hours)
+
+    def found() -> list[tuple[Any, ...]]:
+        return [
+            (r["incident_id"], r["kind"], r["actual_s"], r["due_at"], r["open"])
+            for r in breaches(cur, DEFAULT_POLICY, LATER)
+        ]
+
+    ignored = 2 * 86400.0
+    expected = [
+        ("INC-A", "ack", 1200.0, h(0.25), False),
+        ("INC-A", "update_cadence", 2400.0, h(40 / 60), False),  # 10 -> 50 min; 70 -> 100 is 30
+        ("INC-C", "ack", 3 * 86400.0, h(1), True),
+        ("INC-C", "update_cadence", 3 * 86400 - 7200.0, h(3), True),  # reopened at 2 h, silent
+        ("INC-C", "resolution", 3 * 86400.0, h(24), True),
+        ("INC-B", "ack", ignored, h(24 + 5 / 60), True),
+        ("INC-B", "first_comms", ignored, h(24.25), True),
+        ("INC-B", "update_cadence", ignored, h(24.25), True),  # no comms: from the declaration
+        ("INC-B", "resolution", ignored, h(26), True),
+        ("INC-A", "postmortem", 3 * 86400 - 6000.0, h(100 / 60 + 48), True),
+    ]
+    assert found() == expected
+    assert [r["incident_id"] for r in breaches(cur, DEFAULT_POLICY, LATER, open_only=True)] == [
+        row[0] for row in expected if row[4]
+    ]
+    assert repeats(cur) == [
+        {
+            "incident_id": "INC-D",
+            "previous_incident_id": "INC-A",
+            "reason": reason,
+            "gap_s": 2 * 86400.0,
+        }
+        for reason in ("alertname", "service+category")
+    ]
+
+    projector.apply(log[len(first) :], len(log))  # the ack was earlier than typed
+    assert mttx(cur, "severity", None, None)[1]["mtta"] == stat(1, 240.0)
+    assert found() == expected[1:]
+    cur.close()
+    con.close()
