@@ -210,34 +210,46 @@ class Projector:
 
     @staticmethod
     def _alerts(cur: duckdb.DuckDBPyConnection, fresh: Iterable[Stored]) -> None:
+        """Fold alert events into one row per (incident, fingerprint), upserted in bulk."""
+        touched: dict[tuple[str, str], list[Any]] = {}
         for stored in fresh:
             event = stored.event
-            if isinstance(event, AlertFired):
-                cur.execute(
-                    """INSERT INTO alerts VALUES (?, ?, ?, ?, true, ?, NULL, ?, ?)
-                       ON CONFLICT DO UPDATE SET firing = true, starts_at = excluded.starts_at,
-                       ends_at = NULL, last_seq = excluded.last_seq""",
-                    [
-                        event.incident_id,
-                        event.fingerprint,
-                        event.alertname,
-                        event.severity,
-                        event.starts_at or event.occurred_at,
-                        stored.seq,
-                        stored.seq,
-                    ],
-                )
-            elif isinstance(event, AlertResolved):
-                cur.execute(
-                    """UPDATE alerts SET firing = false, ends_at = ?, last_seq = ?
-                       WHERE incident_id = ? AND fingerprint = ?""",
-                    [
-                        event.ends_at or event.occurred_at,
-                        stored.seq,
-                        event.incident_id,
-                        event.fingerprint,
-                    ],
-                )
+            if isinstance(event, AlertFired | AlertResolved):
+                touched.setdefault((event.incident_id, event.fingerprint), []).append(stored)
+        if not touched:
+            return
+        keys = [f"{i}\x00{f}" for i, f in touched]
+        cur.execute(
+            "SELECT * FROM alerts WHERE incident_id || chr(0) || fingerprint IN (SELECT unnest(?))",
+            [keys],
+        )
+        rows = {(r[0], r[1]): list(r) for r in cur.fetchall()}
+        for key, stored_events in touched.items():
+            row = rows.get(key)
+            for stored in stored_events:
+                event = stored.event
+                if isinstance(event, AlertFired):
+                    start = event.starts_at or event.occurred_at
+                    if row is None:
+                        row = [
+                            *key,
+                            event.alertname,
+                            event.severity,
+                            True,
+                            start,
+                            None,
+                            stored.seq,
+                            0,
+                        ]
+                    row[4:7] = [True, start, None]
+                elif row is not None:  # resolved: only an alert seen firing has a row
+                    row[4] = False
+                    row[6] = event.ends_at or event.occurred_at
+                if row is not None:
+                    row[8] = stored.seq
+            if row is not None:
+                rows[key] = row
+        _append(cur, "alerts", [tuple(rows[k]) for k in touched if k in rows], action="upsert")
 
     async def run(self) -> None:
         """Follow the log for ever from checkpoint + 1, resuming there after an outage."""

@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import duckdb
@@ -19,9 +20,9 @@ import msgspec
 import nats
 import nats.errors
 import uvicorn
-from events.policy import load_policy
 from nats.aio.client import Client as NATS
 
+from events.policy import load_policy
 from events.store import EventStore, StreamSettings, ensure_stream
 from projections.database import open_database
 from projections.projector import Projector
@@ -142,8 +143,14 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         following = asyncio.create_task(projector.run(), name="projector")
         stack.push_async_callback(_cancel, following)
         log.info("projector on %s from checkpoint %s", config.duckdb_path, projector.checkpoint)
+        executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="incidents-read")
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         reader = Reader(
-            con=con, projector=projector, policy=load_policy(config.policy_file), clock=clock
+            con=con,
+            projector=projector,
+            policy=load_policy(config.policy_file),
+            clock=clock,
+            executor=executor,
         )
 
         broker = create_broker(url.split(","), intake, clock)

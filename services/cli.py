@@ -9,6 +9,7 @@ import logging
 import typer
 from rich.console import Console
 
+from events.policy import PolicyError
 from services import verbs, views
 from services.auth import Role, TokensError, new_token, token_entry
 from services.config import Config, ConfigError
@@ -48,7 +49,7 @@ def serve() -> None:
     )
     try:
         asyncio.run(serve_service(config))
-    except (ConfigError, TokensError) as exc:
+    except (ConfigError, TokensError, PolicyError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     except (NatsServerError, StreamConfigError, OSError) as exc:

@@ -76,12 +76,13 @@ def _alert(
     )
 
 
-def _declare(obs: AlertObservation, incident_id: str) -> Declare:
+def _declare(obs: AlertObservation, incident_id: str, received_at: datetime) -> Declare:
     return Declare(
         incident_id=incident_id,
         # One id per incident: replicas declaring the same claim deduplicate.
         event_id=f"declare-{incident_id}",
-        occurred_at=obs.occurred_at,
+        # Declared when the alert reached us; it was detected when it started (MTTD).
+        occurred_at=received_at,
         actor=obs.source.value,
         source=obs.source,
         correlation_id=obs.key[:1024],
@@ -106,18 +107,18 @@ class Correlator:
         seq, data = record
         return seq, _claim_decoder.decode(data)
 
-    async def observe(self, obs: AlertObservation) -> Accepted:
+    async def observe(self, obs: AlertObservation, received_at: datetime) -> Accepted:
         """Record one alert state: join, open, or resolve within its key's incident."""
         for _ in range(ATTEMPTS):
             claim_seq, claim = await self.claimed(obs.key)
             if not obs.firing:
                 return await self._resolved(obs, claim)
             if claim is not None:
-                joined = await self._join(obs, claim.incident_id)
+                joined = await self._join(obs, claim.incident_id, received_at)
                 if joined is not None:
                     return joined
             incident_id = derived_incident_id(obs.key, claim_seq)
-            record = Claim(key=obs.key, incident_id=incident_id, claimed_at=obs.occurred_at)
+            record = Claim(key=obs.key, incident_id=incident_id, claimed_at=received_at)
             try:
                 await self._store.put_if_last(
                     claim_subject(obs.key),
@@ -127,12 +128,14 @@ class Correlator:
                 )
             except ConcurrencyError:
                 continue  # another replica claimed first: read its claim and join
-            joined = await self._join(obs, incident_id)
+            joined = await self._join(obs, incident_id, received_at)
             if joined is not None:
                 return joined
         raise ContentionError(f"correlation key {obs.key!r} kept moving")
 
-    async def _join(self, obs: AlertObservation, incident_id: str) -> Accepted | None:
+    async def _join(
+        self, obs: AlertObservation, incident_id: str, received_at: datetime
+    ) -> Accepted | None:
         """Append the alert to the incident; None when the incident cannot take it."""
         result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id))
         if isinstance(result, Accepted):
@@ -142,11 +145,16 @@ class Correlator:
             # ourselves with the incident's one declaration id.
             opened = await self._handler.handle_all(
                 incident_id,
-                [_declare(obs, incident_id), _alert(RecordAlertFired, obs, incident_id)],
+                [
+                    _declare(obs, incident_id, received_at),
+                    _alert(RecordAlertFired, obs, incident_id),
+                ],
             )
             # Refused only if someone declared it meanwhile: then joining works (or the
             # incident is already resolved and the caller opens a new one).
-            return opened if isinstance(opened, Accepted) else await self._join(obs, incident_id)
+            if isinstance(opened, Accepted):
+                return opened
+            return await self._join(obs, incident_id, received_at)
         return None  # resolved or closed: the caller opens a new incident
 
     async def _resolved(self, obs: AlertObservation, claim: Claim | None) -> Accepted:

@@ -179,7 +179,7 @@ class Intake:
 
     async def alertmanager(self, body: bytes, received_at: datetime) -> Answer:
         observations = parse_alertmanager(body, received_at)
-        results = [await self.correlator.observe(obs) for obs in observations]
+        results = [await self.correlator.observe(obs, received_at) for obs in observations]
         return answer(*results)
 
     async def pagerduty(self, body: bytes, received_at: datetime) -> tuple[str, Answer]:
@@ -189,4 +189,4 @@ class Intake:
             if isinstance(result, Rejected):
                 raise refused(result, "dedup_key")
             return event.key, answer(result)
-        return event.key, answer(await self.correlator.observe(event))
+        return event.key, answer(await self.correlator.observe(event, received_at))

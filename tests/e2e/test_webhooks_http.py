@@ -1,6 +1,7 @@
 """Alertmanager and PagerDuty deliveries over real HTTP into the log, and correlation races."""
 
 import asyncio
+from datetime import datetime
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -44,6 +45,9 @@ async def test_alertmanager_firing_opens_one_incident_and_resolved_closes_alerts
     assert declared.severity == "P1"  # severity=critical
     assert declared.services == ("checkout",)
     assert declared.correlation_id == firing["groupKey"]
+    # Detected when the alert started, declared when it reached us: MTTD is the gap.
+    assert declared.detected_at == datetime.fromisoformat(firing["alerts"][0]["startsAt"])
+    assert declared.occurred_at > declared.detected_at
     fired = [s.event for s in loaded.events if isinstance(s.event, AlertFired)]
     assert {f.fingerprint for f in fired} == {a["fingerprint"] for a in firing["alerts"]}
     assert all(f.ends_at is None for f in fired)  # Go's zero time is not an end

@@ -16,6 +16,7 @@ PURE = [
     "events/commands.py",
     "events/incident.py",
     "events/chain.py",
+    "events/policy.py",
 ]
 FORBIDDEN_ROOTS = {"nats", "faststream", "duckdb", "asyncio", "socket", "services", "projections"}
 FORBIDDEN_MODULES = {"events.store"}
