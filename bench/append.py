@@ -10,8 +10,6 @@ the same mode (sequential awaited, or pipelined in windows of W), measured in th
 import argparse
 import asyncio
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import rate, windows
 from events.chain import seal
 from events.commands import AddNote, Declare
 from events.schema import IncidentNoteAdded, Severity, Source
@@ -41,17 +40,6 @@ def _note(incident_id: str, n: int) -> AddNote:
         source=Source.API,
         text=f"observation {n}: error ratio still above threshold",
     )
-
-
-async def _timed(count: int, run: Callable[[], Awaitable[None]]) -> float:
-    start = time.perf_counter()
-    await run()
-    return count / (time.perf_counter() - start)
-
-
-async def _windows(count: int, window: int, one: Callable[[int], Awaitable[object]]) -> None:
-    for base in range(0, count, window):
-        await asyncio.gather(*(one(i) for i in range(base, min(base + window, count))))
 
 
 async def _declared(handler: CommandHandler, incidents: int) -> list[str]:
@@ -82,10 +70,10 @@ async def measure(nc: NATS, events: int, window: int) -> dict[str, float]:
         for i in range(sequential):
             await js.publish(f"raw.{i % 100}", PAYLOAD)
 
-    rates["raw js.publish, sequential"] = await _timed(sequential, raw_seq)
-    rates["raw js.publish, pipelined"] = await _timed(
+    rates["raw js.publish, sequential"] = await rate(sequential, raw_seq)
+    rates["raw js.publish, pipelined"] = await rate(
         events,
-        lambda: _windows(events, window, lambda i: js.publish(f"raw.{i % 100}", PAYLOAD)),
+        lambda: windows(events, window, lambda i: js.publish(f"raw.{i % 100}", PAYLOAD)),
     )
 
     incident_id = new_incident_id()
@@ -117,7 +105,7 @@ async def measure(nc: NATS, events: int, window: int) -> dict[str, float]:
             [appended] = await store.append([sealed], last)
             head, last = sealed.hash, appended.seq
 
-    rates["EventStore.append, sequential"] = await _timed(sequential, store_seq)
+    rates["EventStore.append, sequential"] = await rate(sequential, store_seq)
 
     handler = CommandHandler(store)
     ids = await _declared(handler, 50)
@@ -126,7 +114,7 @@ async def measure(nc: NATS, events: int, window: int) -> dict[str, float]:
         for i in range(sequential):
             await handler.handle(_note(ids[i % len(ids)], i))
 
-    rates["CommandHandler.handle, sequential"] = await _timed(sequential, handle_seq)
+    rates["CommandHandler.handle, sequential"] = await rate(sequential, handle_seq)
 
     cold = CommandHandler(store, cache_size=0)
 
@@ -134,14 +122,12 @@ async def measure(nc: NATS, events: int, window: int) -> dict[str, float]:
         for i in range(sequential // 4):
             await cold.handle(_note(ids[i % len(ids)], 10**6 + i))
 
-    rates["CommandHandler.handle, sequential, no cache"] = await _timed(
-        sequential // 4, handle_cold
-    )
+    rates["CommandHandler.handle, sequential, no cache"] = await rate(sequential // 4, handle_cold)
 
     many = await _declared(handler, window)
-    rates["CommandHandler.handle, pipelined"] = await _timed(
+    rates["CommandHandler.handle, pipelined"] = await rate(
         events,
-        lambda: _windows(
+        lambda: windows(
             events, window, lambda i: handler.handle(_note(many[i % window], 2 * 10**6 + i))
         ),
     )
@@ -153,11 +139,11 @@ def report(rates: dict[str, float], console: Console) -> None:
     table.add_column("mode")
     table.add_column("events/s", justify="right")
     table.add_column("ratio", justify="right")
-    for mode, rate in rates.items():
+    for mode, measured in rates.items():
         baseline = rates[
             "raw js.publish, " + ("pipelined" if "pipelined" in mode else "sequential")
         ]
-        table.add_row(mode, f"{rate:,.0f}", f"{rate / baseline:.2f}")
+        table.add_row(mode, f"{measured:,.0f}", f"{measured / baseline:.2f}")
     console.print(table)
 
 

@@ -20,8 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import rate, windows
 from services.natsserver import EmbeddedNatsServer, free_port
 
 PAYLOAD = b"x" * 256
@@ -49,17 +48,6 @@ def _event(kind: str, incident: int, n: int) -> dict[str, Any]:
     return {**base, "type": "incident.note_added", "text": f"observation {n}"}
 
 
-async def _rate(count: int, run: Callable[[], Awaitable[None]]) -> float:
-    start = time.perf_counter()
-    await run()
-    return count / (time.perf_counter() - start)
-
-
-async def _windows(count: int, window: int, one: Callable[[int], Awaitable[object]]) -> None:
-    for base in range(0, count, window):
-        await asyncio.gather(*(one(i) for i in range(base, min(base + window, count))))
-
-
 async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -> dict[str, float]:
     rates: dict[str, float] = {}
     nc = await nats.connect(nats_url)
@@ -71,9 +59,9 @@ async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -
         for i in range(sequential):
             await js.publish(f"raw.{i % 100}", PAYLOAD)
 
-    rates["raw js.publish, sequential"] = await _rate(sequential, raw_seq)
-    rates["raw js.publish, pipelined"] = await _rate(
-        events, lambda: _windows(events, concurrency, lambda i: js.publish(f"raw.{i}", PAYLOAD))
+    rates["raw js.publish, sequential"] = await rate(sequential, raw_seq)
+    rates["raw js.publish, pipelined"] = await rate(
+        events, lambda: windows(events, concurrency, lambda i: js.publish(f"raw.{i}", PAYLOAD))
     )
     await nc.close()
 
@@ -99,12 +87,12 @@ async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -
                 wrk, http_url, concurrency
             )
         else:
-            rates[f"POST /v1/events, 1 event, sequential ({client})"] = await _rate(
+            rates[f"POST /v1/events, 1 event, sequential ({client})"] = await rate(
                 sequential, http_seq
             )
-            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = await _rate(
+            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = await rate(
                 events,
-                lambda: _windows(
+                lambda: windows(
                     events, concurrency, lambda n: post(_event("par", n % incidents, n))
                 ),
             )
@@ -112,13 +100,13 @@ async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -
 
         async def http_batches() -> None:
             # One batch per incident at a time: 100 events of one incident = one atomic append.
-            await _windows(
+            await windows(
                 batches,
                 min(concurrency, 8),
                 lambda b: post([_event(f"b{b}", b % incidents, n) for n in range(100)]),
             )
 
-        rates["POST /v1/events, batches of 100, pipelined"] = await _rate(
+        rates["POST /v1/events, batches of 100, pipelined"] = await rate(
             batches * 100, http_batches
         )
     return rates
@@ -146,10 +134,10 @@ def report(rates: dict[str, float]) -> None:
     table = Table(title="HTTP ingest (events/s; ratio to raw js.publish, same mode)")
     for column in ("mode", "events/s", "ratio"):
         table.add_column(column, justify="left" if column == "mode" else "right")
-    for mode, rate in rates.items():
+    for mode, measured in rates.items():
         sequential = "sequential" in mode
         baseline = rates["raw js.publish, " + ("sequential" if sequential else "pipelined")]
-        table.add_row(mode, f"{rate:,.0f}", f"{rate / baseline:.2f}")
+        table.add_row(mode, f"{measured:,.0f}", f"{measured / baseline:.2f}")
     Console().print(table)
 
 

@@ -67,6 +67,13 @@ async def _fresh(reader: Reader, wait_for: int | None) -> None:
             ) from exc
 
 
+async def _incident(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
+    incident = await reader.run(queries.get_incident, incident_id, now)
+    if incident is None:
+        raise NotFoundException(f"incident {incident_id} does not exist")
+    return incident
+
+
 @get("/v1/incidents", guards=[requires(Permission.READ)], tags=["reads"])
 async def list_incidents(
     request: Request[Any, Any, Any],
@@ -94,9 +101,7 @@ async def show_incident(
     reader = _reader(request)
     await _fresh(reader, wait_for)
     now = reader.clock()
-    incident = await reader.run(queries.get_incident, incident_id, now)
-    if incident is None:
-        raise NotFoundException(f"incident {incident_id} does not exist")
+    incident = await _incident(reader, incident_id, now)
     incident["breaches"] = await reader.run(
         breaches.breaches, reader.policy, now, incident_id=incident_id
     )
@@ -111,9 +116,7 @@ async def incident_timeline(
 ) -> dict[str, Any]:
     reader = _reader(request)
     await _fresh(reader, wait_for)
-    incident = await reader.run(queries.get_incident, incident_id, reader.clock())
-    if incident is None:
-        raise NotFoundException(f"incident {incident_id} does not exist")
+    incident = await _incident(reader, incident_id, reader.clock())
     return {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
 
 
