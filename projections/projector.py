@@ -118,7 +118,8 @@ def _incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, 
 class Projector:
     """The only writer of its DuckDB file."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, store: EventStore) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, store: EventStore | None) -> None:
+        """`store` is the log to follow in `run`; `apply` alone needs none."""
         self._con = con
         schema.create(con)
         self._store = store
@@ -253,6 +254,8 @@ class Projector:
 
     async def run(self) -> None:
         """Follow the log for ever from checkpoint + 1, resuming there after an outage."""
+        if self._store is None:
+            raise RuntimeError("a projector without a store cannot follow the log")
         while True:
             try:
                 async for batch in self._store.follow(self.checkpoint + 1):

@@ -19,7 +19,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
 from events.policy import Policy
-from events.store import StoreUnavailableError
+from events.store import EventStore, StoreUnavailableError
+from projections import asof as asofs
 from projections import breaches, metrics, queries, sandbox
 from projections.projector import Projector
 from services.auth import Permission
@@ -82,14 +83,19 @@ async def list_incidents(
     service: FromQuery[str | None] = None,
     include_closed: FromQuery[bool] = False,
     wait_for: FromQuery[int | None] = None,
+    as_of: FromQuery[datetime | None] = None,
 ) -> dict[str, Any]:
-    """The status board: open incidents unless `include_closed` or a `status` is asked for."""
+    """The status board: open incidents unless `include_closed` or a `status` is asked for.
+
+    With `as_of`, the board as it stood then, folded from the log (not the projection).
+    """
     reader = _reader(request)
+    args = (status, severity, service, include_closed)
+    if as_of is not None:
+        past = await _past(request, reader, None, as_of)
+        return {"as_of": as_of, "incidents": await past.run(queries.list_incidents, as_of, *args)}
     await _fresh(reader, wait_for)
-    rows = await reader.run(
-        queries.list_incidents, reader.clock(), status, severity, service, include_closed
-    )
-    return {"incidents": rows}
+    return {"incidents": await reader.run(queries.list_incidents, reader.clock(), *args)}
 
 
 @get("/v1/incidents/{incident_id:str}", guards=[requires(Permission.READ)], tags=["reads"])
@@ -113,11 +119,37 @@ async def incident_timeline(
     request: Request[Any, Any, Any],
     incident_id: FromPath[str],
     wait_for: FromQuery[int | None] = None,
+    as_of: FromQuery[datetime | None] = None,
 ) -> dict[str, Any]:
+    """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
     reader = _reader(request)
-    await _fresh(reader, wait_for)
-    incident = await _incident(reader, incident_id, reader.clock())
-    return {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
+    if as_of is not None:
+        reader = await _past(request, reader, incident_id, as_of)
+    else:
+        await _fresh(reader, wait_for)
+    now = as_of or reader.clock()
+    incident = await _incident(reader, incident_id, now)
+    incident["breaches"] = await reader.run(
+        breaches.breaches, reader.policy, now, incident_id=incident_id
+    )
+    answer = {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
+    return answer | ({"as_of": as_of} if as_of is not None else {})
+
+
+async def _past(
+    request: Request[Any, Any, Any], reader: Reader, incident_id: str | None, as_of: datetime
+) -> Reader:
+    """A reader over the read models reconstructed from the log as of `as_of`."""
+    if as_of.tzinfo is None:
+        raise IntakeError(ErrorKind.INVALID, "as_of needs a UTC offset", "as_of")
+    store: EventStore = request.app.state.store
+    if incident_id is None:
+        events = [s async for batch in store.read() for s in batch]
+    else:
+        events = (await store.load(incident_id)).events
+    loop = asyncio.get_running_loop()
+    con = await loop.run_in_executor(reader.executor, asofs.reconstruct, events, as_of)
+    return msgspec.structs.replace(reader, con=con)
 
 
 @get("/v1/metrics/mttr", guards=[requires(Permission.READ)], tags=["reads"])

@@ -208,8 +208,6 @@ def _incident(answer: Answer) -> None:
 def _timeline(answer: Answer, as_of: datetime | None) -> None:
     incident: Answer = answer.get("incident") or {}
     events: list[Answer] = answer.get("events") or []
-    if as_of is not None:  # also when a service ignores `as_of`: recorded later is not known
-        events = [e for e in events if datetime.fromisoformat(e["recorded_at"]) <= as_of]
     seq_of = {e["event_id"]: e["seq"] for e in events}
     title = f"{incident.get('incident_id')}: {incident.get('title')}"
     title += f" as of {_when(as_of)}" if as_of else ""

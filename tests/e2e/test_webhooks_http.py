@@ -1,10 +1,10 @@
 """Alertmanager and PagerDuty deliveries over real HTTP into the log, and correlation races."""
 
 import asyncio
-from datetime import datetime
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
