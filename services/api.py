@@ -170,6 +170,15 @@ class _Routing(msgspec.Struct):
     routing_key: Any = None
 
 
+def _routing_key(body: bytes) -> str | None:
+    """PagerDuty senders authenticate with the routing key (a 32-char producer token)."""
+    try:
+        key = msgspec.json.decode(body, type=_Routing).routing_key
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None  # the payload's own validation reports it
+    return key if isinstance(key, str) else None
+
+
 @post(
     ["/v1/webhooks/pagerduty", "/v2/enqueue", "/v1/webhooks/pagerduty/v2/enqueue"],
     status_code=202,
@@ -178,11 +187,7 @@ class _Routing(msgspec.Struct):
 async def pagerduty(request: Request[Any, Any, Any]) -> Response[Any]:
     """PagerDuty Events API v2: trigger, acknowledge, resolve by dedup_key."""
     body = await request.body()
-    token = bearer(request.headers.get("authorization"))
-    if token is None:
-        # PagerDuty senders authenticate with the routing key: a producer token of 32 chars.
-        routing = msgspec.json.decode(body, type=_Routing) if body.startswith(b"{") else _Routing()
-        token = routing.routing_key if isinstance(routing.routing_key, str) else None
+    token = bearer(request.headers.get("authorization")) or _routing_key(body)
     tokens: Tokens = request.app.state.tokens
     principal = tokens.authenticate(token)
     if principal is None or not principal.may(Permission.APPEND):

@@ -146,6 +146,10 @@ async def test_pagerduty_invalid_event_answers_like_pagerduty(
     assert body["message"] == "Event object is invalid"
     assert any("payload.summary" in error for error in body["errors"])
     assert any("payload.severity" in error for error in body["errors"])
+    for garbage in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        answer = await http.post("/v2/enqueue", content=garbage)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["status"] == "invalid event"
     assert await service.store.last_seq() == 0
 
 
