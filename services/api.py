@@ -49,7 +49,7 @@ from events.commands import (
 from events.store import EventStore, StoreUnavailableError
 from events.subjects import new_incident_id
 from services.auth import Permission, Tokens, bearer
-from services.bodies import PathMismatchError, body_of, to_command
+from services.bodies import BodyError, body_of, to_command
 from services.guards import principal_of, requires
 from services.handler import ContentionError
 from services.intake import (
@@ -113,8 +113,8 @@ async def _command(
         principal = principal_of(request)
         actor = principal.name if principal else "anonymous"
         command = to_command(command_type, body, incident_id, actor, _now(request))
-    except PathMismatchError as exc:
-        raise IntakeError(ErrorKind.INVALID, str(exc), "incident_id") from exc
+    except BodyError as exc:
+        raise IntakeError(ErrorKind.INVALID, exc.detail, exc.field) from exc
     answer = await _intake(request).command(command)
     return msgspec.structs.replace(answer, incident_id=target_incident(command))
 
@@ -242,6 +242,11 @@ def _on_webhook_error(_: Request[Any, Any, Any], exc: WebhookError) -> Response[
     return _error(422, "invalid", exc.detail, exc.field)
 
 
+def _on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # Litestar decodes bodies generically before typing them; absurd nesting ends up here.
+    return _error(400, "malformed", "JSON nested too deeply")
+
+
 def _on_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(503, "unavailable", str(exc))
 
@@ -273,6 +278,7 @@ def create_app(
             StoreUnavailableError: _on_unavailable,
             ContentionError: _on_unavailable,
             HTTPException: _on_http,
+            RecursionError: _on_too_deep,
         },
         openapi_config=OpenAPIConfig(
             title="incident-timeline",

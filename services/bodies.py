@@ -50,8 +50,13 @@ def body_of(command: type[Command]) -> type[msgspec.Struct]:
     )
 
 
-class PathMismatchError(ValueError):
-    pass
+class BodyError(ValueError):
+    """A body that does not make a valid command; `field` names the culprit."""
+
+    def __init__(self, field: str | None, detail: str) -> None:
+        super().__init__(f"{field}: {detail}" if field else detail)
+        self.field = field
+        self.detail = detail
 
 
 def to_command(
@@ -63,7 +68,9 @@ def to_command(
 ) -> AnyCommand:
     given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
     if incident_id and given.get("incident_id") not in (None, incident_id):
-        raise PathMismatchError(f"body says {given['incident_id']}, the path says {incident_id}")
+        raise BodyError(
+            "incident_id", f"body says {given['incident_id']}, the path says {incident_id}"
+        )
     fields = given | {
         "incident_id": incident_id or given.get("incident_id"),
         "event_id": given.get("event_id") or new_event_id(),
@@ -74,5 +81,13 @@ def to_command(
     if command in _GENERATED:
         name, generate = _GENERATED[command]
         fields[name] = fields.get(name) or generate()
-    built: AnyCommand = command(**fields)  # type: ignore[assignment]
+    # convert, not the constructor: a missing body (no JSON at all) is validated too.
+    try:
+        built: AnyCommand = msgspec.convert(fields, command)  # type: ignore[assignment]
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        reason, at, where = message.rpartition(" - at `$.")
+        if not at:  # "Object missing required field `to`"
+            reason, where = message, message.split("`")[1] if "`" in message else ""
+        raise BodyError(where.rstrip("`") or None, reason) from exc
     return built

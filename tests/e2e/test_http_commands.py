@@ -181,3 +181,10 @@ async def test_health_and_openapi(http: httpx.AsyncClient) -> None:
     assert "/v1/incidents" in spec["paths"]
     assert "/v1/incidents/{incident_id}/ack" in spec["paths"]
     assert "/v1/webhooks/alertmanager" in spec["paths"]
+
+
+async def test_a_command_without_a_body_names_the_missing_field(http: httpx.AsyncClient) -> None:
+    incident_id = await _declare(http)
+    answer = await http.post(f"/v1/incidents/{incident_id}/severity")
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "to"
