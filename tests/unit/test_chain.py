@@ -6,20 +6,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import string
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-import msgspec.inspect as mi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import events_for
 
 from events.chain import GENESIS, ChainBreak, digest, seal, verify
 from events.schema import (
-    EVENT_TYPES,
-    Event,
     IncidentNoteAdded,
     MitigationAction,
     MitigationStarted,
@@ -31,73 +28,6 @@ from events.schema import (
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEALED_AT = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 INCIDENTS = ["INC-7K2M9Q", "INC-AAAAAA", "x"]
-
-# Mixed alphabet: ASCII (with control characters) and any non-surrogate code point.
-_CHARS = st.one_of(
-    st.characters(min_codepoint=0, max_codepoint=0x7F),
-    st.characters(exclude_categories=("Cs",)),
-)
-
-_HEX = "0123456789abcdef"
-# Direct strategies for the schema's id patterns (st.from_regex is several times slower).
-_PATTERNS: dict[str, st.SearchStrategy[str]] = {
-    r"^[!-~]{1,128}$": st.text(
-        st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=24
-    ),
-    r"^[A-Za-z0-9_-]{1,64}$": st.text(
-        string.ascii_letters + string.digits + "_-", min_size=1, max_size=16
-    ),
-    r"^([0-9a-f]{64})?$": st.just("") | st.text(_HEX, min_size=64, max_size=64),
-    r"^[0-9a-fA-F]{32}$": st.text(_HEX + "ABCDEF", min_size=32, max_size=32),
-    r"^[0-9a-fA-F]{16}$": st.text(_HEX + "ABCDEF", min_size=16, max_size=16),
-}
-
-
-def _value(info: mi.Type) -> st.SearchStrategy[Any]:
-    """Values within the Meta limits (a compact twin of the builder in test_schema)."""
-    match info:
-        case mi.StrType(pattern=str(pattern)):
-            if pattern in _PATTERNS:
-                return _PATTERNS[pattern]
-            return st.from_regex(pattern, fullmatch=True)
-        case mi.StrType():
-            low = info.min_length or 0
-            return st.text(_CHARS, min_size=low, max_size=low + 12)
-        case mi.DateTimeType():
-            return st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
-        case mi.DateType():
-            return st.dates(date(2000, 1, 1), date(2100, 1, 1))
-        case mi.EnumType():
-            return st.sampled_from(list(info.cls))
-        case mi.BoolType():
-            return st.booleans()
-        case mi.IntType():
-            return st.integers(info.ge, info.le)
-        case mi.FloatType():
-            # [1e-9, 1e-4) is left out: see test_stdlib_recompute_with_tiny_float.
-            return st.floats(info.ge, info.le).filter(lambda f: not 1e-9 <= f < 1e-4)
-        case mi.NoneType():
-            return st.none()
-        case mi.UnionType():
-            return st.one_of(*(_value(t) for t in info.types))
-        case mi.DictType():
-            return st.dictionaries(_value(info.key_type), _value(info.value_type), max_size=2)
-        case mi.VarTupleType():
-            return st.lists(_value(info.item_type), max_size=2).map(tuple)
-    raise NotImplementedError(f"no strategy for {info!r}")
-
-
-def _event_of(cls: type[Event], incident_id: str) -> st.SearchStrategy[Any]:
-    struct = mi.type_info(cls)
-    assert isinstance(struct, mi.StructType)
-    fields = {f.name: _value(f.type) for f in struct.fields}
-    fields["incident_id"] = st.just(incident_id)
-    return st.fixed_dictionaries(fields).map(lambda kwargs: cls(**kwargs))
-
-
-def events_for(incident_id: str, min_size: int = 1) -> st.SearchStrategy[list[Any]]:
-    one = st.sampled_from(EVENT_TYPES).flatmap(lambda cls: _event_of(cls, incident_id))
-    return st.lists(one, min_size=min_size, max_size=5)
 
 
 @st.composite
