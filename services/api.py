@@ -60,6 +60,8 @@ from services.intake import (
     IntakeError,
     decode_events,
 )
+from services.pages import ROUTES as PAGES
+from services.pages import TEMPLATES
 from services.reads import ROUTES as READ_ROUTES
 from services.reads import Reader
 from services.webhooks import PagerDutyError, WebhookError
@@ -269,8 +271,10 @@ def create_app(
             pagerduty,
             healthz,
             *READ_ROUTES,
+            *PAGES,
             PrometheusController,
         ],
+        template_config=TEMPLATES,
         exception_handlers={
             IntakeError: _on_intake_error,
             ValidationException: _on_validation,
