@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from litestar import Request, get
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
