@@ -63,7 +63,8 @@ from services.intake import (
 from services.pages import ROUTES as PAGES
 from services.pages import TEMPLATES
 from services.reads import ROUTES as READ_ROUTES
-from services.reads import Reader
+from services.replay import ROUTES as REPLAY_ROUTES
+from services.replay import LiveModels
 from services.webhooks import PagerDutyError, WebhookError
 
 Clock = Callable[[], datetime]
@@ -260,7 +261,7 @@ def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def create_app(
-    intake: Intake, tokens: Tokens, clock: Clock, reader: Reader, store: EventStore
+    intake: Intake, tokens: Tokens, clock: Clock, models: LiveModels, store: EventStore
 ) -> Litestar:
     app = Litestar(
         route_handlers=[
@@ -272,6 +273,7 @@ def create_app(
             healthz,
             *READ_ROUTES,
             *PAGES,
+            *REPLAY_ROUTES,
             PrometheusController,
         ],
         template_config=TEMPLATES,
@@ -298,6 +300,6 @@ def create_app(
     app.state.intake = intake
     app.state.tokens = tokens
     app.state.clock = clock
-    app.state.reader = reader
+    app.state.models = models
     app.state.store = store
     return app

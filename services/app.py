@@ -26,6 +26,7 @@ from events.policy import load_policy
 from events.store import EventStore, StreamSettings, ensure_stream
 from projections.database import open_database
 from projections.projector import Projector
+from projections.replay import live_path
 from services.api import create_app
 from services.auth import Tokens, is_loopback
 from services.config import Config, ConfigError
@@ -34,8 +35,7 @@ from services.handler import Clock, CommandHandler, utc_now
 from services.intake import Intake
 from services.nats_intake import create_broker
 from services.natsserver import EmbeddedNatsServer
-from services.reads import Reader
-from services.telemetry import watch
+from services.replay import LiveModels
 
 log = logging.getLogger("incidents")
 
@@ -49,8 +49,15 @@ class Service(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStore
     handler: CommandHandler
     intake: Intake
-    projector: Projector
-    con: duckdb.DuckDBPyConnection
+    models: LiveModels
+
+    @property
+    def projector(self) -> Projector:
+        return self.models.reader.projector
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self.models.reader.con
 
 
 def stream_settings(config: Config) -> StreamSettings:
@@ -136,21 +143,20 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             await store.last_seq(),
         )
 
-        con = open_database(config.duckdb_path)
-        stack.callback(con.close)
-        projector = Projector(con, store)
-        watch(projector)
-        following = asyncio.create_task(projector.run(), name="projector")
-        stack.push_async_callback(_cancel, following)
-        log.info("projector on %s from checkpoint %s", config.duckdb_path, projector.checkpoint)
         executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="incidents-read")
         stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        reader = Reader(
-            con=con,
-            projector=projector,
+        models = LiveModels.open(
+            config.data_dir,
+            store,
             policy=load_policy(config.policy_file),
             clock=clock,
             executor=executor,
+        )
+        stack.push_async_callback(models.close)
+        log.info(
+            "projector on %s from checkpoint %s",
+            live_path(config.data_dir),
+            models.reader.projector.checkpoint,
         )
 
         broker = create_broker(url.split(","), intake, clock)
@@ -160,7 +166,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         sock = stack.enter_context(_listen(config.http_host, config.http_port))
         http = _EmbeddedUvicorn(
             uvicorn.Config(
-                create_app(intake, tokens, clock, reader, store),
+                create_app(intake, tokens, clock, models, store),
                 log_config=None,
                 access_log=False,
                 lifespan="on",
@@ -186,8 +192,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             store=store,
             handler=handler,
             intake=intake,
-            projector=projector,
-            con=con,
+            models=models,
         )
 
 
@@ -218,7 +223,7 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
     if config.nats_url is None:
         raise ConfigError("INCIDENTS_NATS_URL: `incidents project` joins an existing NATS")
     nc = await connect(config.nats_url, name="incidents-projector")
-    con = open_database(config.duckdb_path)
+    con = open_database(live_path(config.data_dir))
     try:
         store = EventStore(nc, config.stream)
         projector = Projector(con, store)

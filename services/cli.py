@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from events.policy import PolicyError
-from services import verbs, views
+from services import replay_cli, verbs, views
 from services.auth import Role, TokensError, new_token, token_entry
 from services.config import Config, ConfigError
 
@@ -25,6 +25,7 @@ def _root() -> None:
 
 verbs.register(app)
 views.register(app)
+replay_cli.register(app)
 
 
 def _config() -> Config:

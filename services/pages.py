@@ -46,7 +46,8 @@ TEMPLATES: Final = TemplateConfig(
 
 
 def _reader(request: Request[Any, Any, Any]) -> Reader:
-    reader: Reader = request.app.state.reader
+    # Read once per request: a replay may swap in a new generation at any moment.
+    reader: Reader = request.app.state.models.reader
     return reader
 
 

@@ -2,9 +2,15 @@
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 from events.commands import AddNote, Declare
 from events.schema import Severity, Source
+from events.store import EventStore, Stored
+from projections.database import open_database
+from projections.projector import Projector
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -38,3 +44,24 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    tables = {
+        "events": "SELECT * FROM events ORDER BY seq",
+        "incidents": "SELECT * FROM incidents ORDER BY incident_id",
+        "alerts": "SELECT * FROM alerts ORDER BY incident_id, fingerprint",
+        "checkpoint": "SELECT seq FROM checkpoint",
+    }
+    return {name: con.execute(sql).fetchall() for name, sql in tables.items()}
+
+
+async def fresh_fold(store: EventStore, path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The read models built from scratch, in one pass over the whole log."""
+    con = open_database(path)
+    projector = Projector(con, store)
+    events: list[Stored] = [s async for batch in store.read() for s in batch]
+    projector.apply(events, await store.last_seq())
+    result = snapshot(con)
+    con.close()
+    return result

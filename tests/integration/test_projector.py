@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
-from tests_support import T0, declare, note
+from tests_support import T0, declare, fresh_fold, note, snapshot
 
 from events.commands import (
     Acknowledge,
@@ -24,7 +24,7 @@ from events.commands import (
 )
 from events.incident import Incident, fold
 from events.schema import Audience, CommsKind, MitigationAction, Outcome, Source
-from events.store import EventStore, Stored
+from events.store import EventStore
 from events.subjects import new_incident_id
 from projections.database import open_database
 from projections.projector import CRASH_POINTS, Projector
@@ -88,27 +88,6 @@ async def workload(handler: CommandHandler, incidents: int = 12) -> None:
             steps.append(Resolve(**envelope(i, f"{i}-r", 60 + n)))
         for step in steps:
             assert isinstance(await handler.handle(step), Accepted), step
-
-
-def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
-    tables = {
-        "events": "SELECT * FROM events ORDER BY seq",
-        "incidents": "SELECT * FROM incidents ORDER BY incident_id",
-        "alerts": "SELECT * FROM alerts ORDER BY incident_id, fingerprint",
-        "checkpoint": "SELECT seq FROM checkpoint",
-    }
-    return {name: con.execute(sql).fetchall() for name, sql in tables.items()}
-
-
-async def fresh_fold(store: EventStore, path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """The read models built from scratch, in one pass over the whole log."""
-    con = open_database(path)
-    projector = Projector(con, store)
-    events: list[Stored] = [s async for batch in store.read() for s in batch]
-    projector.apply(events, await store.last_seq())
-    result = snapshot(con)
-    con.close()
-    return result
 
 
 async def follow_until_caught_up(projector: Projector, store: EventStore) -> None:

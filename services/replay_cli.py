@@ -1,0 +1,164 @@
+"""`incidents replay`: rebuild the read models from the log, with a progress bar.
+
+Against a running service (default) it asks the service to rebuild and swap, and follows its
+progress; `--direct` rebuilds the data directory's read models itself, straight from NATS,
+when no service has them open.
+"""
+
+import asyncio
+import time
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from services.config import Config, ConfigError
+
+err = Console(stderr=True)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:,.0f} events/s"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+async def _direct(config: Config, verify: bool) -> list[str]:
+    from events.store import EventStore
+    from projections import replay as rebuilds
+    from projections.database import open_database
+    from projections.projector import Projector
+    from services.app import connect
+
+    if config.nats_url is None:
+        raise ConfigError("INCIDENTS_NATS_URL: --direct reads the log from an existing NATS")
+    live = rebuilds.live_path(config.data_dir)
+    if live.exists():
+        try:
+            duckdb.connect(str(live)).close()
+        except duckdb.IOException as exc:
+            raise ConfigError(
+                f"{live} is open in a running service: run `incidents replay` without --direct"
+            ) from exc
+    nc = await connect(config.nats_url, name="incidents-replay")
+    try:
+        store = EventStore(nc, config.stream)
+        target = await store.last_seq()
+        with _bar() as bar:
+            task = bar.add_task("replay", total=None, rate=0.0)
+
+            def show(p: rebuilds.Progress) -> None:
+                bar.update(
+                    task,
+                    total=p.target_seq - p.start_seq,
+                    completed=p.done_seq - p.start_seq,
+                    rate=p.rate,
+                )
+
+            await rebuilds.rebuild(store, rebuilds.next_path(config.data_dir), target, show)
+        differences: list[str] = []
+        if verify and live.exists():
+            con = open_database(live)
+            try:
+                projector = Projector(con, store)  # bring the old build to the same position
+                async for batch in store.read(projector.checkpoint + 1, target):
+                    projector.apply(batch, batch[-1].seq)
+                live_rows = rebuilds.fingerprints(con)
+            finally:
+                con.close()
+            shadow = open_database(rebuilds.next_path(config.data_dir))
+            try:
+                differences = rebuilds.differences(live_rows, rebuilds.fingerprints(shadow))
+            finally:
+                shadow.close()
+        old = live
+        new = rebuilds.promote(config.data_dir)
+        if old.exists() or old.is_symlink():
+            rebuilds.retire(old)
+        err.print(f"read models rebuilt through sequence {target} into {new.name}")
+        return differences
+    finally:
+        await nc.close()
+
+
+def _over_http(url: str, token: str | None, verify: bool) -> list[str]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http, _bar() as bar:
+        started = http.post("/v1/admin/replay", json={"verify": verify})
+        if started.status_code >= 400:
+            raise typer.BadParameter(started.json().get("detail", started.text))
+        task = bar.add_task("replay", total=None, rate=0.0)
+        while True:
+            status = http.get("/v1/admin/replay").json()
+            span = status["target_seq"] - status["start_seq"]
+            bar.update(
+                task,
+                total=span or None,
+                completed=status["done_seq"] - status["start_seq"],
+                rate=status["events_per_s"],
+                description=f"replay ({status['state']})",
+            )
+            if status["state"] in ("done", "failed"):
+                break
+            time.sleep(0.3)
+    if status["state"] == "failed":
+        err.print(f"error: replay failed: {status['error']}")
+        raise typer.Exit(1)
+    err.print(
+        f"read models swapped to {status['generation']} through sequence {status['done_seq']}"
+    )
+    differences: list[str] = status["differences"]
+    return differences
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def replay(
+        verify: Annotated[
+            bool, typer.Option("--verify", help="compare with the live models")
+        ] = False,
+        direct: Annotated[
+            bool, typer.Option("--direct", help="rebuild here from NATS, no service running")
+        ] = False,
+        url: Annotated[str, typer.Option(envvar="INCIDENTS_URL")] = "http://127.0.0.1:8080",
+        token: Annotated[str | None, typer.Option(envvar="INCIDENTS_TOKEN")] = None,
+    ) -> None:
+        """Rebuild every read model from the log and swap it in (resumable)."""
+        import httpx
+
+        try:
+            if direct:
+                differences = asyncio.run(_direct(Config.from_env(), verify))
+            else:
+                differences = _over_http(url, token, verify)
+        except (ConfigError, typer.BadParameter) as exc:
+            err.print(f"error: {exc}")
+            raise typer.Exit(2) from exc
+        except (httpx.TransportError, OSError) as exc:
+            err.print(f"error: service unreachable at {url} ({exc}); use --direct without one")
+            raise typer.Exit(1) from exc
+        if verify:
+            for line in differences:
+                err.print(f"differs: {line}")
+            err.print(
+                "verify: identical"
+                if not differences
+                else f"verify: {len(differences)} differences"
+            )
+            if differences:
+                raise typer.Exit(1)

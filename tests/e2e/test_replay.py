@@ -1,0 +1,137 @@
+"""Replay during live ingest: the swapped-in models equal a fresh fold; readers never fail."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from projections import replay as rebuilds
+from services import replay
+from services.app import Service
+from services.natsserver import EmbeddedNatsServer
+from tests_support import fresh_fold, snapshot
+
+INCIDENTS = str(Path(sys.executable).parent / "incidents")
+
+
+async def _status(http: httpx.AsyncClient) -> dict[str, object]:
+    for _ in range(600):
+        status: dict[str, object] = (await http.get("/v1/admin/replay")).json()
+        if status["state"] in ("done", "failed"):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError("replay did not finish")
+
+
+async def test_replay_during_ingest_swaps_in_a_fresh_fold_without_reader_errors(
+    http: httpx.AsyncClient, service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "RETIRE_AFTER_S", 0.2)
+    ids = []
+    for n in range(20):
+        answer = await http.post("/v1/incidents", json={"title": f"load {n}", "severity": "P3"})
+        ids.append(answer.json()["incident_id"])
+    for n in range(300):
+        await http.post(f"/v1/incidents/{ids[n % 20]}/notes", json={"text": f"note {n}"})
+
+    stop = asyncio.Event()
+    failures: list[str] = []
+    last_seq = 0
+
+    async def write() -> None:
+        nonlocal last_seq
+        n = 0
+        while not stop.is_set():
+            answer = await http.post(
+                f"/v1/incidents/{ids[n % 20]}/notes", json={"text": f"live {n}"}
+            )
+            last_seq = max(last_seq, answer.json()["events"][0]["seq"])
+            n += 1
+
+    async def read() -> None:
+        while not stop.is_set():
+            for path in ("/v1/incidents", f"/v1/incidents/{ids[0]}/timeline", "/v1/audit"):
+                answer = await http.get(path)
+                if answer.status_code != 200:
+                    failures.append(f"{path}: {answer.status_code} {answer.text[:200]}")
+            answer = await http.post("/v1/query", json={"sql": "SELECT count(*) FROM events"})
+            if answer.status_code != 200:
+                failures.append(f"query: {answer.status_code} {answer.text[:200]}")
+
+    load = [asyncio.create_task(write()), *(asyncio.create_task(read()) for _ in range(3))]
+    before = rebuilds.live_path(service.config.data_dir)
+    started = await http.post("/v1/admin/replay", json={"verify": True})
+    assert started.status_code == 202
+    assert (await http.post("/v1/admin/replay")).status_code == 409  # one at a time
+    status = await _status(http)
+    await asyncio.sleep(0.3)  # readers keep going across the retirement of the old file
+    stop.set()
+    await asyncio.gather(*load)
+
+    assert status["state"] == "done", status
+    assert status["differences"] == []
+    assert failures == []
+    after = rebuilds.live_path(service.config.data_dir)
+    assert after != before and after.name == status["generation"]
+    assert (service.config.data_dir / "incidents.duckdb").is_symlink()
+    # The first build was a plain file; its name now holds the link to generation 1.
+    assert before == service.config.data_dir.resolve() / "incidents.duckdb"
+
+    await service.projector.wait(last_seq)
+    await service.projector.wait(await service.store.last_seq())
+    cur = service.con.cursor()
+    try:
+        live = snapshot(cur)
+    finally:
+        cur.close()
+    assert live == await fresh_fold(service.store, tmp_path / "fresh.duckdb")
+
+    again = await http.post("/v1/admin/replay", json={"verify": True})
+    assert again.status_code == 202
+    second = await _status(http)
+    assert second["state"] == "done" and second["differences"] == [], second
+    await asyncio.sleep(0.5)
+    assert rebuilds.live_path(service.config.data_dir).name == "incidents-2.duckdb"
+    assert not after.exists()  # generation 1 retired once its readers were done
+
+
+async def test_direct_replay_cli_is_resumable_and_verifies(
+    nats_server: EmbeddedNatsServer, service: Service, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    for n in range(5):
+        await http.post("/v1/incidents", json={"title": f"direct {n}", "severity": "P2"})
+    env = {
+        **os.environ,
+        "INCIDENTS_NATS_URL": nats_server.url,
+        "INCIDENTS_DATA_DIR": str(tmp_path / "offline"),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [INCIDENTS, "replay", "--direct", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first = await asyncio.to_thread(run)
+    assert first.returncode == 0, first.stderr
+    assert "rebuilt through sequence 5" in first.stderr
+    second = await asyncio.to_thread(run, "--verify")
+    assert second.returncode == 0, second.stderr
+    assert "verify: identical" in second.stderr
+    live = rebuilds.live_path(tmp_path / "offline")
+    assert live.name == "incidents-2.duckdb"
+    assert not (live.parent / "incidents-1.duckdb").exists()
+
+    busy = {**env, "INCIDENTS_DATA_DIR": str(service.config.data_dir)}
+    refused = await asyncio.to_thread(
+        subprocess.run, [INCIDENTS, "replay", "--direct"], env=busy, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "running service" in refused.stderr
