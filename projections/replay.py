@@ -118,8 +118,10 @@ def differences(
         a, b = live.get(table, {}), rebuilt.get(table, {})
         for key in sorted(a.keys() | b.keys()):
             if a.get(key) != b.get(key):
-                what = "missing in rebuild" if key not in b else (
-                    "only in rebuild" if key not in a else "differs"
+                what = (
+                    "missing in rebuild"
+                    if key not in b
+                    else ("only in rebuild" if key not in a else "differs")
                 )
                 found.append(f"{table} {key}: {what}")
                 if len(found) >= limit:

@@ -31,6 +31,8 @@ async def test_every_post_route_answers_bad_input_with_4xx(
     assert len(routes) > 20
     for path in routes:
         for body in GARBAGE:
+            if path == "/v1/admin/replay" and body in (b"", b"null", b"{}"):
+                continue  # no body is a valid replay request (it would start one)
             answer = await http.post(
                 path, content=body, headers={"content-type": "application/json"}
             )

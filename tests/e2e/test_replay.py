@@ -8,12 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests_support import fresh_fold, snapshot
 
 from projections import replay as rebuilds
 from services import replay
 from services.app import Service
 from services.natsserver import EmbeddedNatsServer
-from tests_support import fresh_fold, snapshot
 
 INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
