@@ -9,6 +9,7 @@ one atomic batch. Reads use ordered push consumers (DESIGN 12: ~5x pull batches,
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -85,6 +86,7 @@ class Batch(Struct, frozen=True, gc=False):
     events: list[Stored]
     last_seq: int
     pending: int = 0  # records after last_seq in the stream when it was read
+    first_seq: int = 0  # first record of the batch: past the reader's position when it expired
 
 
 class Loaded(Struct, frozen=True, gc=False):
@@ -295,6 +297,43 @@ class EventStore:
     async def last_seq(self) -> int:
         return (await self.bounds())[1]
 
+    async def max_age(self) -> float:
+        """The stream's max_age in seconds (0: records never expire)."""
+        with _unavailable(self._nc):
+            info = await self._js.stream_info(self.stream)
+        return float(info.config.max_age or 0)
+
+    async def first_retained(self) -> tuple[int, datetime | None]:
+        """The oldest record the stream still holds and when it was stored (it expires at that
+        time + max_age); (last sequence + 1, None) when everything has expired."""
+        first, last = await self.bounds()
+        try:
+            with _unavailable(self._nc):
+                msg = await self._js.get_msg(
+                    self.stream, seq=max(first, 1), subject=">", next=True, direct=True
+                )
+        except nats.js.errors.NotFoundError:
+            return last + 1, None
+        return msg.seq or first, msg.time
+
+    async def records(self, subject_filter: str) -> list[tuple[int, bytes]]:
+        """Raw records on `subject_filter` the stream still holds (service records), in order."""
+        try:
+            with _unavailable(self._nc):
+                last = await self._js.get_last_msg(self.stream, subject_filter, direct=True)
+        except nats.js.errors.NotFoundError:
+            return []
+        found: list[tuple[int, bytes]] = []
+        sub = await self._ordered(subject_filter, 1, 256)
+        try:
+            while True:
+                msg = await self._next(sub)
+                found.append((msg.metadata.sequence.stream, msg.data))
+                if _is_last(msg, last.seq or 0):
+                    return found
+        finally:
+            await _unsubscribe(sub)
+
     async def incident_last_seq(self, incident_id: str) -> int:
         """Sequence of the incident's latest event, 0 when it has none (one direct get)."""
         try:
@@ -312,9 +351,8 @@ class EventStore:
         if last_seq == 0:
             return Loaded([], 0)
         events: list[Stored] = []
-        async for batch in self.read(
-            until_seq=last_seq, subject_filter=incident_filter(incident_id)
-        ):
+        # No probe for a first match: `last_seq` is one.
+        async for batch in self._read(1, last_seq, incident_filter(incident_id), 1000):
             events.extend(batch)
         return Loaded(events, events[-1].seq if events else 0)
 
@@ -331,9 +369,15 @@ class EventStore:
         an incident and are skipped.
         """
         until = await self.last_seq() if until_seq is None else until_seq
-        start = max(from_seq, 1)
-        if start > until:
-            return
+        start = await self._first_match(subject_filter, max(from_seq, 1))
+        if start is None or start > until:
+            return  # nothing there: only service records, or everything expired
+        async for batch in self._read(start, until, subject_filter, batch_size):
+            yield batch
+
+    async def _read(
+        self, start: int, until: int, subject_filter: str, batch_size: int
+    ) -> AsyncIterator[list[Stored]]:
         sub = await self._ordered(subject_filter, start, batch_size)
         try:
             while True:
@@ -378,9 +422,22 @@ class EventStore:
                     [_stored(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")],
                     last.sequence.stream,
                     last.num_pending,
+                    first.metadata.sequence.stream,
                 )
         finally:
             await _unsubscribe(sub)
+
+    async def _first_match(self, subject_filter: str, start: int) -> int | None:
+        """Sequence of the first record on `subject_filter` at or after `start` (one direct get):
+        an ordered consumer with nothing to deliver would only wait for its timeout."""
+        try:
+            with _unavailable(self._nc):
+                msg = await self._js.get_msg(
+                    self.stream, seq=start, subject=subject_filter, next=True, direct=True
+                )
+        except nats.js.errors.NotFoundError:
+            return None
+        return msg.seq or start
 
     async def _ordered(self, subject_filter: str, start: int, batch_size: int) -> Any:
         """An ordered push consumer from `start` ("" filter: the whole stream)."""

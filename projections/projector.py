@@ -6,22 +6,28 @@ applied twice; events at or below the checkpoint are skipped. No consumer acks: 
 is the position (an ordered consumer, DESIGN 12). Incidents are folded with the domain's own
 `evolve`, so the read models cannot disagree with what writers decide on.
 
+Retention: when records age out of the stream (`max_age`), `prune` removes what was derived
+only from them in one transaction, so the models stay a fold of what the log holds, and queues a
+`retention.advanced` audit record that `retain` appends to the log (see `retention`).
+
 Crash points for tests: INCIDENTS_PROJECTOR_CRASH=before_write|after_write|after_commit makes
 the process exit abruptly at that point of the first batch it applies.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import duckdb
 import msgspec
 import nats.errors
 
-from events.incident import INITIAL, Incident, evolve
+from events.incident import INITIAL, Incident, evolve, fold
 from events.schema import (
     AlertFired,
     AlertResolved,
@@ -32,9 +38,10 @@ from events.schema import (
     type_name,
 )
 from events.store import EventStore, Stored, StoreUnavailableError
-from projections import schema
+from projections import retention, schema
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CRASH_ENV: Final = "INCIDENTS_PROJECTOR_CRASH"
 CRASH_POINTS: Final = ("before_write", "after_write", "after_commit")
@@ -118,19 +125,45 @@ def _incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, 
 class Projector:
     """The only writer of its DuckDB file."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, store: EventStore | None) -> None:
-        """`store` is the log to follow in `run`; `apply` alone needs none."""
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        store: EventStore | None,
+        retention_check_s: float = 5.0,
+    ) -> None:
+        """`store` is the log to follow in `run`; `apply` alone needs none.
+
+        `run` asks the stream for its first sequence every `retention_check_s` seconds.
+        """
         self._con = con
         schema.create(con)
+        retention.create(con)
         self._store = store
         self._states: dict[str, tuple[Incident, int]] = {}
         self.checkpoint: int = con.execute("SELECT seq FROM checkpoint WHERE id = 1").fetchone()[0]  # type: ignore[index]
+        cur = con.cursor()
+        try:
+            self.first_retained = retention.first_retained(cur)
+        finally:
+            cur.close()
+        self.retention_check_s = retention_check_s
+        # How often a retention record repeats a chain head still needed: half the stream's
+        # max_age, learnt in `retain` (None: every record carries all of them).
+        self.carry_every_s: float | None = None
+        # apply and prune may run in worker threads: one write transaction at a time.
+        self._writing = threading.Lock()
         self._advanced = asyncio.Condition()
         self.projected = 0  # events applied by this process
+        self.expired = 0  # events removed by retention in this process
         self.pending = 0  # records in the log past the checkpoint, as last seen
 
     def apply(self, events: Sequence[Stored], position: int) -> int:
         """Commit `events` (stream order) and the new checkpoint `position` as one transaction."""
+        with self._writing:
+            return self._apply(events, position)
+
+    def _apply(self, events: Sequence[Stored], position: int) -> int:
+        # Pruning moves the checkpoint past expired records: none is applied after its prune.
         fresh = [s for s in events if s.seq > self.checkpoint]
         if position <= self.checkpoint:
             return self.checkpoint
@@ -138,14 +171,21 @@ class Projector:
         cur = self._con.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            states = self._fold(cur, fresh)
+            known = self._states_of(cur, {s.event.incident_id for s in fresh})
+            states = self._fold(known, fresh)
             if fresh:
                 _append(cur, "events", [_event_row(s) for s in fresh])
                 self._corrections(cur, fresh)
                 self._alerts(cur, fresh)
             if states:
-                rows = [_incident_row(st, first, last) for st, first, last in states.values()]
-                _append(cur, "incidents", rows, action="upsert")
+                self._save(cur, states)
+                # Declared again after its declaration expired: a whole incident once more.
+                redeclared = [
+                    i
+                    for i, (st, _, _) in states.items()
+                    if st.declared and i in known and not known[i][0].declared
+                ]
+                retention.forget_partial(cur, redeclared)
             cur.execute(
                 "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1",
                 [position, datetime.now(UTC)],
@@ -164,10 +204,142 @@ class Projector:
         _crash_point("after_commit")
         return position
 
-    def _fold(
-        self, cur: duckdb.DuckDBPyConnection, fresh: Sequence[Stored]
+    def prune(
+        self, first_seq: int, last_seq: int | None = None
+    ) -> retention.RetentionAdvanced | None:
+        """Forget records below `first_seq`, which aged out of the log, in one transaction.
+
+        Deletes their event rows, re-folds every incident that had some from its retained events
+        (corrections and retractions included: as a fresh fold would, which never saw the
+        expired ones), rebuilds its alerts, and records the new first retained sequence. Returns
+        the audit record it queued for the log, None when there is nothing this projector
+        witnessed. `last_seq`: the stream's last sequence when `first_seq` was read.
+        """
+        with self._writing:
+            return self._prune(first_seq, self.checkpoint if last_seq is None else last_seq)
+
+    def _prune(self, first_seq: int, last_seq: int) -> retention.RetentionAdvanced | None:
+        before = self.first_retained
+        if first_seq <= before:
+            return None
+        position = max(self.checkpoint, first_seq - 1)
+        # It read every expired record, so it can vouch for their heads.
+        witnessed = self.checkpoint + 1 >= first_seq
+        now = datetime.now(UTC)
+        cur = self._con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            expired = retention.expire(cur, first_seq)
+            kept = self._refold(cur, set(expired))
+            retention.remember(cur, expired, now)
+            record = None
+            if witnessed:
+                heads = retention.carry(cur, now, self.carry_every_s)
+                record = retention.RetentionAdvanced(
+                    stream=self._store.stream if self._store else "",
+                    first_seq_before=before,
+                    first_seq_after=first_seq,
+                    expired_records=first_seq - before,
+                    expired_events=sum(e.events for e in expired.values()),
+                    advanced_at=now,
+                    expired=expired,
+                    heads=heads | {i: e.head for i, e in expired.items()},
+                )
+                retention.stage(cur, record)
+            if self.checkpoint >= last_seq:
+                retention.settle(cur)
+            retention.set_first_retained(cur, first_seq)
+            cur.execute(
+                "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1", [position, now]
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+        for incident_id in expired:
+            self._states.pop(incident_id, None)
+        self._states.update({k: (st, first) for k, (st, first, _) in kept.items()})
+        seen_to = self.checkpoint
+        self.first_retained = first_seq
+        self.checkpoint = position
+        self.expired += sum(e.events for e in expired.values())
+        log.info(
+            "retention: first retained sequence %s -> %s, %s events of %s incidents expired",
+            before,
+            first_seq,
+            sum(e.events for e in expired.values()),
+            len(expired),
+        )
+        if not witnessed:
+            log.warning(
+                "records %s..%s expired before this projector read them: no retention record",
+                seen_to + 1,
+                first_seq - 1,
+            )
+        return record
+
+    def _refold(
+        self, cur: duckdb.DuckDBPyConnection, touched: set[str]
     ) -> dict[str, tuple[Incident, int, int]]:
-        known = self._states_of(cur, {s.event.incident_id for s in fresh})
+        """Rebuild the rows of `touched` incidents from their retained events only."""
+        if not touched:
+            return {}
+        ids = [sorted(touched)]
+        kept = retention.retained(cur, touched)
+        by_incident: dict[str, list[Stored]] = {}
+        for stored in kept:
+            by_incident.setdefault(stored.event.incident_id, []).append(stored)
+        states = {
+            incident_id: (fold(s.event for s in stored), stored[0].seq, stored[-1].seq)
+            for incident_id, stored in by_incident.items()
+        }
+        # Rows go where a fresh fold puts them: declared incidents in `incidents`, the others
+        # (declaration expired) in `partial_incidents`, none when nothing is left.
+        whole = {i for i, (st, _, _) in states.items() if st.declared}
+        cur.execute(
+            "DELETE FROM incidents WHERE incident_id IN (SELECT unnest(?))",
+            [sorted(touched - whole)],
+        )
+        retention.forget_partial(cur, sorted(touched - (states.keys() - whole)))
+        # Derived columns start over: an expired correction no longer applies.
+        cur.execute("DELETE FROM alerts WHERE incident_id IN (SELECT unnest(?))", ids)
+        cur.execute(
+            "UPDATE events SET effective_at = occurred_at, retracted = false "
+            "WHERE incident_id IN (SELECT unnest(?))",
+            ids,
+        )
+        self._corrections(cur, kept)
+        self._alerts(cur, kept)
+        self._save(cur, states)
+        return states
+
+    @staticmethod
+    def _save(cur: duckdb.DuckDBPyConnection, states: dict[str, tuple[Incident, int, int]]) -> None:
+        """Upsert folded states: declared incidents as rows of `incidents`, others as partial.
+
+        An incident is partial when its declaration aged out of the log but later events remain:
+        no status-board row and no metrics (they start at the declaration), but its state, so
+        the events still to come fold on the same state in every projector.
+        """
+        rows = [
+            _incident_row(st, first, last) for st, first, last in states.values() if st.declared
+        ]
+        if rows:
+            _append(cur, "incidents", rows, action="upsert")
+        partial = [
+            (incident_id, first, last, _encode(st))
+            for incident_id, (st, first, last) in states.items()
+            if not st.declared
+        ]
+        if partial:
+            _append(cur, "partial_incidents", partial, action="upsert")
+
+    @staticmethod
+    def _fold(
+        known: dict[str, tuple[Incident, int]], fresh: Sequence[Stored]
+    ) -> dict[str, tuple[Incident, int, int]]:
         folded: dict[str, tuple[Incident, int, int]] = {}
         for stored in fresh:
             incident_id = stored.event.incident_id
@@ -187,7 +359,9 @@ class Projector:
         if missing:
             cur.execute(
                 "SELECT incident_id, state, first_seq FROM incidents "
-                "WHERE incident_id IN (SELECT unnest(?))",
+                "WHERE incident_id IN (SELECT unnest($1)) UNION ALL "
+                "SELECT incident_id, state, first_seq FROM partial_incidents "
+                "WHERE incident_id IN (SELECT unnest($1))",
                 [missing],
             )
             for incident_id, state, first in cur.fetchall():
@@ -252,27 +426,95 @@ class Projector:
                 rows[key] = row
         _append(cur, "alerts", [tuple(rows[k]) for k in touched if k in rows], action="upsert")
 
+    async def retain(self) -> int:
+        """Catch up with the log's retention: prune what aged out, append the audit records.
+
+        One stream info request when nothing expired. Returns the first retained sequence.
+        """
+        if self._store is None:
+            raise RuntimeError("a projector without a store cannot read the log's retention")
+        first_seq, last_seq = await self._store.bounds()
+        if first_seq > self.first_retained:
+            self.carry_every_s = (await self._store.max_age()) / 2 or None
+            await self._in_thread(self.prune, first_seq, last_seq)
+            await self._notify()
+        await self.publish_retention()
+        return self.first_retained
+
+    async def publish_retention(self) -> int:
+        """Append the queued retention records to the log (each once); returns how many."""
+        if self._store is None:
+            raise RuntimeError("a projector without a store cannot append retention records")
+        cur = self._con.cursor()
+        try:
+            queued = retention.staged(cur)
+        finally:
+            cur.close()
+        appended = 0
+        for record in queued:
+            appended += await retention.publish(self._store, record)
+            await self._in_thread(self._unstage, record.first_seq_after)
+        return appended
+
+    def _unstage(self, first_seq_after: int) -> None:
+        with self._writing:
+            self._con.execute(
+                "DELETE FROM retention_outbox WHERE first_seq_after = ?", [first_seq_after]
+            )
+
+    async def _watch_retention(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention_check_s)
+            try:
+                await self.retain()
+            except (StoreUnavailableError, nats.errors.Error) as exc:
+                log.warning("retention check failed (%r); trying again later", exc)
+            except Exception:  # a failed prune rolled back: projecting goes on, and so do checks
+                log.exception("retention check failed; trying again later")
+
     async def run(self) -> None:
-        """Follow the log for ever from checkpoint + 1, resuming there after an outage."""
+        """Follow the log for ever from checkpoint + 1, resuming there after an outage.
+
+        Retention is checked before following, every `retention_check_s` seconds (the log may be
+        idle), and whenever the log delivers past checkpoint + 1 (those records expired).
+        """
         if self._store is None:
             raise RuntimeError("a projector without a store cannot follow the log")
-        while True:
-            try:
-                async for batch in self._store.follow(self.checkpoint + 1):
-                    work = asyncio.ensure_future(
-                        asyncio.to_thread(self.apply, batch.events, batch.last_seq)
+        watcher = asyncio.create_task(self._watch_retention(), name="projector-retention")
+        try:
+            while True:
+                try:
+                    await self.retain()
+                    async for batch in self._store.follow(self.checkpoint + 1):
+                        if batch.first_seq > self.checkpoint + 1:
+                            # Records expired before they reached us: prune up to the batch.
+                            last_seq = batch.last_seq + batch.pending
+                            await self._in_thread(self.prune, batch.first_seq, last_seq)
+                        await self._in_thread(self.apply, batch.events, batch.last_seq)
+                        self.pending = batch.pending
+                        await self._notify()
+                except (StoreUnavailableError, nats.errors.Error) as exc:
+                    log.warning(
+                        "projector lost the log (%r); resuming from %s", exc, self.checkpoint
                     )
-                    try:
-                        await asyncio.shield(work)
-                    except asyncio.CancelledError:
-                        await work  # never leave a transaction half-way in another thread
-                        raise
-                    self.pending = batch.pending
-                    async with self._advanced:
-                        self._advanced.notify_all()
-            except (StoreUnavailableError, nats.errors.Error) as exc:
-                log.warning("projector lost the log (%r); resuming from %s", exc, self.checkpoint)
-                await asyncio.sleep(1.0)
+                    await asyncio.sleep(1.0)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    @staticmethod
+    async def _in_thread(call: Callable[..., T], *args: Any) -> T:
+        work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await work  # never leave a transaction half-way in another thread
+            raise
+
+    async def _notify(self) -> None:
+        async with self._advanced:
+            self._advanced.notify_all()
 
     async def wait(self, seq: int, timeout: float = 10.0) -> None:
         """Until the read models include stream sequence `seq` (read-your-writes)."""

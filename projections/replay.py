@@ -32,6 +32,7 @@ COMPARED: Final = {
     "events": "seq",
     "incidents": "incident_id",
     "alerts": "incident_id, fingerprint",
+    "partial_incidents": "incident_id",
 }
 
 

@@ -85,7 +85,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         http_host, http_port = _parsed(
             env, "INCIDENTS_HTTP", _host_port, (default.http_host, default.http_port)
         )
-        return cls(
+        config = cls(
             nats_url=_parsed(env, "INCIDENTS_NATS_URL", _nats_url, default.nats_url),
             data_dir=_parsed(env, "INCIDENTS_DATA_DIR", _path, default.data_dir),
             http_host=http_host,
@@ -103,6 +103,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             tokens_file=_parsed(env, "INCIDENTS_TOKENS_FILE", _path, default.tokens_file),
             policy_file=_parsed(env, "INCIDENTS_POLICY_FILE", _path, default.policy_file),
         )
+        if config.duplicate_window_s > config.retention_s:
+            # JetStream refuses a dedup window longer than max_age; say which knob to turn.
+            raise ConfigError(
+                "INCIDENTS_DUPLICATE_WINDOW: must not exceed INCIDENTS_RETENTION "
+                f"({config.duplicate_window_s:g}s > {config.retention_s:g}s)"
+            )
+        return config
 
 
 _T = TypeVar("_T")

@@ -127,3 +127,8 @@ def test_config_is_frozen() -> None:
     config = Config.from_env({})
     with pytest.raises(AttributeError):
         config.stream = "OTHER"  # type: ignore[misc]
+
+
+def test_duplicate_window_longer_than_retention_is_refused() -> None:
+    with pytest.raises(ConfigError, match="INCIDENTS_DUPLICATE_WINDOW"):
+        Config.from_env({"INCIDENTS_RETENTION": "1m", "INCIDENTS_DUPLICATE_WINDOW": "2m"})
