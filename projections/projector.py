@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
@@ -43,6 +44,7 @@ from projections import retention, schema
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CACHED_STATES: Final = 10_000
 CRASH_ENV: Final = "INCIDENTS_PROJECTOR_CRASH"
 CRASH_POINTS: Final = ("before_write", "after_write", "after_commit")
 _state_codec: Final = msgspec.json.Decoder(Incident)
@@ -139,7 +141,9 @@ class Projector:
         schema.create(con)
         retention.create(con)
         self._store = store
-        self._states: dict[str, tuple[Incident, int]] = {}
+        # Committed states of recently active incidents; older ones are read back from the
+        # table. Bounded: a replay of a million events would otherwise keep every incident.
+        self._states: OrderedDict[str, tuple[Incident, int]] = OrderedDict()
         self.checkpoint: int = con.execute("SELECT seq FROM checkpoint WHERE id = 1").fetchone()[0]  # type: ignore[index]
         cur = con.cursor()
         try:
@@ -198,7 +202,7 @@ class Projector:
         finally:
             cur.close()
         # Only committed states are remembered: a failed batch is folded again from the table.
-        self._states.update({k: (st, first) for k, (st, first, _) in states.items()})
+        self._remember({k: (st, first) for k, (st, first, _) in states.items()})
         self.checkpoint = position
         self.projected += len(fresh)
         _crash_point("after_commit")
@@ -260,7 +264,7 @@ class Projector:
             cur.close()
         for incident_id in expired:
             self._states.pop(incident_id, None)
-        self._states.update({k: (st, first) for k, (st, first, _) in kept.items()})
+        self._remember({k: (st, first) for k, (st, first, _) in kept.items()})
         seen_to = self.checkpoint
         self.first_retained = first_seq
         self.checkpoint = position
@@ -349,6 +353,13 @@ class Projector:
                 state, first = known.get(incident_id, (INITIAL, stored.seq))
             folded[incident_id] = (evolve(state, stored.event), first, stored.seq)
         return folded
+
+    def _remember(self, states: dict[str, tuple[Incident, int]]) -> None:
+        self._states.update(states)
+        for incident_id in states:
+            self._states.move_to_end(incident_id)
+        while len(self._states) > CACHED_STATES:
+            self._states.popitem(last=False)
 
     def _states_of(
         self, cur: duckdb.DuckDBPyConnection, incident_ids: set[str]
