@@ -5,6 +5,9 @@ Exit codes: 0 success, 1 a failure of the system, 2 bad input (with a one-line r
 
 import asyncio
 import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +15,7 @@ from rich.console import Console
 from events.policy import PolicyError
 from services import replay_cli, verbs, views
 from services.auth import Role, TokensError, new_token, token_entry
+from services.client import Verb, parse_incident_id, rfc3339
 from services.config import Config, ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -91,6 +95,52 @@ def token(role: Role, name: str) -> None:
     typer.echo(f"token: {value}")
     typer.echo("add to the tokens file (only the hash is stored):")
     typer.echo(token_entry(name, role, value))
+
+
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats-url", envvar="INCIDENTS_NATS_URL", help="NATS holding the log (required)"),
+]
+Stream = Annotated[str, typer.Option(envvar="INCIDENTS_STREAM", help="stream name")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+Moment = Annotated[datetime | None, typer.Option(parser=rfc3339, metavar="RFC3339")]
+
+
+@app.command(cls=Verb)
+def export(
+    out: Annotated[Path, typer.Option("--out", help="bundle directory to create (new or empty)")],
+    incident_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", parser=parse_incident_id, show_default=False)
+    ] = None,
+    since: Moment = None,
+    until: Moment = None,
+    nats_url: NatsUrl = None,
+    stream: Stream = "INCIDENTS",
+    as_json: AsJson = False,
+) -> None:
+    """Write an evidence bundle (events as stored, manifest, verify.py) straight from NATS:
+    one incident, or whole incidents with an event recorded between --since and --until."""
+    from services import evidence
+
+    evidence.export_command(incident_id, since, until, out, nats_url, stream, as_json)
+
+
+@app.command(cls=Verb)
+def verify(
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="check an exported bundle, offline")
+    ] = None,
+    expect_last_seq: Annotated[
+        int, typer.Option(min=0, help="a sequence known written: the log must reach it")
+    ] = 0,
+    nats_url: NatsUrl = None,
+    stream: Stream = "INCIDENTS",
+    as_json: AsJson = False,
+) -> None:
+    """Recompute every incident's hash chain from NATS; exit 1 on a break or a gap."""
+    from services import evidence
+
+    evidence.verify_command(bundle, nats_url, stream, expect_last_seq, as_json)
 
 
 def main() -> None:

@@ -21,8 +21,9 @@ from litestar.response import Response
 from events.policy import Policy
 from events.store import EventStore, StoreUnavailableError
 from projections import asof as asofs
-from projections import breaches, metrics, queries, sandbox
+from projections import breaches, metrics, postmortem, queries, sandbox
 from projections.projector import Projector
+from services import evidence
 from services.auth import Permission
 from services.guards import principal_of, requires
 from services.intake import ErrorKind, IntakeError
@@ -135,6 +136,26 @@ async def incident_timeline(
     )
     answer = {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
     return answer | ({"as_of": as_of} if as_of is not None else {})
+
+
+@get(
+    "/v1/incidents/{incident_id:str}/postmortem",
+    guards=[requires(Permission.READ)],
+    tags=["reads"],
+    media_type="text/markdown",  # Litestar appends "; charset=utf-8" to text types
+)
+async def incident_postmortem(
+    request: Request[Any, Any, Any],
+    incident_id: FromPath[str],
+    wait_for: FromQuery[int | None] = None,
+) -> str:
+    """A postmortem draft in Markdown, from the incident's events and the severity policy."""
+    reader = _reader(request)
+    await _fresh(reader, wait_for)
+    draft = await reader.run(postmortem.report, incident_id, reader.policy, reader.clock())
+    if draft is None:
+        raise NotFoundException(f"incident {incident_id} does not exist")
+    return draft
 
 
 async def _past(
@@ -251,26 +272,70 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     store = request.app.state.store
     try:
         first_seq, last_seq = await store.bounds()
+        _, oldest_at = await store.first_retained()
     except StoreUnavailableError as exc:
         return Response({"ready": False, "reason": str(exc)}, status_code=503)
-    lag = max(last_seq - reader.projector.checkpoint, 0)
+    projector = reader.projector
+    lag = max(last_seq - projector.checkpoint, 0)
     return Response(
         {
             "ready": True,
             "stream": {"first_seq": first_seq, "last_seq": last_seq},
-            "projector": {"checkpoint": reader.projector.checkpoint, "lag": lag},
+            "projector": {"checkpoint": projector.checkpoint, "lag": lag},
+            "retention": {
+                "first_retained_seq": projector.first_retained,
+                "oldest_record_at": oldest_at,
+                "prune_pending": first_seq > projector.first_retained,
+                "expired_events": projector.expired,
+            },
         }
     )
+
+
+@get(
+    "/v1/incidents/{incident_id:str}/export",
+    guards=[requires(Permission.ADMINISTER)],
+    tags=["evidence"],
+    media_type="application/gzip",
+)
+async def export_bundle(
+    request: Request[Any, Any, Any], incident_id: FromPath[str]
+) -> Response[bytes]:
+    """The incident's evidence bundle: a tar.gz of one directory `evidence-<id>/` holding
+    events.jsonl (as stored), sequences.txt, manifest.json, verify.py and README.txt."""
+    principal = principal_of(request)
+    bundle = await evidence.packed_bundle(
+        evidence.Log.of(request.app.state.store),
+        incident_id,
+        principal.name if principal else "anonymous",
+    )
+    disposition = f'attachment; filename="{bundle.name}.tar.gz"'
+    return Response(
+        bundle.data,
+        media_type="application/gzip",
+        headers={"Content-Disposition": disposition, "X-Manifest-SHA256": bundle.manifest_sha256},
+    )
+
+
+@get("/v1/verify", guards=[requires(Permission.ADMINISTER)], tags=["evidence"])
+async def verify_chains(request: Request[Any, Any, Any]) -> evidence.Report:
+    """Recompute every incident's hash chain from the log: first break per incident, gaps."""
+    # The projector's checkpoint was written: a log ending before it has lost its tail.
+    checkpoint = _reader(request).projector.checkpoint
+    return await evidence.verify_log(evidence.Log.of(request.app.state.store), checkpoint)
 
 
 ROUTES: Final = [
     list_incidents,
     show_incident,
     incident_timeline,
+    incident_postmortem,
     mttr,
     definitions,
     list_breaches,
     audit,
     query,
     readyz,
+    export_bundle,
+    verify_chains,
 ]

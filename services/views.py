@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Final, NamedTuple
 from urllib.parse import quote
 
@@ -24,7 +25,10 @@ from rich.text import Text
 
 from events.schema import Severity, Status
 from services.client import (
+    BadRequest,
+    Client,
     IncidentArg,
+    Unavailable,
     Verb,
     call,
     fail,
@@ -394,7 +398,39 @@ def _command(build: Callable[..., _Read]) -> Callable[..., None]:
 
 VERBS: Final = (list_, show, timeline, mttr, breaches, audit, query)
 
+OutFile = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="FILE", dir_okay=False, help="Write the Markdown to FILE."),
+]
+
+
+def postmortem(
+    incident_id: IncidentArg, out_file: OutFile = None, *, url: str, token: str | None
+) -> None:
+    """A postmortem draft in Markdown from the incident's log: printed, or written to --out."""
+    try:
+        with Client(url, token) as client:
+            markdown = client.send("GET", _on(incident_id, "/postmortem")).decode()
+    except BadRequest as exc:
+        fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
+    except Unavailable as exc:
+        fail(exc.reason, code=1)
+    if out_file is None:
+        typer.echo(markdown, nl=False)
+        return
+    try:
+        out_file.write_text(markdown, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out_file}: {exc.strerror or exc}")
+    typer.echo(f"wrote {out_file}")
+
+
+# Markdown, not JSON: its own --url and --token, and no --json.
+_own = list(inspect.signature(postmortem).parameters.values())[:2]
+postmortem.__signature__ = inspect.Signature([*_own, *_SERVICE[:2]])  # type: ignore[attr-defined]
+
 
 def register(app: typer.Typer) -> None:
     for build in VERBS:
         app.command(build.__name__.rstrip("_"), cls=Verb)(_command(build))
+    app.command("postmortem", cls=Verb)(postmortem)
