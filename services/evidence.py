@@ -36,6 +36,7 @@ from events.subjects import (
     incident_filter,
     incident_of,
 )
+from projections import retention
 from services.client import fail
 from services.intake import ErrorKind, IntakeError
 
@@ -133,8 +134,24 @@ class Log:
         nothing arrives for `timeout` the rest is probed by direct get: a slow server resumes,
         a damaged tail ends the read.
         """
-        start = max(first_seq, 1)
+        start, stalled = max(first_seq, 1), 0
         while start <= last_seq:
+            async for batch in self._deliver(start, last_seq, subject_filter, batch_size):
+                start, stalled = batch[-1].seq + 1, 0
+                yield batch
+            if subject_filter:
+                return  # a filtered read cannot tell a gap: export compares counts instead
+            resume = await self._deliverable(start, last_seq)
+            stalled = stalled + 1 if resume == start else 0
+            if stalled > 1:
+                raise StoreUnavailableError(f"the log stopped delivering at seq {start}")
+            start = resume
+
+    async def _deliver(
+        self, start: int, last_seq: int, subject_filter: str, batch_size: int
+    ) -> AsyncIterator[list[Record]]:
+        """One ordered consumer from `start`, until `last_seq` or `timeout` without a record."""
+        try:
             sub = await self._js.subscribe(
                 subject_filter,
                 stream=self.stream,
@@ -144,34 +161,31 @@ class Log:
                 ordered_consumer=True,
                 pending_msgs_limit=max(batch_size * 64, 65536),
             )
-            batch: list[Record] = []
-            try:
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=self.timeout)
-                    except nats.errors.TimeoutError:
-                        break
-                    meta = msg.metadata
-                    if meta.sequence.stream > last_seq:  # appended after the caller's snapshot
-                        if batch:
-                            yield batch
-                        return
-                    batch.append(Record(meta.sequence.stream, msg.subject, msg.data))
-                    start = meta.sequence.stream + 1
-                    if start > last_seq or meta.num_pending == 0:
-                        yield batch
-                        return
-                    if len(batch) >= batch_size or sub.pending_msgs == 0:
-                        yield batch
-                        batch = []
-            finally:
-                with suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
-                    await sub.unsubscribe()
-            if batch:
-                yield batch
-            if subject_filter:
-                return  # filtered readers compare counts instead (see `_exported_all`)
-            start = await self._deliverable(start, last_seq)
+        except _OUTAGES as exc:
+            raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
+        batch: list[Record] = []
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except nats.errors.TimeoutError:
+                    break
+                except nats.errors.ConnectionClosedError as exc:
+                    raise StoreUnavailableError("the NATS connection closed while reading") from exc
+                meta = msg.metadata
+                if meta.sequence.stream > last_seq:  # appended after the caller's snapshot
+                    break
+                batch.append(Record(meta.sequence.stream, msg.subject, msg.data))
+                if meta.sequence.stream == last_seq or meta.num_pending == 0:
+                    break
+                if len(batch) >= batch_size or sub.pending_msgs == 0:
+                    yield batch
+                    batch = []
+        finally:
+            with suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+                await sub.unsubscribe()
+        if batch:
+            yield batch
 
     async def _deliverable(self, seq: int, last_seq: int) -> int:
         """The first sequence from `seq` on that the server hands out; past `last_seq`: none."""
@@ -209,6 +223,7 @@ class Report(msgspec.Struct, kw_only=True):
     events_checked: int
     incidents_checked: int
     starts_after_expiry: list[str]  # incidents whose retained chain starts mid-way
+    unanchored: list[str]  # of those, the ones no retention.advanced record vouches for
     missing: list[Gap]
     breaks: list[chain.ChainBreak]
 
@@ -232,13 +247,16 @@ async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
         missing.append(Gap(state.last_seq + 1, known_last_seq, why))
     records = [r for r in seen if _is_event(r)]
     heads: dict[str, str] = {}
+    anchored: dict[str, str] = {}
     if state.first_seq > 1:
         # The stream's beginning expired: an incident's first retained event may link to one
-        # that is gone. Only then is a chain accepted that does not start at GENESIS.
+        # that is gone. Only then may a chain start elsewhere than at GENESIS: at the head a
+        # retention.advanced record names, else (unanchored) at its first retained prev_hash.
+        anchored = retention.chain_heads(_retention_records(seen))
         for record in records:
             incident_id = incident_of(record.subject)
             if incident_id not in heads:
-                heads[incident_id] = _prev_hash(record.raw)
+                heads[incident_id] = anchored.get(incident_id) or _prev_hash(record.raw)
     # SHA-256 over the whole log: off the event loop, which may be serving requests.
     pairs = [(r.seq, r.raw) for r in records]
     breaks = _named(await asyncio.to_thread(chain.verify, pairs, heads), records)
@@ -252,6 +270,7 @@ async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
         events_checked=len(records),
         incidents_checked=len({incident_of(r.subject) for r in records}),
         starts_after_expiry=sorted(i for i, head in heads.items() if head != chain.GENESIS),
+        unanchored=sorted(i for i, h in heads.items() if h != chain.GENESIS and i not in anchored),
         missing=missing,
         breaks=sorted(breaks, key=lambda b: b.seq),
     )
@@ -266,6 +285,15 @@ def _gaps(seqs: Iterable[int], first_seq: int, last_seq: int) -> list[Gap]:
     if expected <= last_seq:
         gaps.append(Gap(expected, last_seq, "held by the stream but not delivered (damaged)"))
     return gaps
+
+
+def _retention_records(seen: Iterable[Record]) -> list[retention.RetentionAdvanced]:
+    found = []
+    for record in seen:
+        if record.subject == retention.SUBJECT:
+            with suppress(msgspec.DecodeError):
+                found.append(retention.decode_record(record.raw))
+    return found
 
 
 def _prev_hash(raw: bytes) -> str:
@@ -322,8 +350,8 @@ class Manifest(msgspec.Struct, kw_only=True):
 
 # Step 1 of README.txt: the manifest's hashes as `sha256sum -c` reads them.
 SUMS_COMMAND: Final = (
-    "python3 -c 'import json; [print(h + \"  \" + f) for f, h in "
-    "json.load(open(\"manifest.json\"))[\"files\"].items()]' | sha256sum -c"
+    'python3 -c \'import json; [print(h + "  " + f) for f, h in '
+    'json.load(open("manifest.json"))["files"].items()]\' | sha256sum -c'
 )
 README_TEXT: Final = f"""\
 Evidence bundle of incident-timeline: events exactly as the log stored them, with a manifest.
@@ -648,7 +676,12 @@ def describe(report: Report) -> list[str]:
         f"checked {report.events_checked} events of {report.incidents_checked} incidents",
     ]
     lines += [
-        f"{i}: {EXPIRED} (its chain is accepted from its first retained event)"
+        f"{i}: {EXPIRED}, "
+        + (
+            "unanchored: accepted from its first retained event's prev_hash"
+            if i in report.unanchored
+            else "linked to the head its retention.advanced record names"
+        )
         for i in report.starts_after_expiry
     ]
     lines += [f"missing seq {g.first_seq}..{g.last_seq}: {g.reason}" for g in report.missing]

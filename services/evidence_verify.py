@@ -27,9 +27,12 @@ def check(bundle: Path) -> list[str]:
     """What does not hold, one line each; the first break per incident names seq and event."""
     try:
         manifest = json.loads((bundle / "manifest.json").read_bytes())
-        files, incidents = dict(manifest["files"]), dict(manifest["incidents"])
-        heads = {incident: entry["prev_hash"] for incident, entry in incidents.items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        files = dict(manifest["files"])
+        # per incident: (the hash its first event links to, event count, chain head)
+        wanted = {
+            i: (e["prev_hash"], e["events"], e["head"]) for i, e in manifest["incidents"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"manifest.json: unreadable ({exc})"]
     problems = []
     for name, expected in files.items():
@@ -41,7 +44,8 @@ def check(bundle: Path) -> list[str]:
     seqs = _read(bundle / "sequences.txt").split()
     if len(lines) != len(seqs):
         problems.append(f"events.jsonl has {len(lines)} lines, sequences.txt {len(seqs)}")
-    counts = dict.fromkeys(incidents, 0)
+    heads = {incident: prev_hash for incident, (prev_hash, _, _) in wanted.items()}
+    counts = dict.fromkeys(wanted, 0)
     broken: set[str] = set()
     for n, raw in enumerate(lines):
         at = f"line {n + 1}, seq {seqs[n].decode() if n < len(seqs) else '?'}"
@@ -51,8 +55,8 @@ def check(bundle: Path) -> list[str]:
             needle = b'"hash":"' + claimed.encode() + b'"'
         except (ValueError, KeyError, TypeError, AttributeError):
             named = re.search(rb'"event_id":"([^"]*)"', raw)
-            event = f", event {_shown(named[1].decode(errors='replace'))}" if named else ""
-            problems.append(f"{at}{event}: not a JSON event")
+            label = f", event {_shown(named[1].decode(errors='replace'))}" if named else ""
+            problems.append(f"{at}{label}: not a JSON event")
             continue
         if incident in broken:
             continue
@@ -71,14 +75,11 @@ def check(bundle: Path) -> list[str]:
         problems.append(
             f"{_shown(incident)}: first break at {at}, event {_shown(event_id)}: {reason}"
         )
-    for incident, entry in incidents.items():
-        if incident not in broken and (counts[incident], heads[incident]) != (
-            entry["events"],
-            entry["head"],
-        ):
+    for incident, (_, events, head) in wanted.items():
+        if incident not in broken and (counts[incident], heads[incident]) != (events, head):
             problems.append(
                 f"{incident}: {counts[incident]} events, head {heads[incident]}; "
-                f"the manifest says {entry['events']}, head {entry['head']}"
+                f"the manifest says {events}, head {head}"
             )
     return problems
 
