@@ -103,14 +103,20 @@ NatsUrl = Annotated[
 ]
 Stream = Annotated[str, typer.Option(envvar="INCIDENTS_STREAM", help="stream name")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
-Moment = Annotated[datetime | None, typer.Option(parser=rfc3339, metavar="RFC3339")]
+Moment = Annotated[
+    datetime | None,
+    typer.Option(parser=rfc3339, metavar="RFC3339", help="bounds of recorded_at (inclusive)"),
+]
 
 
 @app.command(cls=Verb)
 def export(
     out: Annotated[Path, typer.Option("--out", help="bundle directory to create (new or empty)")],
     incident_id: Annotated[
-        str | None, typer.Argument(metavar="[ID]", parser=parse_incident_id, show_default=False)
+        str | None,
+        typer.Argument(
+            metavar="ID", parser=parse_incident_id, show_default=False, help="one incident"
+        ),
     ] = None,
     since: Moment = None,
     until: Moment = None,

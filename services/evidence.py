@@ -241,7 +241,11 @@ async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
     missing = _gaps((r.seq for r in seen), state.first_seq, state.last_seq)
     if missing:  # records may have aged out while we read: those are not missing
         first_now = (await log.state()).first_seq
-        missing = [g for g in missing if g.last_seq >= first_now]
+        missing = [
+            msgspec.structs.replace(g, first_seq=max(g.first_seq, first_now))
+            for g in missing
+            if g.last_seq >= first_now
+        ]
     if state.last_seq < known_last_seq:
         why = f"the stream ends at {state.last_seq}, but seq {known_last_seq} was written"
         missing.append(Gap(state.last_seq + 1, known_last_seq, why))

@@ -2,6 +2,14 @@
 
 Two places are tampered with: an exported bundle (its verify.py must name the event) and the
 server's own message block file (`incidents verify` must see it after a restart).
+
+What nats-server 2.15 does with a flipped payload byte in a block file: with its index
+(`index.db`) intact it starts normally, still counts the record in the stream's state, but never
+delivers it (consumers skip it, direct get answers 404), silently: the log shows a gap, and the
+incident's next event no longer links. With the index lost (a crash), it rebuilds the state from
+the blocks and cuts the block at the damaged record: that record and every later one are gone,
+`last_seq` moves back, still without a word in its log; the chains that remain are intact, so
+only a sequence known to have been written (the projector's checkpoint, a manifest) shows it.
 """
 
 import asyncio
@@ -17,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -172,11 +181,12 @@ def _flip_bundle_lines(bundle: Path, flips: int, seed: int) -> Counter[str]:
     seqs = (bundle / "sequences.txt").read_text().split()
     event_ids = [json.loads(line)["event_id"] for line in lines]
     outcomes: Counter[str] = Counter()
-    for _ in range(flips):
+    for trial in range(flips):
         index = rng.randrange(len(lines))
         tampered = bytearray(lines[index])
         position = rng.randrange(len(tampered))
-        tampered[position] ^= rng.randrange(1, 256)
+        # Every other trial a single bit: mostly still valid JSON, so the hash must catch it.
+        tampered[position] ^= 1 << rng.randrange(8) if trial % 2 else rng.randrange(1, 256)
         changed = [*lines[:index], bytes(tampered), *lines[index + 1 :]]
         (bundle / "events.jsonl").write_bytes(b"\n".join(changed) + b"\n")
         done = _run_verifier(bundle)
@@ -206,6 +216,54 @@ async def test_every_flipped_byte_in_a_bundle_is_detected(
     print(
         f"\nbundle: {BUNDLE_FLIPS} flips, {BUNDLE_FLIPS} detected and named by seq "
         f"({named_by_id} also by event_id): {dict(outcomes)}"
+    )
+
+
+async def test_verify_log_names_records_the_server_delivers_but_do_not_hold(
+    store: EventStore, nc: NATS, tmp_path: Path
+) -> None:
+    """Bytes written past the service (anyone with publish rights on the stream's subjects)."""
+    handler = CommandHandler(store)
+    await _incident(handler, "INC-GARBLE", "a")
+    await _incident(handler, "INC-FORGED", "b")
+    js = nc.jetstream()
+    garbage = await js.publish("incidents.INC-GARBLE.incident.note_added", b'{"oops": \xff')
+    await _incident(handler, "INC-INTACT", "c")
+    [forged] = seal([_note("INC-FORGED", "forged")], (await store.load("INC-FORGED")).head_hash, T0)
+    raw = msgspec.json.encode(forged).replace(b"forged text", b"Forged text")
+    rewritten = await js.publish("incidents.INC-FORGED.incident.note_added", raw)
+
+    report = await evidence.verify_log(evidence.Log(nc))
+    assert not report.intact and report.missing == []
+    assert [(b.incident_id, b.seq, b.event_id, b.reason) for b in report.breaks] == [
+        ("INC-GARBLE", garbage.seq, "", "not a JSON event"),
+        ("INC-FORGED", rewritten.seq, "forged", "hash does not match the stored bytes"),
+    ]
+    for incident_id in ("INC-GARBLE", "INC-FORGED"):
+        try:
+            await evidence.export(
+                evidence.Log(nc), evidence.Selection(incident_id=incident_id), tmp_path / "x", "me"
+            )
+            refused = None
+        except evidence.EvidenceError as exc:
+            refused = exc
+        if incident_id == "INC-GARBLE":  # it cannot be written as one line of an event
+            assert refused is not None and refused.kind == 409 and "seq" in refused.detail
+        else:  # copied as stored: the bundle's verifier shows the forgery
+            assert refused is None
+            done = _run_verifier(tmp_path / "x")
+            assert done.returncode == 1 and f"seq {rewritten.seq}, event forged" in done.stdout
+            shutil.rmtree(tmp_path / "x")
+
+
+def _note(incident_id: str, event_id: str) -> IncidentNoteAdded:
+    return IncidentNoteAdded(
+        event_id=event_id,
+        incident_id=incident_id,
+        occurred_at=T0,
+        actor="mallory",
+        source=Source.CLI,
+        text="forged text",
     )
 
 
