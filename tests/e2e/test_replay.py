@@ -19,7 +19,7 @@ INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
 
 async def _status(http: httpx.AsyncClient) -> dict[str, object]:
-    for _ in range(600):
+    for _ in range(2400):  # generous: CI machines are shared and slow
         status: dict[str, object] = (await http.get("/v1/admin/replay")).json()
         if status["state"] in ("done", "failed"):
             return status
