@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -161,6 +161,29 @@ class Projector:
         self.expired = 0  # events removed by retention in this process
         self.pending = 0  # records in the log past the checkpoint, as last seen
 
+    @contextlib.contextmanager
+    def _transaction(
+        self, position: int, updated_at: datetime | None = None, crash_points: bool = True
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction that also moves the checkpoint to `position`: rows and
+        position commit together or not at all."""
+        cur = self._con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+            cur.execute(
+                "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1",
+                [position, updated_at or datetime.now(UTC)],
+            )
+            if crash_points:
+                _crash_point("after_write")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
     def apply(self, events: Sequence[Stored], position: int) -> int:
         """Commit `events` (stream order) and the new checkpoint `position` as one transaction."""
         with self._writing:
@@ -172,9 +195,7 @@ class Projector:
         if position <= self.checkpoint:
             return self.checkpoint
         _crash_point("before_write")
-        cur = self._con.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction(position) as cur:
             known = self._states_of(cur, {s.event.incident_id for s in fresh})
             states = self._fold(known, fresh)
             if fresh:
@@ -190,17 +211,6 @@ class Projector:
                     if st.declared and i in known and not known[i][0].declared
                 ]
                 retention.forget_partial(cur, redeclared)
-            cur.execute(
-                "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1",
-                [position, datetime.now(UTC)],
-            )
-            _crash_point("after_write")
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
         # Only committed states are remembered: a failed batch is folded again from the table.
         self._remember({k: (st, first) for k, (st, first, _) in states.items()})
         self.checkpoint = position
@@ -230,9 +240,7 @@ class Projector:
         # It read every expired record, so it can vouch for their heads.
         witnessed = self.checkpoint + 1 >= first_seq
         now = datetime.now(UTC)
-        cur = self._con.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction(position, updated_at=now, crash_points=False) as cur:
             expired = retention.expire(cur, first_seq)
             kept = self._refold(cur, set(expired))
             retention.remember(cur, expired, now)
@@ -253,15 +261,6 @@ class Projector:
             if self.checkpoint >= last_seq:
                 retention.settle(cur)
             retention.set_first_retained(cur, first_seq)
-            cur.execute(
-                "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1", [position, now]
-            )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
         for incident_id in expired:
             self._states.pop(incident_id, None)
         self._remember({k: (st, first) for k, (st, first, _) in kept.items()})

@@ -65,3 +65,14 @@ async def fresh_fold(store: EventStore, path: Path) -> dict[str, list[tuple[Any,
     result = snapshot(con)
     con.close()
     return result
+
+
+def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
+    """Command envelope fields, `minutes` after T0."""
+    return {
+        "incident_id": incident_id,
+        "event_id": event_id,
+        "occurred_at": T0 + timedelta(minutes=minutes),
+        "actor": "carol@example.com",
+        "source": Source.CLI,
+    }

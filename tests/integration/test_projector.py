@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
-from tests_support import T0, declare, fresh_fold, note, snapshot
+from tests_support import T0, declare, envelope, fresh_fold, note, snapshot
 
 from events.commands import (
     Acknowledge,
@@ -23,7 +23,7 @@ from events.commands import (
     StartMitigation,
 )
 from events.incident import Incident, fold
-from events.schema import Audience, CommsKind, MitigationAction, Outcome, Source
+from events.schema import Audience, CommsKind, MitigationAction, Outcome
 from events.store import EventStore
 from events.subjects import new_incident_id
 from projections.database import open_database
@@ -32,16 +32,6 @@ from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
 
 INCIDENTS = str(Path(sys.executable).parent / "incidents")
-
-
-def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
-    return {
-        "incident_id": incident_id,
-        "event_id": event_id,
-        "occurred_at": T0 + timedelta(minutes=minutes),
-        "actor": "carol@example.com",
-        "source": Source.CLI,
-    }
 
 
 async def workload(handler: CommandHandler, incidents: int = 12) -> None:

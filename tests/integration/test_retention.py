@@ -19,7 +19,7 @@ import duckdb
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
-from tests_support import T0, declare, note
+from tests_support import T0, declare, envelope, note
 
 from events.chain import seal, verify
 from events.commands import (
@@ -98,16 +98,6 @@ async def following(projector: Projector) -> AsyncIterator[None]:
 async def short_store(nc: NATS) -> EventStore:
     await ensure_stream(nc, StreamSettings(retention_s=RETENTION_S, duplicate_window_s=1.0))
     return EventStore(nc)
-
-
-def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
-    return {
-        "incident_id": incident_id,
-        "event_id": event_id,
-        "occurred_at": T0 + timedelta(minutes=minutes),
-        "actor": "carol@example.com",
-        "source": Source.CLI,
-    }
 
 
 async def handle(handler: CommandHandler, *commands: Any) -> list[int]:
