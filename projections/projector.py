@@ -39,6 +39,7 @@ from events.schema import (
     type_name,
 )
 from events.store import EventStore, Stored, StoreUnavailableError
+from events.tasks import finish, stop
 from projections import retention, schema
 
 log = logging.getLogger(__name__)
@@ -509,18 +510,12 @@ class Projector:
                     )
                     await asyncio.sleep(1.0)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await stop(watcher)
 
     @staticmethod
     async def _in_thread(call: Callable[..., T], *args: Any) -> T:
-        work = asyncio.ensure_future(asyncio.to_thread(call, *args))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            await work  # never leave a transaction half-way in another thread
-            raise
+        # Never leave a transaction half-way in another thread.
+        return await finish(asyncio.ensure_future(asyncio.to_thread(call, *args)))
 
     async def _notify(self) -> None:
         async with self._advanced:

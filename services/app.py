@@ -24,6 +24,7 @@ from nats.aio.client import Client as NATS
 
 from events.policy import load_policy
 from events.store import EventStore, StreamSettings, ensure_stream
+from events.tasks import stop
 from projections.database import open_database
 from projections.projector import Projector
 from projections.replay import live_path
@@ -203,12 +204,6 @@ async def _quietly(close: Callable[[], Awaitable[object]], what: str) -> None:
         log.warning("closing %s: %r", what, exc)
 
 
-async def _cancel(task: "asyncio.Task[None]") -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _stop_http(http: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
     http.should_exit = True
     await serving
@@ -235,7 +230,7 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
             else:
                 await _until_signalled()
         finally:
-            await _cancel(following)
+            await stop(following)
         return projector.checkpoint
     finally:
         con.close()
@@ -243,12 +238,12 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
 
 
 async def _until_signalled() -> None:
-    stop = asyncio.Event()
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled.set)
     try:
-        await stop.wait()
+        await signalled.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -8,7 +8,6 @@ Requests that started on the old generation finish there; it is closed and delet
 """
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from litestar.exceptions import ClientException
 from litestar.params import JSONBody
 
 from events.store import EventStore
+from events.tasks import stop
 from projections import replay as rebuilds
 from projections.database import open_database
 from projections.projector import Projector
@@ -71,9 +71,7 @@ class LiveModels:
 
     async def close(self) -> None:
         for task in [self._follower, *self._tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         self.reader.con.close()
 
     def start_replay(self, verify: bool) -> bool:
@@ -94,7 +92,7 @@ class LiveModels:
                 self.store, shadow, self.reader.projector.checkpoint, self._progress
             )
             self.status.state = "swapping"
-            await self._stop_following()
+            await stop(self._follower)
             checkpoint = self.reader.projector.checkpoint
             await rebuilds.rebuild(self.store, shadow, checkpoint, self._progress)
             if verify:
@@ -116,11 +114,6 @@ class LiveModels:
         self.status.done_seq = progress.done_seq
         self.status.events_per_s = progress.rate
         self.status.eta_s = progress.eta_s
-
-    async def _stop_following(self) -> None:
-        self._follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._follower
 
     def _compare(self, shadow: Path) -> list[str]:
         cur = self.reader.con.cursor()
