@@ -195,7 +195,7 @@ def _unavailable(nc: NATS) -> Iterator[None]:
 
 class EventStore:
     def __init__(self, nc: NATS, stream: str = "INCIDENTS", timeout: float = 5.0) -> None:
-        self._nc = nc
+        self.nc = nc  # public for readers of the raw records (evidence)
         self._js = nc.jetstream(timeout=timeout)
         self.stream = stream
         self.timeout = timeout
@@ -215,7 +215,7 @@ class EventStore:
             "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
         }
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 if len(events) == 1:
                     ack = await self._js.publish(
                         event_subject(incident_id, type_name(events[0])),
@@ -244,10 +244,10 @@ class EventStore:
             }
             subject = event_subject(event.incident_id, type_name(event))
             if index < len(events):
-                await self._nc.publish(subject, encode(event), headers=headers)
+                await self.nc.publish(subject, encode(event), headers=headers)
                 continue
             headers["Nats-Batch-Commit"] = "1"
-            reply = await self._nc.request(
+            reply = await self.nc.request(
                 subject, encode(event), timeout=self.timeout, headers=headers
             )
         answer = msgspec.json.decode(reply.data)
@@ -263,7 +263,7 @@ class EventStore:
     async def last_on_subject(self, subject: str) -> tuple[int, bytes] | None:
         """The latest message on one subject (a last-value record such as a claim)."""
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 msg = await self._js.get_last_msg(self.stream, subject, direct=True)
         except nats.js.errors.NotFoundError:
             return None
@@ -272,7 +272,7 @@ class EventStore:
     async def put_if_last(self, subject: str, data: bytes, expected_seq: int, msg_id: str) -> int:
         """Publish on `subject` only if its latest message is still `expected_seq` (0: none)."""
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 ack = await self._js.publish(
                     subject,
                     data,
@@ -290,7 +290,7 @@ class EventStore:
 
     async def bounds(self) -> tuple[int, int]:
         """First and last sequence the stream holds now."""
-        with _unavailable(self._nc):
+        with _unavailable(self.nc):
             info = await self._js.stream_info(self.stream)
         return int(info.state.first_seq), int(info.state.last_seq)
 
@@ -299,7 +299,7 @@ class EventStore:
 
     async def max_age(self) -> float:
         """The stream's max_age in seconds (0: records never expire)."""
-        with _unavailable(self._nc):
+        with _unavailable(self.nc):
             info = await self._js.stream_info(self.stream)
         return float(info.config.max_age or 0)
 
@@ -308,7 +308,7 @@ class EventStore:
         time + max_age); (last sequence + 1, None) when everything has expired."""
         first, last = await self.bounds()
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 msg = await self._js.get_msg(
                     self.stream, seq=max(first, 1), subject=">", next=True, direct=True
                 )
@@ -319,7 +319,7 @@ class EventStore:
     async def records(self, subject_filter: str) -> list[tuple[int, bytes]]:
         """Raw records on `subject_filter` the stream still holds (service records), in order."""
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 last = await self._js.get_last_msg(self.stream, subject_filter, direct=True)
         except nats.js.errors.NotFoundError:
             return []
@@ -337,7 +337,7 @@ class EventStore:
     async def incident_last_seq(self, incident_id: str) -> int:
         """Sequence of the incident's latest event, 0 when it has none (one direct get)."""
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 last = await self._js.get_last_msg(
                     self.stream, incident_filter(incident_id), direct=True
                 )
@@ -431,7 +431,7 @@ class EventStore:
         """Sequence of the first record on `subject_filter` at or after `start` (one direct get):
         an ordered consumer with nothing to deliver would only wait for its timeout."""
         try:
-            with _unavailable(self._nc):
+            with _unavailable(self.nc):
                 msg = await self._js.get_msg(
                     self.stream, seq=start, subject=subject_filter, next=True, direct=True
                 )
@@ -442,7 +442,7 @@ class EventStore:
     async def _ordered(self, subject_filter: str, start: int, batch_size: int) -> Any:
         """An ordered push consumer from `start` ("" filter: the whole stream)."""
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        with _unavailable(self._nc):
+        with _unavailable(self.nc):
             return await self._js.subscribe(
                 subject_filter,
                 stream=self.stream,

@@ -104,8 +104,8 @@ class Log:
 
     @classmethod
     def of(cls, store: EventStore) -> "Log":
-        # EventStore exposes no connection and decodes all it reads; evidence needs the bytes.
-        return cls(store._nc, store.stream, store.timeout)
+        # EventStore decodes all it reads; evidence needs the bytes exactly as stored.
+        return cls(store.nc, store.stream, store.timeout)
 
     async def state(self, subjects_filter: str | None = None) -> StreamState:
         """The stream's state as the server reports it (with per-subject counts if filtered)."""

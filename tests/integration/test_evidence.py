@@ -108,7 +108,7 @@ async def test_bundle_holds_the_stored_bytes_and_verifies_offline(
 
     out = tmp_path / "bundle"
     manifest = await evidence.export(
-        evidence.Log(store._nc), evidence.Selection(incident_id="INC-EVID01"), out, "auditor@x"
+        evidence.Log(store.nc), evidence.Selection(incident_id="INC-EVID01"), out, "auditor@x"
     )
     lines = (out / "events.jsonl").read_bytes().split(b"\n")
     assert lines == [s.raw for s in stored] + [b""]  # byte for byte, in stream order
@@ -152,7 +152,7 @@ async def test_export_by_recording_time_takes_whole_incidents(
     between = datetime.now(UTC)
     await _incident(handler, "INC-NEW001", "two")
     await handler.handle(note("INC-OLD001", "INC-OLD001-late", text="late"))
-    log = evidence.Log(store._nc)
+    log = evidence.Log(store.nc)
 
     since = await evidence.export(log, evidence.Selection(since=between), tmp_path / "s", "me")
     old = (await store.load("INC-OLD001")).events
@@ -207,7 +207,7 @@ async def test_every_flipped_byte_in_a_bundle_is_detected(
     await _incident(CommandHandler(store), "INC-FLIP01", "red green blue cyan")
     out = tmp_path / "bundle"
     await evidence.export(
-        evidence.Log(store._nc), evidence.Selection(incident_id="INC-FLIP01"), out, "me"
+        evidence.Log(store.nc), evidence.Selection(incident_id="INC-FLIP01"), out, "me"
     )
     outcomes = await asyncio.to_thread(_flip_bundle_lines, out, BUNDLE_FLIPS, seed=20261125)
     named_by_id = outcomes.pop("named with its event_id too")
