@@ -2,27 +2,25 @@
 
 `draft` is pure over the rows of `queries.get_incident` and `queries.timeline` and the severity
 policy: no clock, no I/O, so one log always gives the same bytes. Times follow the metrics'
-rules (`projections.metrics`): effective (corrected) times, retracted events ignored.
+rules through `projections.chronicle`; `projections.markdown` keeps authored text inert.
 """
 
-import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Final
 
 import duckdb
 
 from events.policy import NO_TARGETS, Policy
 from events.schema import Severity
-from projections import queries
-
-Row = dict[str, Any]
+from projections import chronicle, queries
+from projections.chronicle import Entry, Facts, Row
+from projections.markdown import because, bullet, cell, heading, humanize, prose, table, when, words
 
 TO_BE_WRITTEN: Final = "_To be written_"
 NOT_YET: Final = "_not yet_"
 _SEVERITIES: Final = frozenset(s.value for s in Severity)
-_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _ROLES: Final = {
     "commander": "Incident Commander",
     "ops": "Operations Lead",
@@ -56,269 +54,59 @@ _LABELS: Final = {
     "event.retracted": "Retraction",
 }
 _NOTES: Final = {"decision": "Decision", "root_cause": "Root cause", "impact": "Impact"}
-# The free-text field that an `event.corrected`'s `corrected_text` replaces, per event type.
-_TEXT_FIELD: Final = {
-    "incident.declared": "summary",
-    "incident.severity_changed": "reason",
-    "incident.escalated": "reason",
-    "mitigation.completed": "details",
-    "comms.sent": "message",
-    "incident.note_added": "text",
-    "evidence.attached": "description",
-    "incident.resolved": "summary",
-    "incident.reopened": "reason",
-    "incident.closed": "reason",
-    "postmortem.published": "summary",
-}
 
 
-class _Event(NamedTuple):
-    """A timeline row with its corrections applied; `at` is the effective time, in UTC."""
-
-    seq: int
-    event_id: str
-    type: str
-    at: datetime
-    occurred: datetime
-    actor: str
-    body: Row
-    trace_id: str | None
-    retracted: bool
-    corrected: bool
-    was: tuple[str, ...]  # what corrections replaced: "originally ..."
-
-
-# Text.
-
-
-def humanize(seconds: float) -> str:
-    """Two units, the larger first, the smaller left out when zero: "1h 05m", "12m", "1d"."""
-    left = max(int(seconds), 0)
-    for (big, size), (small, step) in itertools.pairwise(_UNITS):
-        if left >= size:
-            rest = left % size // step
-            return f"{left // size}{big}" + (f" {rest:02d}{small}" if rest else "")
-    return f"{left}s"
-
-
-def _utc(value: datetime | str) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _when(value: datetime | str | None) -> str:
-    return "" if value is None else _utc(value).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _lines(text: str) -> list[str]:
-    return [line.rstrip() for line in text.strip().splitlines()]
-
-
-def cell(value: Any) -> str:
-    """`value` as one Markdown table cell: `|`, `\\` and `<` escaped, newlines as `<br>`."""
-    text = "" if value is None else str(value)
-    escaped = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
-    return "<br>".join(line.strip() for line in _lines(escaped))
-
-
-def _prose(text: str) -> str:
-    """Authored text kept as Markdown, but never raw HTML."""
-    return "\n".join(_lines(text)).replace("<", "\\<")
-
-
-def _heading(text: str) -> str:
-    return " ".join(text.split()).replace("\\", "\\\\").replace("<", "\\<")
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A table of cells already escaped with `cell`."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _bullet(text: str, by: str) -> str:
-    """A list item whose continuation lines are indented, so the item never ends the list."""
-    first, *rest = _prose(text).split("\n")
-    body = "\n".join([first, *(f"  {line}" if line else "" for line in rest)])
-    return f"- {body} — {by}"
-
-
-def _words(*parts: Any) -> str:
-    return " ".join(str(part) for part in parts if part not in (None, "", False))
-
-
-def _because(text: str, why: Any) -> str:
-    return f"{text}: {why}" if why else text
-
-
-# Rows to events, and the facts the metrics are made of.
-
-
-def _events(rows: Iterable[Row]) -> list[_Event]:
-    """Timeline rows with corrected text and actor applied, in effective-time order.
-
-    `effective_at` already carries corrected times; text and actor corrections are applied
-    here, in log order (the latest wins), retracted corrections ignored.
-    """
-    ordered = sorted(rows, key=lambda r: int(r["seq"]))
-    fixes: dict[str, list[Row]] = {}
-    for row in ordered:
-        if row["type"] == "event.corrected" and not row["retracted"]:
-            fixes.setdefault(str(row["body"].get("target_event_id")), []).append(row["body"])
-    events = []
-    for row in ordered:
-        body, actor = dict(row["body"]), str(row["actor"])
-        corrections = fixes.get(str(row["event_id"]), [])
-        text_field = _TEXT_FIELD.get(str(row["type"]))
-        for fix in corrections:
-            if fix.get("corrected_text") is not None and text_field is not None:
-                body[text_field] = fix["corrected_text"]
-            actor = str(fix.get("corrected_actor") or actor)
-        at, occurred = _utc(row["effective_at"]), _utc(row["occurred_at"])
-        was = [f"originally {_when(occurred)}"] if at != occurred else []
-        if text_field is not None and body.get(text_field) != row["body"].get(text_field):
-            was.append(f"originally “{row['body'].get(text_field) or ''}”")
-        if actor != row["actor"]:
-            was.append(f"originally by {row['actor']}")
-        events.append(
-            _Event(
-                seq=int(row["seq"]),
-                event_id=str(row["event_id"]),
-                type=str(row["type"]),
-                at=at,
-                occurred=occurred,
-                actor=actor,
-                body=body,
-                trace_id=row.get("trace_id"),
-                retracted=bool(row["retracted"]),
-                corrected=bool(corrections) or at != occurred,
-                was=tuple(was),
-            )
-        )
-    return sorted(events, key=lambda e: (e.at, e.seq))
-
-
-class _Facts(NamedTuple):
-    declared: _Event | None
-    detected: datetime | None  # first alert's start, else the declaration's detected_at
-    detected_from: str
-    acknowledged: _Event | None
-    first_comms: _Event | None
-    mitigated: _Event | None
-    resolved: _Event | None  # the last resolution, when the incident is resolved now
-    closed: _Event | None
-    postmortem: _Event | None
-
-    @property
-    def end(self) -> datetime | None:
-        """When the response's clocks stopped: resolution, else closure; None while open."""
-        stop = self.resolved or self.closed
-        return stop.at if stop else None
-
-
-def _facts(live: Sequence[_Event]) -> _Facts:
-    """The same facts as `metrics.FACTS`, for one incident (`live`: unretracted, in order)."""
-
-    def first(kind: str, test: Callable[[_Event], bool] = lambda _: True) -> _Event | None:
-        return next((e for e in live if e.type == kind and test(e)), None)
-
-    declared = min(
-        (e for e in live if e.type == "incident.declared"), key=lambda e: e.seq, default=None
-    )
-    starts = [
-        _utc(e.body["starts_at"]) if e.body.get("starts_at") else e.at
-        for e in live
-        if e.type == "alert.fired"
-    ]
-    detected, detected_from = (min(starts), "first alert") if starts else (None, "")
-    if detected is None and declared is not None and declared.body.get("detected_at"):
-        detected, detected_from = _utc(declared.body["detected_at"]), "detected_at"
-    turns = [e for e in live if e.type in ("incident.resolved", "incident.reopened")]
-    resolved = turns[-1] if turns and turns[-1].type == "incident.resolved" else None
-    if resolved is not None:
-        resolved = max((e for e in turns if e.type == "incident.resolved"), key=lambda e: e.at)
-    return _Facts(
-        declared=declared,
-        detected=detected,
-        detected_from=detected_from,
-        acknowledged=first("incident.acknowledged"),
-        first_comms=first("comms.sent"),
-        mitigated=first("mitigation.completed", lambda e: e.body.get("outcome") == "succeeded"),
-        resolved=resolved,
-        closed=first("incident.closed"),
-        postmortem=first("postmortem.published"),
-    )
-
-
-def _update_gaps(live: Sequence[_Event], has_comms: bool) -> list[float]:
-    """Seconds between consecutive updates while unresolved (the breach rule of cadence)."""
-    kinds = {"comms.sent", "incident.resolved", "incident.reopened"}
-    if not has_comms:
-        kinds.add("incident.declared")
-    points = [e for e in live if e.type in kinds]
-    gaps, resolved = [], False
-    for a, b in itertools.pairwise(points):
-        if a.type in ("incident.resolved", "incident.reopened"):
-            resolved = a.type == "incident.resolved"
-        if not resolved:
-            gaps.append((b.at - a.at).total_seconds())
-    return gaps
-
-
-# Sections.
-
-
-def _label(e: _Event) -> str:
+def _label(e: Entry) -> str:
     if e.type == "incident.note_added":
         return _NOTES.get(str(e.body.get("kind")), "Note")
     return _LABELS.get(e.type, e.type)
 
 
-def _details(e: _Event, seq_of: dict[str, int], titles: dict[str, str]) -> str:
+def _details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
     """The event's own fields for people: "P1 → P0: all regions", "m1 failed: no change"."""
     b = e.body
     target = f"seq {seq_of.get(str(b.get('target_event_id')), b.get('target_event_id'))}"
     match e.type:
         case "alert.fired" | "alert.resolved":
             severity = f"({b['severity']})" if b.get("severity") else ""
-            name = _words(b.get("alertname") or b.get("fingerprint"), severity)
+            name = words(b.get("alertname") or b.get("fingerprint"), severity)
             moment = b.get("starts_at") if e.type == "alert.fired" else b.get("ends_at")
             verb = "started" if e.type == "alert.fired" else "ended"
-            return f"{name}, {verb} {_when(moment)}" if moment else name
+            return f"{name}, {verb} {when(moment)}" if moment else name
         case "incident.declared":
             services = f" [{', '.join(b.get('services') or [])}]" if b.get("services") else ""
             return f"{b.get('severity')} {b.get('category')}: {b.get('title')}{services}"
         case "incident.severity_changed":
-            return _because(f"{b.get('from')} → {b.get('to')}", b.get("reason"))
+            return because(f"{b.get('from')} → {b.get('to')}", b.get("reason"))
         case "incident.status_changed" | "incident.phase_changed":
             return str(b.get("status") or b.get("phase"))
         case "incident.role_assigned" | "incident.role_released":
             role = _ROLES.get(str(b.get("role")), str(b.get("role")))
             return f"{role}: {b.get('person')}"
         case "incident.escalated":
-            return _because(f"level {b.get('level')} → {b.get('to')}", b.get("reason"))
+            return because(f"level {b.get('level')} → {b.get('to')}", b.get("reason"))
         case "mitigation.started":
             how = ["automated"] if b.get("automated") else []
             if b.get("confidence") is not None:
                 how.append(f"confidence {b['confidence']:.0%}")
             extra = f" ({', '.join(how)})" if how else ""
-            return f"{b.get('mitigation_id')}: {_words(b.get('action'), b.get('target'))}{extra}"
+            return f"{b.get('mitigation_id')}: {words(b.get('action'), b.get('target'))}{extra}"
         case "mitigation.completed":
-            return _because(f"{b.get('mitigation_id')} {b.get('outcome')}", b.get("details"))
+            return because(f"{b.get('mitigation_id')} {b.get('outcome')}", b.get("details"))
         case "comms.sent":
             status = f" ({b['status']})" if b.get("status") else ""
             text = f"{b.get('audience')} {b.get('kind')}{status}: {b.get('message')}"
             due = b.get("next_update_at")
-            return f"{text} (next update by {_when(due)})" if due else text
+            return f"{text} (next update by {when(due)})" if due else text
         case "incident.note_added":
             return str(b.get("text"))
         case "evidence.attached":
-            return _because(_words(b.get("kind"), b.get("uri")), b.get("description"))
+            return because(words(b.get("kind"), b.get("uri")), b.get("description"))
         case "incident.resolved" | "incident.reopened" | "incident.closed":
-            return _words(b.get("summary"), b.get("reason"))
+            return words(b.get("summary"), b.get("reason"))
         case "postmortem.published":
             inline = "(inline Markdown)" if b.get("markdown") and not b.get("uri") else ""
-            return _because(_words(b.get("uri"), inline), b.get("summary"))
+            return because(words(b.get("uri"), inline), b.get("summary"))
         case "action_item.added" | "action_item.completed":
             item = str(b.get("item_id"))
             who = [f"owner {b['owner']}"] if b.get("owner") else []
@@ -327,27 +115,27 @@ def _details(e: _Event, seq_of: dict[str, int], titles: dict[str, str]) -> str:
             return f"{text} ({', '.join(who)})" if who else text
         case "event.corrected":
             changes = [
-                f"time → {_when(b['corrected_occurred_at'])}"
+                f"time → {when(b['corrected_occurred_at'])}"
                 if b.get("corrected_occurred_at")
                 else "",
                 f"text → “{b['corrected_text']}”" if b.get("corrected_text") is not None else "",
                 f"actor → {b['corrected_actor']}" if b.get("corrected_actor") else "",
             ]
             what = "; ".join(change for change in changes if change)
-            return _because(f"corrects {target} ({what})", b.get("reason"))
+            return because(f"corrects {target} ({what})", b.get("reason"))
         case "event.retracted":
-            return _because(f"retracts {target}", b.get("reason"))
+            return because(f"retracts {target}", b.get("reason"))
         case _:
             return ""
 
 
-def _moment(event: _Event | None) -> str:
+def _moment(event: Entry | None) -> str:
     if event is None:
         return NOT_YET
-    return _when(event.at) + (" (corrected)" if event.at != event.occurred else "")
+    return when(event.at) + (" (corrected)" if event.at != event.occurred else "")
 
 
-def _roles(live: Iterable[_Event]) -> dict[str, list[tuple[str, datetime, datetime | None]]]:
+def _roles(live: Iterable[Entry]) -> dict[str, list[tuple[str, datetime, datetime | None]]]:
     """Who held each role when: (person, since, until), until None while still held."""
     held: dict[str, list[tuple[str, datetime, datetime | None]]] = {}
     for e in live:
@@ -367,20 +155,20 @@ def _roles(live: Iterable[_Event]) -> dict[str, list[tuple[str, datetime, dateti
 
 def _holders(spans: Sequence[tuple[str, datetime, datetime | None]]) -> str:
     person, since, until = spans[-1]
-    now = f"**{cell(person)}** (since {_when(since)})" if until is None else "_nobody_"
-    before = [f"{cell(p)} ({_when(s)} to {_when(u)})" for p, s, u in spans if u is not None]
+    now = f"**{cell(person)}** (since {when(since)})" if until is None else "_nobody_"
+    before = [f"{cell(p)} ({when(s)} to {when(u)})" for p, s, u in spans if u is not None]
     return now + (f"; before: {', '.join(before)}" if before else "")
 
 
-def _metadata(incident: Row, live: Sequence[_Event], facts: _Facts) -> list[str]:
+def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
     declared = facts.declared.body if facts.declared else {}
     severity = str(incident.get("severity") or declared.get("severity") or "")
     if declared.get("severity") and declared["severity"] != severity:
         severity += f" (declared as {declared['severity']})"
-    status = _words(
+    status = words(
         incident.get("status"), f"(phase {incident['phase']})" if incident.get("phase") else ""
     )
-    detected = f"{_when(facts.detected)} ({facts.detected_from})" if facts.detected else "_unknown_"
+    detected = f"{when(facts.detected)} ({facts.detected_from})" if facts.detected else "_unknown_"
     if facts.declared and facts.resolved:
         duration = f"{humanize((facts.resolved.at - facts.declared.at).total_seconds())}"
         duration += " (declared → resolved)"
@@ -407,39 +195,39 @@ def _metadata(incident: Row, live: Sequence[_Event], facts: _Facts) -> list[str]
     order = [*_ROLES, *sorted(held.keys() - _ROLES.keys())]
     rows += [(_ROLES.get(role, role), _holders(held[role])) for role in order if role in held]
     escalations = [
-        f"level {e.body.get('level')} → {cell(e.body.get('to'))} ({_when(e.at)})"
+        f"level {e.body.get('level')} → {cell(e.body.get('to'))} ({when(e.at)})"
         for e in live
         if e.type == "incident.escalated"
     ]
     rows.append(("Escalation", "; ".join(escalations) or "_not escalated_"))
     if facts.postmortem is not None:
         where = cell(facts.postmortem.body.get("uri") or "inline Markdown")
-        rows.append(("Published postmortem", f"{where} ({_when(facts.postmortem.at)})"))
-    return _table(["Field", "Value"], rows)
+        rows.append(("Published postmortem", f"{where} ({when(facts.postmortem.at)})"))
+    return table(["Field", "Value"], rows)
 
 
-def _summary(facts: _Facts) -> list[str]:
+def _summary(facts: Facts) -> list[str]:
     what = str(facts.declared.body.get("summary") or "") if facts.declared else ""
     how = str(facts.resolved.body.get("summary") or "") if facts.resolved else ""
     return [
         "## Summary",
         "",
-        f"**What happened:** {_prose(what) or TO_BE_WRITTEN}",
+        f"**What happened:** {prose(what) or TO_BE_WRITTEN}",
         "",
-        f"**Resolution:** {_prose(how) or TO_BE_WRITTEN}",
+        f"**Resolution:** {prose(how) or TO_BE_WRITTEN}",
     ]
 
 
-def _notes(live: Iterable[_Event], kind: str, empty: str) -> list[str]:
+def _notes(live: Iterable[Entry], kind: str, empty: str) -> list[str]:
     notes = [
-        _bullet(str(e.body.get("text")), f"{e.actor}, {_when(e.at)}" + " (corrected)" * e.corrected)
+        bullet(str(e.body.get("text")), f"{e.actor}, {when(e.at)}" + " (corrected)" * e.corrected)
         for e in live
         if e.type == "incident.note_added" and e.body.get("kind", "note") == kind
     ]
     return notes or [empty]
 
 
-def _timeline(timeline: Sequence[_Event]) -> list[str]:
+def _timeline(timeline: Sequence[Entry]) -> list[str]:
     seq_of = {e.event_id: e.seq for e in timeline}
     titles = {
         str(e.body.get("item_id")): str(e.body.get("title"))
@@ -450,16 +238,16 @@ def _timeline(timeline: Sequence[_Event]) -> list[str]:
     for e in timeline:
         label, details = cell(_label(e)), cell(_details(e, seq_of, titles))
         if e.was:
-            details = _words(details, f"({cell('; '.join(e.was))})")
+            details = words(details, f"({cell('; '.join(e.was))})")
         marks = ["corrected"] * e.corrected
         if e.retracted:
             label, details = f"~~{label}~~", f"~~{details}~~" if details else ""
             marks.append("retracted")
         label += f" ({', '.join(marks)})" if marks else ""
         trace = f"`{cell(e.trace_id)}`" if e.trace_id else ""
-        rows.append([str(e.seq), _when(e.at), cell(e.actor), label, details, trace])
+        rows.append([str(e.seq), when(e.at), cell(e.actor), label, details, trace])
     headers = ["Seq", "Time (UTC)", "Actor", "Event", "Details", "Trace id"]
-    return ["## Timeline", "", *_table(headers, rows)]
+    return ["## Timeline", "", *table(headers, rows)]
 
 
 def _judged(seconds: float, target: float | None) -> str:
@@ -493,13 +281,13 @@ def _measure(
     return [name, "_never_", goal, _judged(ran, target) if late else "not due (ended first)"]
 
 
-def _metrics(incident: Row, live: Sequence[_Event], facts: _Facts, policy: Policy) -> list[str]:
+def _metrics(incident: Row, live: Sequence[Entry], facts: Facts, policy: Policy) -> list[str]:
     severity = str(incident.get("severity") or "")
     targets = policy.for_severity(severity) if severity in _SEVERITIES else NO_TARGETS
     declared = facts.declared.at if facts.declared else None
     resolved = facts.resolved.at if facts.resolved else None
 
-    def at(event: _Event | None) -> datetime | None:
+    def at(event: Entry | None) -> datetime | None:
         return event.at if event else None
 
     rows = [
@@ -525,12 +313,12 @@ def _metrics(incident: Row, live: Sequence[_Event], facts: _Facts, policy: Polic
         "dated before its start counts as 0s._"
     )
     headers = ["Measure", "This incident", f"Target ({severity or 'none'})", "Result"]
-    return ["## Response metrics", "", *_table(headers, rows), "", note]
+    return ["## Response metrics", "", *table(headers, rows), "", note]
 
 
-def _cadence(live: Sequence[_Event], facts: _Facts, target: float | None) -> list[str]:
+def _cadence(live: Sequence[Entry], facts: Facts, target: float | None) -> list[str]:
     name, goal = "Longest gap between updates", "none" if target is None else humanize(target)
-    gaps = _update_gaps(live, facts.first_comms is not None)
+    gaps = chronicle.update_gaps(live, facts.first_comms is not None)
     if not gaps:
         return [name, NOT_YET, goal, "no target" if target is None else "pending"]
     longest = max(gaps)
@@ -539,7 +327,7 @@ def _cadence(live: Sequence[_Event], facts: _Facts, target: float | None) -> lis
     return [name, humanize(longest), goal, result]
 
 
-def _mitigations(live: Sequence[_Event]) -> list[str]:
+def _mitigations(live: Sequence[Entry]) -> list[str]:
     done = {str(e.body.get("mitigation_id")): e for e in live if e.type == "mitigation.completed"}
     rows = []
     for e in live:
@@ -548,29 +336,29 @@ def _mitigations(live: Sequence[_Event]) -> list[str]:
         b, end = e.body, done.get(str(e.body.get("mitigation_id")))
         outcome = "_not completed_"
         if end is not None:
-            outcome = cell(_because(str(end.body.get("outcome")), end.body.get("details")))
+            outcome = cell(because(str(end.body.get("outcome")), end.body.get("details")))
         rows.append(
             [
                 cell(b.get("mitigation_id")),
                 cell(b.get("action")),
                 cell(b.get("target")),
                 "yes" if b.get("automated") else "no",
-                _when(e.at),
-                _when(end.at) if end else "",
+                when(e.at),
+                when(end.at) if end else "",
                 outcome,
             ]
         )
     headers = ["Id", "Action", "Target", "Automated", "Started", "Completed", "Outcome"]
-    body = _table(headers, rows) if rows else ["_No mitigations recorded._"]
+    body = table(headers, rows) if rows else ["_No mitigations recorded._"]
     return ["## Mitigations", "", *body]
 
 
-def _comms(live: Sequence[_Event]) -> list[str]:
+def _comms(live: Sequence[Entry]) -> list[str]:
     rows = [
         [
             cell(e.body.get("audience")),
             cell(e.body.get("kind")),
-            _when(e.at),
+            when(e.at),
             cell(e.body.get("status")),
             cell(e.body.get("message")),
         ]
@@ -578,24 +366,24 @@ def _comms(live: Sequence[_Event]) -> list[str]:
         if e.type == "comms.sent"
     ]
     headers = ["Audience", "Kind", "Sent (UTC)", "Status", "Message"]
-    body = _table(headers, rows) if rows else ["_No communications sent._"]
+    body = table(headers, rows) if rows else ["_No communications sent._"]
     return ["## Communications", "", *body]
 
 
-def _evidence(timeline: Sequence[_Event], live: Sequence[_Event]) -> list[str]:
+def _evidence(timeline: Sequence[Entry], live: Sequence[Entry]) -> list[str]:
     rows = [
         [
             cell(e.body.get("kind")),
             cell(e.body.get("uri")),
             f"`{cell(e.body['sha256'])}`" if e.body.get("sha256") else "",
             cell(e.body.get("description")),
-            _when(e.at),
+            when(e.at),
         ]
         for e in live
         if e.type == "evidence.attached"
     ]
     headers = ["Kind", "URI", "SHA-256", "Description", "Attached (UTC)"]
-    lines = ["## Evidence", "", *(_table(headers, rows) if rows else ["_No evidence attached._"])]
+    lines = ["## Evidence", "", *(table(headers, rows) if rows else ["_No evidence attached._"])]
     seen: dict[str, list[str]] = {}
     for e in sorted(timeline, key=lambda e: e.seq):
         if e.trace_id:
@@ -604,7 +392,7 @@ def _evidence(timeline: Sequence[_Event], live: Sequence[_Event]) -> list[str]:
     return [*lines, "", "Trace ids seen on events:", "", *(traces or ["_None._"])]
 
 
-def _action_items(live: Sequence[_Event]) -> list[str]:
+def _action_items(live: Sequence[Entry]) -> list[str]:
     done = {str(e.body.get("item_id")): e for e in live if e.type == "action_item.completed"}
     rows = []
     for e in live:
@@ -617,21 +405,21 @@ def _action_items(live: Sequence[_Event]) -> list[str]:
                 cell(e.body.get("title")),
                 cell(e.body.get("owner")) or "_unassigned_",
                 cell(e.body.get("due")),
-                f"done ({_when(finished.at)})" if finished else "open",
+                f"done ({when(finished.at)})" if finished else "open",
             ]
         )
     headers = ["Id", "Action", "Owner", "Due", "State"]
-    return ["## Action items", "", *(_table(headers, rows) if rows else ["_None yet._"])]
+    return ["## Action items", "", *(table(headers, rows) if rows else ["_None yet._"])]
 
 
 def draft(incident: Row, events: list[Row], policy: Policy) -> str:
     """The postmortem of `incident` (a `queries.get_incident` row) from its timeline rows."""
-    timeline = _events(events)
+    timeline = chronicle.entries(events)
     live = [e for e in timeline if not e.retracted]
-    facts = _facts(live)
+    facts = chronicle.facts(live)
     seqs = [e.seq for e in timeline] or [incident.get("first_seq", 0), incident.get("last_seq", 0)]
-    title = f"# Postmortem: {_heading(str(incident.get('incident_id')))}"
-    title += f" — {_heading(str(incident.get('title') or ''))}"
+    title = f"# Postmortem: {heading(str(incident.get('incident_id')))}"
+    title += f" — {heading(str(incident.get('title') or ''))}"
     sections = [
         [title, "", *_metadata(incident, live, facts)],
         _summary(facts),
@@ -659,7 +447,7 @@ def draft(incident: Row, events: list[Row], policy: Policy) -> str:
             "---",
             "",
             f"Generated from stream sequences {min(seqs)}..{max(seqs)} of "
-            f"{_heading(str(incident.get('incident_id')))} ({len(events)} events).",
+            f"{heading(str(incident.get('incident_id')))} ({len(events)} events).",
         ],
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"

@@ -45,7 +45,8 @@ from events.schema import AnyEvent, Source, encode
 from events.store import Stored
 from projections import queries
 from projections.database import open_database
-from projections.postmortem import cell, draft, humanize, report
+from projections.markdown import cell, humanize
+from projections.postmortem import draft, report
 from projections.projector import Projector
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "postmortem.md"

@@ -1,0 +1,153 @@
+"""One incident's timeline rows as the corrections say they were, and the facts its clocks are
+measured from: the same rules as `projections.metrics` (effective times, retractions ignored)."""
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+from projections.markdown import utc, when
+
+Row = dict[str, Any]
+
+# The free-text field that an `event.corrected`'s `corrected_text` replaces, per event type.
+_TEXT_FIELD: Final = {
+    "incident.declared": "summary",
+    "incident.severity_changed": "reason",
+    "incident.escalated": "reason",
+    "mitigation.completed": "details",
+    "comms.sent": "message",
+    "incident.note_added": "text",
+    "evidence.attached": "description",
+    "incident.resolved": "summary",
+    "incident.reopened": "reason",
+    "incident.closed": "reason",
+    "postmortem.published": "summary",
+}
+
+
+class Entry(NamedTuple):
+    """A timeline row with its corrections applied; `at` is the effective time, in UTC."""
+
+    seq: int
+    event_id: str
+    type: str
+    at: datetime
+    occurred: datetime
+    actor: str
+    body: Row
+    trace_id: str | None
+    retracted: bool
+    corrected: bool
+    was: tuple[str, ...]  # what corrections replaced: "originally ..."
+
+
+def entries(rows: Iterable[Row]) -> list[Entry]:
+    """Timeline rows with corrected text and actor applied, in effective-time order.
+
+    `effective_at` already carries corrected times; text and actor corrections are applied
+    here, in log order (the latest wins), retracted corrections ignored.
+    """
+    ordered = sorted(rows, key=lambda r: int(r["seq"]))
+    fixes: dict[str, list[Row]] = {}
+    for row in ordered:
+        if row["type"] == "event.corrected" and not row["retracted"]:
+            fixes.setdefault(str(row["body"].get("target_event_id")), []).append(row["body"])
+    events = []
+    for row in ordered:
+        body, actor = dict(row["body"]), str(row["actor"])
+        corrections = fixes.get(str(row["event_id"]), [])
+        text_field = _TEXT_FIELD.get(str(row["type"]))
+        for fix in corrections:
+            if fix.get("corrected_text") is not None and text_field is not None:
+                body[text_field] = fix["corrected_text"]
+            actor = str(fix.get("corrected_actor") or actor)
+        at, occurred = utc(row["effective_at"]), utc(row["occurred_at"])
+        was = [f"originally {when(occurred)}"] if at != occurred else []
+        if text_field is not None and body.get(text_field) != row["body"].get(text_field):
+            was.append(f"originally “{row['body'].get(text_field) or ''}”")
+        if actor != row["actor"]:
+            was.append(f"originally by {row['actor']}")
+        events.append(
+            Entry(
+                seq=int(row["seq"]),
+                event_id=str(row["event_id"]),
+                type=str(row["type"]),
+                at=at,
+                occurred=occurred,
+                actor=actor,
+                body=body,
+                trace_id=row.get("trace_id"),
+                retracted=bool(row["retracted"]),
+                corrected=bool(corrections) or at != occurred,
+                was=tuple(was),
+            )
+        )
+    return sorted(events, key=lambda e: (e.at, e.seq))
+
+
+class Facts(NamedTuple):
+    declared: Entry | None
+    detected: datetime | None  # first alert's start, else the declaration's detected_at
+    detected_from: str
+    acknowledged: Entry | None
+    first_comms: Entry | None
+    mitigated: Entry | None
+    resolved: Entry | None  # the last resolution, when the incident is resolved now
+    closed: Entry | None
+    postmortem: Entry | None
+
+    @property
+    def end(self) -> datetime | None:
+        """When the response's clocks stopped: resolution, else closure; None while open."""
+        stop = self.resolved or self.closed
+        return stop.at if stop else None
+
+
+def facts(live: Sequence[Entry]) -> Facts:
+    """The same facts as `metrics.FACTS`, for one incident (`live`: unretracted, in order)."""
+
+    def first(kind: str, test: Callable[[Entry], bool] = lambda _: True) -> Entry | None:
+        return next((e for e in live if e.type == kind and test(e)), None)
+
+    declared = min(
+        (e for e in live if e.type == "incident.declared"), key=lambda e: e.seq, default=None
+    )
+    starts = [
+        utc(e.body["starts_at"]) if e.body.get("starts_at") else e.at
+        for e in live
+        if e.type == "alert.fired"
+    ]
+    detected, detected_from = (min(starts), "first alert") if starts else (None, "")
+    if detected is None and declared is not None and declared.body.get("detected_at"):
+        detected, detected_from = utc(declared.body["detected_at"]), "detected_at"
+    turns = [e for e in live if e.type in ("incident.resolved", "incident.reopened")]
+    resolved = turns[-1] if turns and turns[-1].type == "incident.resolved" else None
+    if resolved is not None:
+        resolved = max((e for e in turns if e.type == "incident.resolved"), key=lambda e: e.at)
+    return Facts(
+        declared=declared,
+        detected=detected,
+        detected_from=detected_from,
+        acknowledged=first("incident.acknowledged"),
+        first_comms=first("comms.sent"),
+        mitigated=first("mitigation.completed", lambda e: e.body.get("outcome") == "succeeded"),
+        resolved=resolved,
+        closed=first("incident.closed"),
+        postmortem=first("postmortem.published"),
+    )
+
+
+def update_gaps(live: Sequence[Entry], has_comms: bool) -> list[float]:
+    """Seconds between consecutive updates while unresolved (the breach rule of cadence)."""
+    kinds = {"comms.sent", "incident.resolved", "incident.reopened"}
+    if not has_comms:
+        kinds.add("incident.declared")
+    points = [e for e in live if e.type in kinds]
+    gaps, resolved = [], False
+    for a, b in itertools.pairwise(points):
+        if a.type in ("incident.resolved", "incident.reopened"):
+            resolved = a.type == "incident.resolved"
+        if not resolved:
+            gaps.append((b.at - a.at).total_seconds())
+    return gaps
