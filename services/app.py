@@ -251,10 +251,10 @@ async def _until_signalled() -> None:
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop everything in reverse order."""
-    stop = asyncio.Event()
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled.set)
     try:
         async with running(config) as service:
             log.info(
@@ -263,7 +263,7 @@ async def serve(config: Config) -> None:
                 service.nats_url,
                 config.data_dir,
             )
-            await stop.wait()
+            await signalled.wait()
             log.info("stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -32,6 +32,7 @@ class Serve:
             **os.environ,
             "INCIDENTS_DATA_DIR": str(data_dir),
             "INCIDENTS_NATS_PORT": str(self.nats_port),
+            "INCIDENTS_HTTP": "127.0.0.1:0",  # never a fixed port another process may hold
             **env,
         }
         if "INCIDENTS_NATS_URL" not in env:
