@@ -139,6 +139,13 @@ def verify(
     expect_last_seq: Annotated[
         int, typer.Option(min=0, help="a sequence known written: the log must reach it")
     ] = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="also fail a chain cut by expiry that no retention.advanced record vouches for",
+        ),
+    ] = False,
     nats_url: NatsUrl = None,
     stream: Stream = "INCIDENTS",
     as_json: AsJson = False,
@@ -146,7 +153,7 @@ def verify(
     """Recompute every incident's hash chain from NATS; exit 1 on a break or a gap."""
     from services import evidence
 
-    evidence.verify_command(bundle, nats_url, stream, expect_last_seq, as_json)
+    evidence.verify_command(bundle, nats_url, stream, expect_last_seq, strict, as_json)
 
 
 def main() -> None:

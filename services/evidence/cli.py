@@ -116,7 +116,12 @@ def _check_bundle(bundle: Path) -> list[str]:
 
 
 def verify_command(
-    bundle: Path | None, nats_url: str | None, stream: str, expect_last_seq: int, as_json: bool
+    bundle: Path | None,
+    nats_url: str | None,
+    stream: str,
+    expect_last_seq: int,
+    strict: bool,
+    as_json: bool,
 ) -> None:
     if bundle is not None:
         if not (bundle / MANIFEST).is_file():
@@ -132,7 +137,7 @@ def verify_command(
         raise typer.Exit(1 if problems else 0)
 
     async def work(log: Log) -> Report:
-        return await verify_log(log, expect_last_seq)
+        return await verify_log(log, expect_last_seq, strict)
 
     report: Report = _run(nats_url, stream, work)
     if as_json:

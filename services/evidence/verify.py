@@ -27,15 +27,18 @@ class Report(msgspec.Struct, kw_only=True):
     incidents_checked: int
     starts_after_expiry: list[str]  # incidents whose retained chain starts mid-way
     unanchored: list[str]  # of those, the ones no retention.advanced record vouches for
+    strict: bool  # unanchored chains count against `intact`
     missing: list[Gap]
     breaks: list[chain.ChainBreak]
 
 
-async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
+async def verify_log(log: Log, known_last_seq: int = 0, strict: bool = False) -> Report:
     """Recompute every incident's chain; report gaps and the first break per incident.
 
     `known_last_seq` is a sequence known to have been written (e.g. the projector's
-    checkpoint): a log ending before it lost its tail. Holds the log's bytes in memory.
+    checkpoint): a log ending before it lost its tail. `strict`: a chain that starts after
+    expiry with no retention record naming its head is not intact either (deleted and expired
+    records then look the same). Holds the log's bytes in memory.
     """
     state = await log.state()
     seen: list[Record] = []
@@ -64,12 +67,13 @@ async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
             incident_id = incident_of(record.subject)
             if incident_id not in heads:
                 heads[incident_id] = anchored.get(incident_id) or _prev_hash(record.raw)
+    unanchored = sorted(i for i, h in heads.items() if h != chain.GENESIS and i not in anchored)
     # SHA-256 over the whole log: off the event loop, which may be serving requests.
     pairs = [(r.seq, r.raw) for r in records]
     breaks = _named(await asyncio.to_thread(chain.verify, pairs, heads), records)
     return Report(
         stream=log.stream,
-        intact=not breaks and not missing,
+        intact=not breaks and not missing and not (strict and unanchored),
         checked_at=datetime.now(UTC),
         first_seq=state.first_seq,
         first_time=state.first_ts if state.messages else None,
@@ -77,7 +81,8 @@ async def verify_log(log: Log, known_last_seq: int = 0) -> Report:
         events_checked=len(records),
         incidents_checked=len({incident_of(r.subject) for r in records}),
         starts_after_expiry=sorted(i for i, head in heads.items() if head != chain.GENESIS),
-        unanchored=sorted(i for i, h in heads.items() if h != chain.GENESIS and i not in anchored),
+        unanchored=unanchored,
+        strict=strict,
         missing=missing,
         breaks=sorted(breaks, key=lambda b: b.seq),
     )
@@ -122,7 +127,11 @@ def describe(report: Report) -> list[str]:
     lines += [
         f"{i}: {EXPIRED}, "
         + (
-            "unanchored: accepted from its first retained event's prev_hash"
+            (
+                "UNANCHORED: no retention.advanced record names its head (--strict)"
+                if report.strict
+                else "unanchored: accepted from its first retained event's prev_hash"
+            )
             if i in report.unanchored
             else "linked to the head its retention.advanced record names"
         )

@@ -111,10 +111,13 @@ async def test_verify_route_reports_every_chain(guarded: Service) -> None:
         for role in (Role.PRODUCER, Role.RESPONDER, Role.AUDITOR):
             assert (await http.get("/v1/verify", headers=_as(role))).status_code == 403, role
         answer = await http.get("/v1/verify", headers=_as(Role.ADMIN))
+        strict = await http.get("/v1/verify", params={"strict": "true"}, headers=_as(Role.ADMIN))
 
     assert answer.status_code == 200, answer.text
     report = answer.json()
-    assert report["intact"] is True
+    assert report["intact"] is True and report["strict"] is False
+    assert strict.status_code == 200 and strict.json()["strict"] is True
+    assert strict.json()["intact"] is True  # nothing expired: every chain starts at GENESIS
     assert (report["events_checked"], report["incidents_checked"]) == (6, 2)
     assert (report["first_seq"], report["last_seq"]) == (1, last)
     assert report["first_time"] is not None
@@ -156,12 +159,13 @@ async def test_cli_exports_and_verifies_straight_from_nats(
     assert set(json.loads(by_time.stdout)["manifest"]["incidents"]) == {first, second}
 
     verified, as_json = await asyncio.gather(
-        _cli(service, "verify"), _cli(service, "verify", "--json")
+        _cli(service, "verify"), _cli(service, "verify", "--strict", "--json")
     )
     offline = await _cli(service, "verify", "--bundle", str(one), nats=False)
     assert verified.returncode == 0 and "checked 4 events of 2 incidents" in verified.stdout
     assert verified.stdout.splitlines()[-1] == "intact", verified.stdout
     assert json.loads(as_json.stdout)["intact"] is True
+    assert json.loads(as_json.stdout)["strict"] is True
     assert offline.returncode == 0 and offline.stdout.endswith("intact\n"), offline
 
     # One changed byte in the exported bundle: the offline check names the event.

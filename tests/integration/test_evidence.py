@@ -312,7 +312,11 @@ async def test_verify_log_accepts_a_chain_cut_by_expiry_only_when_the_start_expi
     await store.append(seal(orphans, prev_hash=LOST_HEAD, recorded_at=T0), expected_seq=0)
     await _incident(CommandHandler(store), "INC-FRESH1", "x")  # from GENESIS: fine either way
     report = await evidence.verify_log(evidence.Log(nc))
+    strict = await evidence.verify_log(evidence.Log(nc), strict=True)
 
+    # Strict: only a chain that starts at GENESIS or at a recorded head passes.
+    assert strict.intact == (outcome == "anchored")
+    assert ("UNANCHORED" in "\n".join(evidence.describe(strict))) == (outcome == "unanchored")
     assert report.events_checked == 3 + 7 and report.incidents_checked == 2
     assert report.first_seq == first_seq and report.first_time is not None
     described = "\n".join(evidence.describe(report))
