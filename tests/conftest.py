@@ -10,9 +10,11 @@ import nats
 import psutil
 import pytest
 from nats.aio.client import Client as NATS
+from tests_support import TOKENS
 
 from events.store import EventStore, StreamSettings, ensure_stream
 from services.app import Service, running
+from services.auth import token_entry
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 
@@ -75,3 +77,15 @@ async def service(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncItera
 async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service.http_url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+async def guarded(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Service]:
+    """The service with a tokens file holding one token per role (`tests_support.TOKENS`)."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens_file.write_text("".join(token_entry(r.value, r, t) for r, t in TOKENS.items()))
+    config = Config(
+        nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0, tokens_file=tokens_file
+    )
+    async with running(config) as service:
+        yield service

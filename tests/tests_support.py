@@ -1,5 +1,8 @@
-"""Command builders shared by tests (kept out of conftest so tests can import them)."""
+"""Builders and helpers shared by tests (kept out of conftest so tests can import them)."""
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,12 @@ from events.schema import Severity, Source
 from events.store import EventStore, Stored
 from projections.database import open_database
 from projections.projector import Projector
+from services.auth import Role, new_token
+
+# The `incidents` console script of this environment.
+INCIDENTS = str(Path(sys.executable).parent / "incidents")
+# One token per role, for services started with a tokens file (the `guarded` fixture).
+TOKENS = {role: new_token() for role in Role}
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -76,3 +85,32 @@ def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
         "actor": "carol@example.com",
         "source": Source.CLI,
     }
+
+
+def as_role(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+async def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    # A service under test may run on this event loop: the blocking subprocess goes to a thread.
+    return await asyncio.to_thread(
+        subprocess.run,
+        [INCIDENTS, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """A refusal: exit `code` and one `error: ...` line on stderr, never a traceback."""
+    assert done.returncode == code, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in done.stderr
+    return lines[0]

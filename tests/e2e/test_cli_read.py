@@ -4,16 +4,13 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+from tests_support import one_line_error, run_cli
 
 from services.app import Service
-
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
 
 class Seeded(NamedTuple):
@@ -26,19 +23,10 @@ class Seeded(NamedTuple):
 async def _run(
     service: Service, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    # The service runs on this event loop: the blocking subprocess goes to a thread.
     env = {**os.environ, "INCIDENTS_URL": service.http_url}
     env.pop("INCIDENTS_TOKEN", None)
     env.pop("COLUMNS", None)
-    return await asyncio.to_thread(
-        subprocess.run,
-        [INCIDENTS, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return await run_cli(env, *args, stdin=stdin)
 
 
 async def _ok(service: Service, *args: str, stdin: str | None = None) -> str:
@@ -58,15 +46,6 @@ async def _outputs(service: Service, *commands: tuple[str, ...]) -> list[str]:
             return await _ok(service, *args)
 
     return await asyncio.gather(*map(one, commands))
-
-
-def _one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in done.stderr
-    return lines[0]
 
 
 async def _seed(service: Service, http: httpx.AsyncClient) -> Seeded:
@@ -225,7 +204,7 @@ async def test_mttr_breaches_and_audit(service: Service, http: httpx.AsyncClient
     assert s.c in audit and s.a not in audit and "carol" not in audit  # only C's declaration
     assert s.b in declared and s.c in declared and s.a not in declared  # newest first
 
-    bad = _one_line_error(await _run(service, "mttr", "--group-by", "week"), 2)
+    bad = one_line_error(await _run(service, "mttr", "--group-by", "week"), 2)
     assert "week" in bad
 
 
@@ -245,19 +224,19 @@ async def test_query_and_refusals(service: Service, http: httpx.AsyncClient) -> 
         "truncated": False,
     }
 
-    refused = _one_line_error(await _run(service, "query", "COPY events TO '/tmp/x'"), 2)
+    refused = one_line_error(await _run(service, "query", "COPY events TO '/tmp/x'"), 2)
     assert "file system operations are disabled" in refused and "(field sql)" in refused
-    unknown = _one_line_error(await _run(service, "show", "INC-NOSUCH1"), 2)
+    unknown = one_line_error(await _run(service, "show", "INC-NOSUCH1"), 2)
     assert "does not exist" in unknown
-    timeline = _one_line_error(await _run(service, "timeline", "INC-NOSUCH1"), 2)
+    timeline = one_line_error(await _run(service, "timeline", "INC-NOSUCH1"), 2)
     assert "does not exist" in timeline
-    bad_time = _one_line_error(await _run(service, "audit", "--from", "yesterday"), 2)
+    bad_time = one_line_error(await _run(service, "audit", "--from", "yesterday"), 2)
     assert "RFC 3339" in bad_time
-    empty = _one_line_error(await _run(service, "query", "-", stdin="  "), 2)
+    empty = one_line_error(await _run(service, "query", "-", stdin="  "), 2)
     assert "empty" in empty
 
 
 async def test_unreachable_service_exits_1(service: Service) -> None:
     done = await _run(service, "list", "--url", "http://127.0.0.1:9")
-    assert "unreachable at http://127.0.0.1:9" in _one_line_error(done, 1)
+    assert "unreachable at http://127.0.0.1:9" in one_line_error(done, 1)
     assert done.stdout == ""

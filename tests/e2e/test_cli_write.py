@@ -1,30 +1,24 @@
 """The CLI write verbs end to end: the installed `incidents` script against the served process."""
 
-import asyncio
 import json
 import os
-import socket
 import subprocess
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
+from tests_support import one_line_error, run_cli
 
 from services.app import Service
+from services.natsserver import free_port
 
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 ACTOR = "alice@laptop"
 
 
 async def _run(service_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    # The service runs on this event loop: the blocking subprocess goes to a thread.
     env = {**os.environ, "INCIDENTS_URL": service_url, "INCIDENTS_ACTOR": ACTOR}
     env.pop("INCIDENTS_TOKEN", None)
-    return await asyncio.to_thread(
-        subprocess.run, [INCIDENTS, *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    return await run_cli(env, *args)
 
 
 async def _ok(service: Service, *args: str) -> str:
@@ -41,22 +35,6 @@ async def _events(service: Service, incident_id: str) -> list[dict[str, Any]]:
 async def _declare(service: Service, *extra: str) -> str:
     out = await _ok(service, "declare", "Checkout 5xx", "--severity", "P1", *extra)
     return out.splitlines()[0].strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in done.stderr
-    return lines[0]
 
 
 async def test_every_verb_drives_an_incident_through_its_life(service: Service) -> None:
@@ -179,26 +157,26 @@ async def test_bad_input_exits_2_with_one_line(service: Service) -> None:
         (["ack", "INC/../x"], "not an incident id"),
     ]
     for args, mentioned in cases:
-        line = _one_line_error(await _run(service.http_url, *args), 2)
+        line = one_line_error(await _run(service.http_url, *args), 2)
         assert mentioned in line, (args, line)
     assert [e["type"] for e in await _events(service, incident_id)] == ["incident.declared"]
 
 
 async def test_refusals_of_the_service_exit_2_with_its_reason(service: Service) -> None:
-    unknown = _one_line_error(await _run(service.http_url, "ack", "INC-NOSUCH1"), 2)
+    unknown = one_line_error(await _run(service.http_url, "ack", "INC-NOSUCH1"), 2)
     assert "does not exist" in unknown
     incident_id = await _declare(service)
-    early = _one_line_error(await _run(service.http_url, "close", incident_id), 2)
+    early = one_line_error(await _run(service.http_url, "close", incident_id), 2)
     assert "resolve" in early
-    invalid = _one_line_error(
+    invalid = one_line_error(
         await _run(service.http_url, "note", incident_id, "x", "--event-id", "a/b"), 2
     )
     assert "(field event_id)" in invalid
 
 
 async def test_unreachable_service_exits_1_with_one_line(service: Service) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     done = await _run(service.http_url, "ack", "INC-ANY", "--url", url)
-    line = _one_line_error(done, 1)
+    line = one_line_error(done, 1)
     assert f"unreachable at {url}" in line
     assert done.stdout == ""

@@ -8,41 +8,20 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
+from tests_support import as_role, one_line_error, run_cli
 
-from services.app import Service, running
-from services.auth import Role, new_token, token_entry
-from services.config import Config
-from services.natsserver import EmbeddedNatsServer
-
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
-TOKENS = {role: new_token() for role in Role}
-
-
-def _as(role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
-
-
-@pytest.fixture
-async def guarded(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Service]:
-    tokens_file = tmp_path / "tokens.toml"
-    tokens_file.write_text("".join(token_entry(r.value, r, t) for r, t in TOKENS.items()))
-    config = Config(
-        nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0, tokens_file=tokens_file
-    )
-    async with running(config) as service:
-        yield service
+from services.app import Service
+from services.auth import Role
 
 
 async def _seed(
     http: httpx.AsyncClient, title: str, notes: int = 2, headers: dict[str, str] | None = None
 ) -> tuple[str, int]:
     """An incident with `notes` notes; returns its id and the last sequence written."""
-    headers = headers or _as(Role.RESPONDER)
+    headers = headers or as_role(Role.RESPONDER)
     body = {"title": title, "severity": "P2"}
     declared = await http.post("/v1/incidents", json=body, headers=headers)
     assert declared.status_code == 201, declared.text
@@ -72,10 +51,10 @@ async def test_export_route_answers_a_bundle_that_verifies_offline(
         path = f"/v1/incidents/{incident_id}/export"
         assert (await http.get(path)).status_code == 401
         for role in (Role.PRODUCER, Role.RESPONDER, Role.AUDITOR):
-            assert (await http.get(path, headers=_as(role))).status_code == 403, role
-        answer = await http.get(path, headers=_as(Role.ADMIN))
-        missing = await http.get("/v1/incidents/INC-NOSUCH1/export", headers=_as(Role.ADMIN))
-        bad = await http.get("/v1/incidents/not.an.id/export", headers=_as(Role.ADMIN))
+            assert (await http.get(path, headers=as_role(role))).status_code == 403, role
+        answer = await http.get(path, headers=as_role(Role.ADMIN))
+        missing = await http.get("/v1/incidents/INC-NOSUCH1/export", headers=as_role(Role.ADMIN))
+        bad = await http.get("/v1/incidents/not.an.id/export", headers=as_role(Role.ADMIN))
 
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/gzip"
@@ -109,9 +88,11 @@ async def test_verify_route_reports_every_chain(guarded: Service) -> None:
         _, last = await _seed(http, "Two", notes=1)
         await guarded.projector.wait(last, timeout=10)
         for role in (Role.PRODUCER, Role.RESPONDER, Role.AUDITOR):
-            assert (await http.get("/v1/verify", headers=_as(role))).status_code == 403, role
-        answer = await http.get("/v1/verify", headers=_as(Role.ADMIN))
-        strict = await http.get("/v1/verify", params={"strict": "true"}, headers=_as(Role.ADMIN))
+            assert (await http.get("/v1/verify", headers=as_role(role))).status_code == 403, role
+        answer = await http.get("/v1/verify", headers=as_role(Role.ADMIN))
+        strict = await http.get(
+            "/v1/verify", params={"strict": "true"}, headers=as_role(Role.ADMIN)
+        )
 
     assert answer.status_code == 200, answer.text
     report = answer.json()
@@ -128,16 +109,7 @@ async def _cli(service: Service, *args: str, nats: bool = True) -> subprocess.Co
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
     if nats:
         env["INCIDENTS_NATS_URL"] = service.nats_url
-    return await asyncio.to_thread(
-        subprocess.run, [INCIDENTS, *args], capture_output=True, text=True, env=env, timeout=60
-    )
-
-
-def _one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
+    return await run_cli(env, *args)
 
 
 async def test_cli_exports_and_verifies_straight_from_nats(
@@ -179,21 +151,21 @@ async def test_cli_exports_and_verifies_straight_from_nats(
 
 async def test_cli_refusals_cost_one_line(service: Service, tmp_path: Path) -> None:
     no_nats = await _cli(service, "verify", nats=False)
-    assert "INCIDENTS_NATS_URL" in _one_line_error(no_nats, 2)
+    assert "INCIDENTS_NATS_URL" in one_line_error(no_nats, 2)
     unreachable = await _cli(service, "verify", "--nats-url", "nats://127.0.0.1:9")
-    assert "cannot reach NATS" in _one_line_error(unreachable, 1)
+    assert "cannot reach NATS" in one_line_error(unreachable, 1)
     both = await _cli(service, "export", "INC-X1", "--since", "2026-01-01T00:00Z", "--out", "x")
-    assert "--since" in _one_line_error(both, 2)
+    assert "--since" in one_line_error(both, 2)
     neither = await _cli(service, "export", "--out", str(tmp_path / "x"))
-    assert "incident ID" in _one_line_error(neither, 2)
+    assert "incident ID" in one_line_error(neither, 2)
     no_out = await _cli(service, "export", "INC-X1")
-    assert "--out" in _one_line_error(no_out, 2)
+    assert "--out" in one_line_error(no_out, 2)
     unknown = await _cli(service, "export", "INC-NOSUCH1", "--out", str(tmp_path / "u"))
-    assert "no events to export" in _one_line_error(unknown, 2)
+    assert "no events to export" in one_line_error(unknown, 2)
     assert not (tmp_path / "u").exists()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     full = await _cli(service, "export", "INC-X1", "--out", str(tmp_path / "full"))
-    assert "not an empty directory" in _one_line_error(full, 2)
+    assert "not an empty directory" in one_line_error(full, 2)
     not_bundle = await _cli(service, "verify", "--bundle", str(tmp_path), nats=False)
-    assert "not an evidence bundle" in _one_line_error(not_bundle, 2)
+    assert "not an evidence bundle" in one_line_error(not_bundle, 2)

@@ -3,15 +3,13 @@
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tests_support import run_cli
 
 from services.app import Service
-
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
 
 async def _incident(http: httpx.AsyncClient) -> tuple[str, int]:
@@ -55,12 +53,9 @@ async def _incident(http: httpx.AsyncClient) -> tuple[str, int]:
 
 
 async def _run(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    # The service runs on this event loop: the blocking subprocess goes to a thread.
     env = {**os.environ, "INCIDENTS_URL": service.http_url}
     env.pop("INCIDENTS_TOKEN", None)
-    return await asyncio.to_thread(
-        subprocess.run, [INCIDENTS, *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    return await run_cli(env, *args)
 
 
 async def test_postmortem_route(http: httpx.AsyncClient) -> None:

@@ -3,19 +3,16 @@
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from tests_support import fresh_fold, snapshot
+from tests_support import INCIDENTS, fresh_fold, snapshot
 
 from projections import replay as rebuilds
 from services import replay
 from services.app import Service
 from services.natsserver import EmbeddedNatsServer
-
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
 
 async def _status(http: httpx.AsyncClient) -> dict[str, object]:

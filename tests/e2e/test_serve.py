@@ -6,7 +6,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,10 +14,10 @@ from pathlib import Path
 import nats
 import psutil
 import pytest
+from tests_support import INCIDENTS
 
 from services.natsserver import EmbeddedNatsServer, free_port
 
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 Finder = Callable[[Path], list[psutil.Process]]
 
 

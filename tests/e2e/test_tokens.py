@@ -1,30 +1,15 @@
 """Tokens with roles over real HTTP: 401 without or with a bad token, 403 for the wrong role."""
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests_support import fixture_bytes
+from tests_support import TOKENS, fixture_bytes
 
 from services.app import Service, running
-from services.auth import Role, new_token, token_entry
+from services.auth import Role
 from services.config import Config, ConfigError
 from services.natsserver import EmbeddedNatsServer
-
-TOKENS = {role: new_token() for role in Role}
-
-
-@pytest.fixture
-async def guarded(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncIterator[Service]:
-    tokens_file = tmp_path / "tokens.toml"
-    tokens_file.write_text("".join(token_entry(r.value, r, t) for r, t in TOKENS.items()))
-    config = Config(
-        nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0, tokens_file=tokens_file
-    )
-    async with running(config) as service:
-        yield service
-
 
 DECLARE = {"title": "Token test", "severity": "P3"}
 EVENT = {

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
-from tests_support import T0, declare, envelope, fresh_fold, note, snapshot
+from tests_support import INCIDENTS, T0, declare, envelope, fresh_fold, note, snapshot
 
 from events.commands import (
     Acknowledge,
@@ -30,8 +29,6 @@ from projections.database import open_database
 from projections.projector import CRASH_POINTS, Projector
 from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
-
-INCIDENTS = str(Path(sys.executable).parent / "incidents")
 
 
 async def workload(handler: CommandHandler, incidents: int = 12) -> None:
