@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import rate, windows
+from bench.common import rate, raw_publish_rates, sequential_count, windows
 from events.chain import seal
 from events.commands import AddNote, Declare
 from events.schema import IncidentNoteAdded, Severity, Source
@@ -28,7 +28,6 @@ from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-PAYLOAD = b"x" * 256
 
 
 def _note(incident_id: str, n: int) -> AddNote:
@@ -59,22 +58,10 @@ async def _declared(handler: CommandHandler, incidents: int) -> list[str]:
 
 
 async def measure(nc: NATS, events: int, window: int) -> dict[str, float]:
-    js = nc.jetstream()
-    await js.add_stream(name="RAW", subjects=["raw.>"])
+    rates = await raw_publish_rates(nc.jetstream(), events, window)
     await ensure_stream(nc, StreamSettings())
     store = EventStore(nc)
-    rates: dict[str, float] = {}
-    sequential = max(events // 5, 200)
-
-    async def raw_seq() -> None:
-        for i in range(sequential):
-            await js.publish(f"raw.{i % 100}", PAYLOAD)
-
-    rates["raw js.publish, sequential"] = await rate(sequential, raw_seq)
-    rates["raw js.publish, pipelined"] = await rate(
-        events,
-        lambda: windows(events, window, lambda i: js.publish(f"raw.{i % 100}", PAYLOAD)),
-    )
+    sequential = sequential_count(events)
 
     incident_id = new_incident_id()
     await CommandHandler(store).handle(

@@ -28,10 +28,9 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import rate, windows
+from bench.common import rate, raw_publish_rates, sequential_count, windows
 from services.natsserver import EmbeddedNatsServer, free_port
 
-PAYLOAD = b"x" * 256
 T = "2026-11-20T10:00:00Z"
 
 
@@ -49,21 +48,10 @@ def _event(kind: str, incident: int, n: int) -> dict[str, Any]:
 
 
 async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -> dict[str, float]:
-    rates: dict[str, float] = {}
     nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await js.add_stream(name="RAW", subjects=["raw.>"])
-    sequential = max(events // 5, 200)
-
-    async def raw_seq() -> None:
-        for i in range(sequential):
-            await js.publish(f"raw.{i % 100}", PAYLOAD)
-
-    rates["raw js.publish, sequential"] = await rate(sequential, raw_seq)
-    rates["raw js.publish, pipelined"] = await rate(
-        events, lambda: windows(events, concurrency, lambda i: js.publish(f"raw.{i}", PAYLOAD))
-    )
+    rates = await raw_publish_rates(nc.jetstream(), events, concurrency)
     await nc.close()
+    sequential = sequential_count(events)
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=60) as http:
