@@ -2,12 +2,11 @@
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from tests_support import INCIDENTS, fresh_fold, snapshot
+from tests_support import fresh_fold, run_cli, snapshot
 
 from projections import replay as rebuilds
 from services import replay
@@ -107,19 +106,10 @@ async def test_direct_replay_cli_is_resumable_and_verifies(
         "INCIDENTS_DATA_DIR": str(tmp_path / "offline"),
     }
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [INCIDENTS, "replay", "--direct", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    first = await asyncio.to_thread(run)
+    first = await run_cli(env, "replay", "--direct")
     assert first.returncode == 0, first.stderr
     assert "rebuilt through sequence 5" in first.stderr
-    second = await asyncio.to_thread(run, "--verify")
+    second = await run_cli(env, "replay", "--direct", "--verify")
     assert second.returncode == 0, second.stderr
     assert "verify: identical" in second.stderr
     live = rebuilds.live_path(tmp_path / "offline")
@@ -127,8 +117,6 @@ async def test_direct_replay_cli_is_resumable_and_verifies(
     assert not (live.parent / "incidents-1.duckdb").exists()
 
     busy = {**env, "INCIDENTS_DATA_DIR": str(service.config.data_dir)}
-    refused = await asyncio.to_thread(
-        subprocess.run, [INCIDENTS, "replay", "--direct"], env=busy, capture_output=True, text=True
-    )
+    refused = await run_cli(busy, "replay", "--direct")
     assert refused.returncode == 2
     assert "running service" in refused.stderr
