@@ -21,11 +21,12 @@ from bench.common import rate, raw_publish_rates, sequential_count, windows
 from events.chain import seal
 from events.commands import AddNote, Declare
 from events.schema import IncidentNoteAdded, Severity, Source
-from events.store import EventStore, StreamSettings, ensure_stream
+from events.store import EventStore
+from events.stream import StreamSettings, ensure_stream
 from events.subjects import new_incident_id
-from services.app import connect
-from services.handler import Accepted, CommandHandler
+from services.bootstrap import connect
 from services.natsserver import EmbeddedNatsServer
+from services.write.handler import Accepted, CommandHandler
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

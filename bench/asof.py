@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from services.app import running
+from services.bootstrap import running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 

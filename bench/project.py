@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -42,21 +43,31 @@ from events.schema import (
     encode,
     type_name,
 )
-from events.store import EventStore, Stored, StreamSettings, ensure_stream
+from events.store import EventStore, Stored
+from events.stream import StreamSettings, ensure_stream
 from events.subjects import event_subject
 from projections import metrics
 from projections.database import open_database
-from projections.projector import Projector, _event_row
+from projections.projector import Projector
+from projections.rows import event_row as _event_row
 from projections.schema import create
 from services.natsserver import EmbeddedNatsServer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+class Origin(TypedDict):
+    """The envelope fields every event of one incident shares."""
+
+    incident_id: str
+    actor: str
+    source: Source
+
+
 def incident_events(n: int, rng: random.Random, notes: int) -> list[AnyEvent]:
     incident_id = f"INC-B{n:08d}"
     opened = T0 + timedelta(minutes=rng.randrange(0, 525_600))
-    env = {"incident_id": incident_id, "actor": "bench", "source": Source.API}
+    env: Origin = {"incident_id": incident_id, "actor": "bench", "source": Source.API}
 
     def at(minutes: float) -> datetime:
         return opened + timedelta(minutes=minutes)
@@ -174,7 +185,7 @@ async def projector_rate(url: str, path: Path) -> float:
 
 def mttr_latency(path: Path, incidents: int) -> tuple[float, int]:
     con = open_database(path)
-    projector = Projector(con, None)  # type: ignore[arg-type]  # apply() needs no log
+    projector = Projector(con, None)  # apply() needs no log
     batch: list[Stored] = []
     seq = 0
     for event in history(incidents, notes=1, seed=11):

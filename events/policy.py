@@ -6,7 +6,6 @@ Pure apart from `load_policy`, which reads the one file it is given. Breach quer
 
 import hashlib
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ import msgspec
 import yaml
 from msgspec import Struct
 
+from events.durations import parse_duration
 from events.schema import Severity
 
 _MIN: Final = 60.0
@@ -81,33 +81,7 @@ DEFAULT_POLICY: Final = Policy(
 
 # Field names in files are the Targets fields without the `_s` suffix ("ack", "update", ...).
 FIELDS: Final = tuple(name.removesuffix("_s") for name in Targets.__struct_fields__)
-_UNIT_SECONDS: Final[Mapping[str, float]] = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": _MIN,
-    "min": _MIN,
-    "h": _HOUR,
-    "d": _DAY,
-    "w": 7 * _DAY,
-}
-# Longest units first so "5min" is not read as 5 m plus junk, nor "500ms" as 500 m.
-_PART: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(min|ms|s|m|h|d|w)")
 _NONE_WORDS: Final = frozenset({"none", "off", "-"})
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `text`: "5m", "2h", "5d", "1h30m", "90s", "15 min", or plain seconds ("300")."""
-    value = text.strip().lower()
-    try:
-        seconds = float(value)
-    except ValueError:
-        parts = _PART.findall(value)
-        if not parts or re.sub(r"\s+", "", value) != "".join(n + u for n, u in parts):
-            raise ValueError(f"not a duration: {text!r} (write e.g. 5m, 2h, 5d, 1h30m)") from None
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    if not math.isfinite(seconds):
-        raise ValueError(f"duration out of range: {text!r}")
-    return seconds
 
 
 def _target(value: object, where: str) -> float | None:

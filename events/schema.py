@@ -120,21 +120,30 @@ class Source(enum.StrEnum):
 INCIDENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_EVENT_BYTES: Final = 64 * 1024
 
+# Field limits, in characters; one place to read or share them (e.g. intake formats).
+MAX_NAME: Final = 256  # names, ids and label keys
+MAX_TITLE: Final = 300
+MAX_SHORT: Final = 1024
+MAX_TEXT: Final = 16 * 1024
+MAX_URI: Final = 2048
+MAX_LABEL_VALUE: Final = 4096
+MAX_MARKDOWN: Final = 48 * 1024  # a postmortem published inline
+
 IncidentId: TypeAlias = Annotated[str, Meta(pattern=INCIDENT_ID_PATTERN)]
 # Printable ASCII without spaces: it travels as the Nats-Msg-Id header. Patterns end in \Z:
 # msgspec searches with `re`, where "$" would also accept a trailing newline.
 EventId: TypeAlias = Annotated[str, Meta(pattern=r"^[!-~]{1,128}\Z")]
 UtcDatetime: TypeAlias = Annotated[datetime, Meta(tz=True)]
-Name: TypeAlias = Annotated[str, Meta(min_length=1, max_length=256)]
-Title: TypeAlias = Annotated[str, Meta(min_length=1, max_length=300)]
-Short: TypeAlias = Annotated[str, Meta(max_length=1024)]
-Text: TypeAlias = Annotated[str, Meta(max_length=16 * 1024)]
-Uri: TypeAlias = Annotated[str, Meta(min_length=1, max_length=2048)]
+Name: TypeAlias = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
+Title: TypeAlias = Annotated[str, Meta(min_length=1, max_length=MAX_TITLE)]
+Short: TypeAlias = Annotated[str, Meta(max_length=MAX_SHORT)]
+Text: TypeAlias = Annotated[str, Meta(max_length=MAX_TEXT)]
+Uri: TypeAlias = Annotated[str, Meta(min_length=1, max_length=MAX_URI)]
 Hex: TypeAlias = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?\Z")]
 TraceId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{32}\Z")]
 SpanId: TypeAlias = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{16}\Z")]
 Labels: TypeAlias = dict[
-    Annotated[str, Meta(max_length=256)], Annotated[str, Meta(max_length=4096)]
+    Annotated[str, Meta(max_length=MAX_NAME)], Annotated[str, Meta(max_length=MAX_LABEL_VALUE)]
 ]
 
 
@@ -155,7 +164,10 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     hash: Hex = ""
 
 
-class _AlertFacts(Event, frozen=True, kw_only=True, gc=False):
+# Subclasses inherit gc=False and tag_field from Event. They repeat `frozen=True`, inherited at
+# runtime, for mypy: it refuses a non-frozen subclass of a frozen struct. A class that declares
+# fields repeats `kw_only=True`: msgspec applies it only to the fields the class itself declares.
+class _AlertFacts(Event, frozen=True, kw_only=True):
     fingerprint: Name
     alertname: Short = ""
     severity: Short | None = None
@@ -168,15 +180,15 @@ class _AlertFacts(Event, frozen=True, kw_only=True, gc=False):
     dedup_key: Short | None = None
 
 
-class AlertFired(_AlertFacts, frozen=True, kw_only=True, gc=False, tag="alert.fired"):
+class AlertFired(_AlertFacts, frozen=True, tag="alert.fired"):
     pass
 
 
-class AlertResolved(_AlertFacts, frozen=True, kw_only=True, gc=False, tag="alert.resolved"):
+class AlertResolved(_AlertFacts, frozen=True, tag="alert.resolved"):
     pass
 
 
-class IncidentDeclared(Event, frozen=True, kw_only=True, gc=False, tag="incident.declared"):
+class IncidentDeclared(Event, frozen=True, kw_only=True, tag="incident.declared"):
     title: Title
     severity: Severity
     category: Category = Category.APPLICATION
@@ -185,51 +197,41 @@ class IncidentDeclared(Event, frozen=True, kw_only=True, gc=False, tag="incident
     detected_at: UtcDatetime | None = None
 
 
-class IncidentAcknowledged(Event, frozen=True, kw_only=True, gc=False, tag="incident.acknowledged"):
+class IncidentAcknowledged(Event, frozen=True, tag="incident.acknowledged"):
     pass
 
 
-class IncidentSeverityChanged(
-    Event, frozen=True, kw_only=True, gc=False, tag="incident.severity_changed"
-):
+class IncidentSeverityChanged(Event, frozen=True, kw_only=True, tag="incident.severity_changed"):
     from_: Severity = field(name="from")
     to: Severity
     reason: Text = ""
 
 
-class IncidentStatusChanged(
-    Event, frozen=True, kw_only=True, gc=False, tag="incident.status_changed"
-):
+class IncidentStatusChanged(Event, frozen=True, kw_only=True, tag="incident.status_changed"):
     status: Status
 
 
-class IncidentPhaseChanged(
-    Event, frozen=True, kw_only=True, gc=False, tag="incident.phase_changed"
-):
+class IncidentPhaseChanged(Event, frozen=True, kw_only=True, tag="incident.phase_changed"):
     phase: Phase
 
 
-class IncidentRoleAssigned(
-    Event, frozen=True, kw_only=True, gc=False, tag="incident.role_assigned"
-):
+class IncidentRoleAssigned(Event, frozen=True, kw_only=True, tag="incident.role_assigned"):
     role: Role
     person: Name
 
 
-class IncidentRoleReleased(
-    Event, frozen=True, kw_only=True, gc=False, tag="incident.role_released"
-):
+class IncidentRoleReleased(Event, frozen=True, kw_only=True, tag="incident.role_released"):
     role: Role
     person: Name
 
 
-class IncidentEscalated(Event, frozen=True, kw_only=True, gc=False, tag="incident.escalated"):
+class IncidentEscalated(Event, frozen=True, kw_only=True, tag="incident.escalated"):
     level: Annotated[int, Meta(ge=1, le=10)]
     to: Name
     reason: Text = ""
 
 
-class MitigationStarted(Event, frozen=True, kw_only=True, gc=False, tag="mitigation.started"):
+class MitigationStarted(Event, frozen=True, kw_only=True, tag="mitigation.started"):
     mitigation_id: Name
     action: MitigationAction
     target: Short = ""
@@ -237,74 +239,74 @@ class MitigationStarted(Event, frozen=True, kw_only=True, gc=False, tag="mitigat
     confidence: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
 
 
-class MitigationCompleted(Event, frozen=True, kw_only=True, gc=False, tag="mitigation.completed"):
+class MitigationCompleted(Event, frozen=True, kw_only=True, tag="mitigation.completed"):
     mitigation_id: Name
     outcome: Outcome
     details: Text = ""
 
 
-class CommsSent(Event, frozen=True, kw_only=True, gc=False, tag="comms.sent"):
+class CommsSent(Event, frozen=True, kw_only=True, tag="comms.sent"):
     audience: Audience
     kind: CommsKind
-    message: Annotated[str, Meta(min_length=1, max_length=16 * 1024)]
+    message: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
     status: Status | None = None
     next_update_at: UtcDatetime | None = None
 
 
-class IncidentNoteAdded(Event, frozen=True, kw_only=True, gc=False, tag="incident.note_added"):
-    text: Annotated[str, Meta(min_length=1, max_length=16 * 1024)]
+class IncidentNoteAdded(Event, frozen=True, kw_only=True, tag="incident.note_added"):
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
     kind: NoteKind = NoteKind.NOTE
 
 
-class EvidenceAttached(Event, frozen=True, kw_only=True, gc=False, tag="evidence.attached"):
+class EvidenceAttached(Event, frozen=True, kw_only=True, tag="evidence.attached"):
     kind: EvidenceKind
     uri: Uri
     sha256: Hex | None = None
     description: Text = ""
 
 
-class IncidentResolved(Event, frozen=True, kw_only=True, gc=False, tag="incident.resolved"):
+class IncidentResolved(Event, frozen=True, kw_only=True, tag="incident.resolved"):
     summary: Text = ""
 
 
-class IncidentReopened(Event, frozen=True, kw_only=True, gc=False, tag="incident.reopened"):
+class IncidentReopened(Event, frozen=True, kw_only=True, tag="incident.reopened"):
     reason: Text = ""
 
 
-class IncidentClosed(Event, frozen=True, kw_only=True, gc=False, tag="incident.closed"):
+class IncidentClosed(Event, frozen=True, kw_only=True, tag="incident.closed"):
     reason: Text = ""
 
 
-class PostmortemPublished(Event, frozen=True, kw_only=True, gc=False, tag="postmortem.published"):
+class PostmortemPublished(Event, frozen=True, kw_only=True, tag="postmortem.published"):
     uri: Uri | None = None
-    markdown: Annotated[str, Meta(max_length=48 * 1024)] | None = None
+    markdown: Annotated[str, Meta(max_length=MAX_MARKDOWN)] | None = None
     summary: Text = ""
 
 
-class ActionItemAdded(Event, frozen=True, kw_only=True, gc=False, tag="action_item.added"):
+class ActionItemAdded(Event, frozen=True, kw_only=True, tag="action_item.added"):
     item_id: Name
     title: Title
     owner: Name | None = None
     due: date | None = None
 
 
-class ActionItemCompleted(Event, frozen=True, kw_only=True, gc=False, tag="action_item.completed"):
+class ActionItemCompleted(Event, frozen=True, kw_only=True, tag="action_item.completed"):
     item_id: Name
 
 
-class EventCorrected(Event, frozen=True, kw_only=True, gc=False, tag="event.corrected"):
+class EventCorrected(Event, frozen=True, kw_only=True, tag="event.corrected"):
     """A correction of an earlier event of the same incident; nothing is rewritten."""
 
     target_event_id: EventId
     corrected_occurred_at: UtcDatetime | None = None
     corrected_text: Text | None = None
     corrected_actor: Name | None = None
-    reason: Annotated[str, Meta(min_length=1, max_length=16 * 1024)]
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 
 
-class EventRetracted(Event, frozen=True, kw_only=True, gc=False, tag="event.retracted"):
+class EventRetracted(Event, frozen=True, kw_only=True, tag="event.retracted"):
     target_event_id: EventId
-    reason: Annotated[str, Meta(min_length=1, max_length=16 * 1024)]
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 
 
 AnyEvent: TypeAlias = (

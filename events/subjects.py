@@ -1,5 +1,6 @@
 """Where things live in the stream: subjects per incident and event type, and incident ids."""
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -18,7 +19,7 @@ STREAM_SUBJECTS: Final = (
 )
 
 # Crockford base32: no I, L, O, U, so ids survive being read aloud on a bridge call.
-_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INCIDENT_ID: Final = re.compile(INCIDENT_ID_PATTERN)
 
 
@@ -29,7 +30,15 @@ class InvalidIncidentIdError(ValueError):
 def new_incident_id(length: int = 8) -> str:
     if not 6 <= length <= 10:
         raise ValueError("generated incident ids have 6 to 10 characters")
-    return "INC-" + "".join(secrets.choice(_CROCKFORD) for _ in range(length))
+    return "INC-" + "".join(secrets.choice(CROCKFORD) for _ in range(length))
+
+
+def derived_incident_id(key: str, claim_seq: int) -> str:
+    """The incident id for correlation key `key` claimed at sequence `claim_seq`: the same inputs
+    give the same id, so writers racing on one claim declare one incident."""
+    digest = int.from_bytes(hashlib.sha256(f"{key}\0{claim_seq}".encode()).digest()[:8])
+    chars = [CROCKFORD[(digest >> (5 * i)) & 31] for i in range(10)]
+    return "INC-" + "".join(chars)
 
 
 def new_event_id() -> str:

@@ -9,6 +9,8 @@ from typing import Any, Final
 
 import duckdb
 
+from projections.groups import GroupBy
+
 DEFINITIONS_VERSION: Final = "2026-11.1"
 
 DEFINITIONS: Final[dict[str, str]] = {
@@ -57,16 +59,18 @@ NO_SERVICE: Final = "(none)"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Trusted fragments only: the group key is chosen from this table, never formatted from input.
-_GROUP_KEYS: Final[dict[str, str]] = {
-    "severity": "severity",
-    "category": "category",
-    "month": "strftime(make_timestamp(declared_us), '%Y-%m')",
-    "service": (
+_GROUP_KEYS: Final[dict[GroupBy, str]] = {
+    GroupBy.SEVERITY: "severity",
+    GroupBy.SERVICE: (
         "unnest(CASE WHEN len(services) = 0 THEN ['" + NO_SERVICE + "'] "
         "ELSE list_distinct(services) END)"
     ),
+    GroupBy.CATEGORY: "category",
+    GroupBy.MONTH: "strftime(make_timestamp(declared_us), '%Y-%m')",
 }
-GROUPS: Final = tuple(_GROUP_KEYS)
+if _unkeyed := [g.value for g in GroupBy if g not in _GROUP_KEYS]:
+    raise RuntimeError(f"metrics: no SQL group key for {', '.join(_unkeyed)}")
+GROUPS: Final = tuple(g.value for g in GroupBy)
 
 # One row of facts per incident (metrics and breaches share it); microseconds since the epoch
 # keep every difference exact. `resolved`: the latest resolve/reopen is a resolve.
@@ -129,8 +133,10 @@ def mttx(
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Per group: incident count and count/mean/p50/p90/max seconds of each metric."""
-    if group_by not in _GROUP_KEYS:
-        raise ValueError(f"group_by is one of {', '.join(GROUPS)}, not {group_by!r}")
+    try:
+        group_key = _GROUP_KEYS[GroupBy(group_by)]
+    except ValueError:
+        raise ValueError(f"group_by is one of {', '.join(GroupBy)}, not {group_by!r}") from None
     sql = f"""
     WITH facts AS ({FACTS}),
     durations AS (
@@ -144,7 +150,7 @@ def mttx(
           AND (CAST($since AS BIGINT) IS NULL OR f.declared_us >= $since)
           AND (CAST($until AS BIGINT) IS NULL OR f.declared_us < $until)
     ),
-    grouped AS (SELECT {_GROUP_KEYS[group_by]} AS grp, * FROM durations)
+    grouped AS (SELECT {group_key} AS grp, * FROM durations)
     SELECT grp, count(*), {", ".join(_stat(m) for m in METRICS)}
     FROM grouped GROUP BY grp ORDER BY grp
     """

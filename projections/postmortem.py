@@ -2,131 +2,24 @@
 
 `draft` is pure over the rows of `queries.get_incident` and `queries.timeline` and the severity
 policy: no clock, no I/O, so one log always gives the same bytes. Times follow the metrics'
-rules through `projections.chronicle`; `projections.markdown` keeps authored text inert.
+rules through `projections.chronicle`; `projections.markdown` keeps authored text inert. How each
+event reads is `projections.wording`'s; the response metrics section is `projections.measures`'.
 """
 
-import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
 import duckdb
 
-from events.policy import NO_TARGETS, Policy
-from events.schema import Severity
-from projections import chronicle, queries
+from events.policy import Policy
+from projections import chronicle, queries, wording
 from projections.chronicle import Entry, Facts, Row
 from projections.markdown import because, bullet, cell, heading, humanize, prose, table, when, words
+from projections.measures import response_metrics
+from projections.wording import NOT_YET, ROLES
 
 TO_BE_WRITTEN: Final = "_To be written_"
-NOT_YET: Final = "_not yet_"
-_SEVERITIES: Final = frozenset(s.value for s in Severity)
-_ROLES: Final = {
-    "commander": "Incident Commander",
-    "ops": "Operations Lead",
-    "comms": "Communications Lead",
-    "scribe": "Scribe",
-    "tech_lead": "Technical Lead",
-    "liaison": "Liaison",
-}
-_LABELS: Final = {
-    "alert.fired": "Alert fired",
-    "alert.resolved": "Alert resolved",
-    "incident.declared": "Declared",
-    "incident.acknowledged": "Acknowledged",
-    "incident.severity_changed": "Severity changed",
-    "incident.status_changed": "Status changed",
-    "incident.phase_changed": "Phase changed",
-    "incident.role_assigned": "Role assigned",
-    "incident.role_released": "Role released",
-    "incident.escalated": "Escalated",
-    "mitigation.started": "Mitigation started",
-    "mitigation.completed": "Mitigation completed",
-    "comms.sent": "Comms sent",
-    "evidence.attached": "Evidence attached",
-    "incident.resolved": "Resolved",
-    "incident.reopened": "Reopened",
-    "incident.closed": "Closed",
-    "postmortem.published": "Postmortem published",
-    "action_item.added": "Action item added",
-    "action_item.completed": "Action item completed",
-    "event.corrected": "Correction",
-    "event.retracted": "Retraction",
-}
-_NOTES: Final = {"decision": "Decision", "root_cause": "Root cause", "impact": "Impact"}
-
-
-def _label(e: Entry) -> str:
-    if e.type == "incident.note_added":
-        return _NOTES.get(str(e.body.get("kind")), "Note")
-    return _LABELS.get(e.type, e.type)
-
-
-def _details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
-    """The event's own fields for people: "P1 → P0: all regions", "m1 failed: no change"."""
-    b = e.body
-    target = f"seq {seq_of.get(str(b.get('target_event_id')), b.get('target_event_id'))}"
-    match e.type:
-        case "alert.fired" | "alert.resolved":
-            severity = f"({b['severity']})" if b.get("severity") else ""
-            name = words(b.get("alertname") or b.get("fingerprint"), severity)
-            moment = b.get("starts_at") if e.type == "alert.fired" else b.get("ends_at")
-            verb = "started" if e.type == "alert.fired" else "ended"
-            return f"{name}, {verb} {when(moment)}" if moment else name
-        case "incident.declared":
-            services = f" [{', '.join(b.get('services') or [])}]" if b.get("services") else ""
-            return f"{b.get('severity')} {b.get('category')}: {b.get('title')}{services}"
-        case "incident.severity_changed":
-            return because(f"{b.get('from')} → {b.get('to')}", b.get("reason"))
-        case "incident.status_changed" | "incident.phase_changed":
-            return str(b.get("status") or b.get("phase"))
-        case "incident.role_assigned" | "incident.role_released":
-            role = _ROLES.get(str(b.get("role")), str(b.get("role")))
-            return f"{role}: {b.get('person')}"
-        case "incident.escalated":
-            return because(f"level {b.get('level')} → {b.get('to')}", b.get("reason"))
-        case "mitigation.started":
-            how = ["automated"] if b.get("automated") else []
-            if b.get("confidence") is not None:
-                how.append(f"confidence {b['confidence']:.0%}")
-            extra = f" ({', '.join(how)})" if how else ""
-            return f"{b.get('mitigation_id')}: {words(b.get('action'), b.get('target'))}{extra}"
-        case "mitigation.completed":
-            return because(f"{b.get('mitigation_id')} {b.get('outcome')}", b.get("details"))
-        case "comms.sent":
-            status = f" ({b['status']})" if b.get("status") else ""
-            text = f"{b.get('audience')} {b.get('kind')}{status}: {b.get('message')}"
-            due = b.get("next_update_at")
-            return f"{text} (next update by {when(due)})" if due else text
-        case "incident.note_added":
-            return str(b.get("text"))
-        case "evidence.attached":
-            return because(words(b.get("kind"), b.get("uri")), b.get("description"))
-        case "incident.resolved" | "incident.reopened" | "incident.closed":
-            return words(b.get("summary"), b.get("reason"))
-        case "postmortem.published":
-            inline = "(inline Markdown)" if b.get("markdown") and not b.get("uri") else ""
-            return because(words(b.get("uri"), inline), b.get("summary"))
-        case "action_item.added" | "action_item.completed":
-            item = str(b.get("item_id"))
-            who = [f"owner {b['owner']}"] if b.get("owner") else []
-            who += [f"due {b['due']}"] if b.get("due") else []
-            text = f"{item}: {b.get('title') or titles.get(item, '')}"
-            return f"{text} ({', '.join(who)})" if who else text
-        case "event.corrected":
-            changes = [
-                f"time → {when(b['corrected_occurred_at'])}"
-                if b.get("corrected_occurred_at")
-                else "",
-                f"text → “{b['corrected_text']}”" if b.get("corrected_text") is not None else "",
-                f"actor → {b['corrected_actor']}" if b.get("corrected_actor") else "",
-            ]
-            what = "; ".join(change for change in changes if change)
-            return because(f"corrects {target} ({what})", b.get("reason"))
-        case "event.retracted":
-            return because(f"retracts {target}", b.get("reason"))
-        case _:
-            return ""
 
 
 def _moment(event: Entry | None) -> str:
@@ -191,9 +84,9 @@ def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
     ]
     held = _roles(live)
     if "commander" not in held:
-        rows.append((_ROLES["commander"], "_unassigned_"))
-    order = [*_ROLES, *sorted(held.keys() - _ROLES.keys())]
-    rows += [(_ROLES.get(role, role), _holders(held[role])) for role in order if role in held]
+        rows.append((ROLES["commander"], "_unassigned_"))
+    order = [*ROLES, *sorted(held.keys() - ROLES.keys())]
+    rows += [(ROLES.get(role, role), _holders(held[role])) for role in order if role in held]
     escalations = [
         f"level {e.body.get('level')} → {cell(e.body.get('to'))} ({when(e.at)})"
         for e in live
@@ -236,7 +129,7 @@ def _timeline(timeline: Sequence[Entry]) -> list[str]:
     }
     rows = []
     for e in timeline:
-        label, details = cell(_label(e)), cell(_details(e, seq_of, titles))
+        label, details = cell(wording.label(e)), cell(wording.details(e, seq_of, titles))
         if e.was:
             details = words(details, f"({cell('; '.join(e.was))})")
         marks = ["corrected"] * e.corrected
@@ -248,83 +141,6 @@ def _timeline(timeline: Sequence[Entry]) -> list[str]:
         rows.append([str(e.seq), when(e.at), cell(e.actor), label, details, trace])
     headers = ["Seq", "Time (UTC)", "Actor", "Event", "Details", "Trace id"]
     return ["## Timeline", "", *table(headers, rows)]
-
-
-def _judged(seconds: float, target: float | None) -> str:
-    if target is None:
-        return "no target"
-    if seconds <= target:
-        return "met"
-    return f"missed by {humanize(math.ceil(seconds - target))}"
-
-
-def _measure(
-    name: str,
-    start: datetime | None,
-    fact: datetime | None,
-    end: datetime | None,
-    target: float | None,
-    unknown: str = NOT_YET,
-) -> list[str]:
-    """One obligation: its clock runs from `start` to `fact`, or to `end` when it never came."""
-    goal = "none" if target is None else humanize(target)
-    waiting = "no target" if target is None else "pending"
-    if start is None:
-        return [name, unknown, goal, waiting]
-    if fact is not None:
-        took = max((fact - start).total_seconds(), 0.0)
-        return [name, humanize(took), goal, _judged(took, target)]
-    if end is None:
-        return [name, NOT_YET, goal, waiting]
-    ran = max((end - start).total_seconds(), 0.0)
-    late = target is not None and ran > target
-    return [name, "_never_", goal, _judged(ran, target) if late else "not due (ended first)"]
-
-
-def _metrics(incident: Row, live: Sequence[Entry], facts: Facts, policy: Policy) -> list[str]:
-    severity = str(incident.get("severity") or "")
-    targets = policy.for_severity(severity) if severity in _SEVERITIES else NO_TARGETS
-    declared = facts.declared.at if facts.declared else None
-    resolved = facts.resolved.at if facts.resolved else None
-
-    def at(event: Entry | None) -> datetime | None:
-        return event.at if event else None
-
-    rows = [
-        _measure("Time to detect", facts.detected, declared, None, None, "_unknown_"),
-        _measure("Time to acknowledge", declared, at(facts.acknowledged), facts.end, targets.ack_s),
-        _measure(
-            "Time to first comms", declared, at(facts.first_comms), facts.end, targets.first_comms_s
-        ),
-        _measure("Time to mitigate", declared, at(facts.mitigated), facts.end, None),
-        _measure("Time to resolve", declared, resolved, None, targets.resolve_s),
-        _cadence(live, facts, targets.update_s),
-        _measure(
-            "Postmortem published after resolution",
-            resolved,
-            at(facts.postmortem),
-            None,
-            targets.postmortem_s,
-        ),
-    ]
-    note = (
-        f"_Targets for {severity or 'no severity'} from severity policy `{policy.version}`. "
-        "Times are effective (corrected) times, retracted events are ignored, and a fact "
-        "dated before its start counts as 0s._"
-    )
-    headers = ["Measure", "This incident", f"Target ({severity or 'none'})", "Result"]
-    return ["## Response metrics", "", *table(headers, rows), "", note]
-
-
-def _cadence(live: Sequence[Entry], facts: Facts, target: float | None) -> list[str]:
-    name, goal = "Longest gap between updates", "none" if target is None else humanize(target)
-    gaps = chronicle.update_gaps(live, facts.first_comms is not None)
-    if not gaps:
-        return [name, NOT_YET, goal, "no target" if target is None else "pending"]
-    longest = max(gaps)
-    late = sum(1 for gap in gaps if target is not None and gap > target)
-    result = _judged(longest, target) + (f" ({late} late updates)" if late > 1 else "")
-    return [name, humanize(longest), goal, result]
 
 
 def _mitigations(live: Sequence[Entry]) -> list[str]:
@@ -387,7 +203,7 @@ def _evidence(timeline: Sequence[Entry], live: Sequence[Entry]) -> list[str]:
     seen: dict[str, list[str]] = {}
     for e in sorted(timeline, key=lambda e: e.seq):
         if e.trace_id:
-            seen.setdefault(e.trace_id, []).append(f"seq {e.seq} ({cell(_label(e))})")
+            seen.setdefault(e.trace_id, []).append(f"seq {e.seq} ({cell(wording.label(e))})")
     traces = [f"- `{cell(trace)}`: {', '.join(uses)}" for trace, uses in seen.items()]
     return [*lines, "", "Trace ids seen on events:", "", *(traces or ["_None._"])]
 
@@ -425,7 +241,7 @@ def draft(incident: Row, events: list[Row], policy: Policy) -> str:
         _summary(facts),
         ["## Impact", "", *_notes(live, "impact", TO_BE_WRITTEN)],
         _timeline(timeline),
-        _metrics(incident, live, facts, policy),
+        response_metrics(incident, live, facts, policy),
         _mitigations(live),
         _comms(live),
         [

@@ -1,5 +1,8 @@
 """Read queries over the read models: status board, one incident, timeline, audit.
 
+The status board, timeline and audit read the views `schema` defines for SQL users, so the API
+and CLI show exactly what `incidents query` sees in them.
+
 Functions take a DuckDB cursor (one per reader: DESIGN 12, a second `execute` on a shared
 connection cuts the first result off) and return plain rows for the API and CLI.
 """
@@ -41,10 +44,9 @@ def list_incidents(
     limit: int = 500,
 ) -> list[dict[str, Any]]:
     """The status board: open incidents (unless `include_closed`), most severe first."""
+    source = "status_board" if not include_closed and status is None else "incidents"
     where = ["TRUE"]
     params: list[Any] = []
-    if not include_closed and status is None:
-        where.append("resolved_at IS NULL AND closed_at IS NULL")
     if status is not None:
         where.append("status = ?")
         params.append(status)
@@ -55,7 +57,7 @@ def list_incidents(
         where.append("list_contains(services, ?)")
         params.append(service)
     cur.execute(
-        f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE {' AND '.join(where)} "
+        f"SELECT {_INCIDENT_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
         "ORDER BY severity, opened_at DESC LIMIT ?",
         [*params, limit],
     )
@@ -81,9 +83,7 @@ def get_incident(
 
 def timeline(cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[dict[str, Any]]:
     cur.execute(
-        "SELECT seq, event_id, type, occurred_at, effective_at, recorded_at, actor, source, "
-        "trace_id, span_id, correlation_id, causation_id, retracted, body "
-        "FROM events WHERE incident_id = ? ORDER BY seq",
+        "SELECT * EXCLUDE (incident_id) FROM timeline WHERE incident_id = ? ORDER BY seq",
         [incident_id],
     )
     rows = _rows(cur)
@@ -111,9 +111,10 @@ def audit(
     }
     used = {clause: value for clause, value in filters.items() if value is not None}
     where = " AND ".join(["TRUE", *used])
+    # The view's columns, occurred_at moved second: the order the API and CLI have always shown.
     cur.execute(
-        "SELECT recorded_at, occurred_at, actor, source, type, incident_id, event_id, seq, "
-        f"trace_id FROM events WHERE {where} ORDER BY seq DESC LIMIT ?",
+        "SELECT recorded_at, occurred_at, * EXCLUDE (recorded_at, occurred_at) "
+        f"FROM audit WHERE {where} ORDER BY seq DESC LIMIT ?",
         [*used.values(), limit],
     )
     return _rows(cur)

@@ -201,6 +201,11 @@ def staged(cur: duckdb.DuckDBPyConnection) -> list[RetentionAdvanced]:
     return [decode_record(body) for (body,) in cur.fetchall()]
 
 
+def unstage(cur: duckdb.DuckDBPyConnection, first_seq_after: int) -> None:
+    """Take a record off the queue once the log has it."""
+    cur.execute("DELETE FROM retention_outbox WHERE first_seq_after = ?", [first_seq_after])
+
+
 async def publish(store: EventStore, record: RetentionAdvanced) -> bool:
     """Append the record unless the log already has one at or past this advance.
 

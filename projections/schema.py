@@ -79,8 +79,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 
-# Views over the tables: the read models DESIGN section 8 names. Metrics and breaches live in
-# their own modules because they take parameters (policy, now).
+# Views over the tables: the read models DESIGN section 8 names, for SQL users (README) and for
+# `queries`, which reads them. Replaced at every `create`, so a changed view needs no migration.
+# Metrics and breaches live in their own modules because they take parameters (policy, now).
 VIEWS: Final = """
 CREATE OR REPLACE VIEW status_board AS
 SELECT i.*, now() - i.opened_at AS age

@@ -5,7 +5,6 @@ The composition root builds it with `Config.from_env()` and passes it down expli
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -15,42 +14,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from events.durations import parse_duration
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-_UNIT_SECONDS: Final[Mapping[str, float]] = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 604800.0,
-}
-# "ms" precedes "m" in the alternation so "500ms" is not read as 500 minutes plus junk.
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_PLAIN_SECONDS: Final = re.compile(r"\d+(?:\.\d+)?")
 # JetStream stream names are also file names on the server and tokens in $JS.API subjects.
 _STREAM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _NATS_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `text`: `90d`, `12h`, `30m`, `45s`, `500ms`, `1h30m`, or plain seconds (`30`)."""
-    value = text.strip().lower()
-    parts = _DURATION_PART.findall(value)
-    if _PLAIN_SECONDS.fullmatch(value):
-        seconds = float(value)
-    elif parts and "".join(n + u for n, u in parts) == value:
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    else:
-        raise ValueError(
-            f"not a duration: {text!r} (use e.g. 90d, 12h, 30m, 45s, 500ms, 1h30m or seconds)"
-        )
-    if not math.isfinite(seconds):
-        raise ValueError(f"duration out of range: {text!r}")
-    return seconds
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,8 +4,6 @@ Request/reply answers exactly what HTTP would (the stored events, or the error b
 message is answered with its error and never stops the subscriber.
 """
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -13,9 +11,9 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from events.store import StoreUnavailableError
-from services.handler import ContentionError
-from services.intake import ErrorKind, Intake, IntakeError, decode_events
-from services.webhooks import WebhookError
+from services.clock import Clock
+from services.errors import ErrorKind, ServiceError
+from services.write.intake import Intake, decode_events
 
 EVENTS_SUBJECT: Final = "intake.events"
 ALERTMANAGER_SUBJECT: Final = "intake.alertmanager"
@@ -25,15 +23,13 @@ QUEUE: Final = "incidents-intake"
 _encode: Final = msgspec.json.encode
 
 
-def _failure(exc: Exception) -> bytes:
-    if isinstance(exc, IntakeError):
+def _failure(exc: ServiceError | StoreUnavailableError) -> bytes:
+    if isinstance(exc, ServiceError):
         return _encode(exc.body())
-    if isinstance(exc, WebhookError):
-        return _encode(IntakeError(ErrorKind.INVALID, exc.detail, exc.field).body())
-    return _encode(IntakeError(ErrorKind.UNAVAILABLE, str(exc)).body())
+    return _encode(ServiceError(ErrorKind.UNAVAILABLE, str(exc)).body())
 
 
-def create_broker(servers: list[str], intake: Intake, clock: Callable[[], datetime]) -> NatsBroker:
+def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroker:
     # Raw bodies (NatsMessage), not faststream's JSON decoding: intake validates with msgspec.
     broker = NatsBroker(servers, logger=None)
 
@@ -41,14 +37,14 @@ def create_broker(servers: list[str], intake: Intake, clock: Callable[[], dateti
     async def on_events(msg: NatsMessage) -> bytes:
         try:
             return _encode(await intake.events(decode_events(msg.body)))
-        except (IntakeError, StoreUnavailableError, ContentionError) as exc:
+        except (ServiceError, StoreUnavailableError) as exc:
             return _failure(exc)
 
     @broker.subscriber(ALERTMANAGER_SUBJECT, queue=QUEUE)
     async def on_alertmanager(msg: NatsMessage) -> bytes:
         try:
             return _encode(await intake.alertmanager(msg.body, clock()))
-        except (IntakeError, WebhookError, StoreUnavailableError, ContentionError) as exc:
+        except (ServiceError, StoreUnavailableError) as exc:
             return _failure(exc)
 
     return broker

@@ -12,9 +12,10 @@ import pytest
 from nats.aio.client import Client as NATS
 from tests_support import TOKENS
 
-from events.store import EventStore, StreamSettings, ensure_stream
-from services.app import Service, running
+from events.store import EventStore
+from events.stream import StreamSettings, ensure_stream
 from services.auth import token_entry
+from services.bootstrap import Service, running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 

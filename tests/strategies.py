@@ -22,7 +22,7 @@ STDLIB_FLOAT_GAP = (1e-9, 1e-4)
 # Mixed alphabet: ASCII (with control characters) and any non-surrogate code point.
 _CHARS = st.one_of(
     st.characters(min_codepoint=0, max_codepoint=0x7F),
-    st.characters(exclude_categories=("Cs",)),
+    st.characters(exclude_categories=["Cs"]),
 )
 
 _HEX = "0123456789abcdef"

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import duckdb
 
@@ -76,7 +76,22 @@ async def fresh_fold(store: EventStore, path: Path) -> dict[str, list[tuple[Any,
     return result
 
 
-def envelope(incident_id: str, event_id: str, minutes: int) -> dict[str, Any]:
+class Origin(TypedDict):
+    """Which incident, who, through which channel: the envelope fields shared by a batch."""
+
+    incident_id: str
+    actor: str
+    source: Source
+
+
+class Envelope(Origin):
+    """All the envelope fields a command (or event) requires; `**` it into the constructor."""
+
+    event_id: str
+    occurred_at: datetime
+
+
+def envelope(incident_id: str, event_id: str, minutes: int) -> Envelope:
     """Command envelope fields, `minutes` after T0."""
     return {
         "incident_id": incident_id,

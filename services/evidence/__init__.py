@@ -4,8 +4,9 @@ Both work on the stream's raw records, read without decoding, so damaged bytes a
 instead of raised. Used by `incidents export|verify` (straight from NATS) and by the admin
 routes `GET /v1/incidents/{id}/export` (a tar.gz) and `GET /v1/verify` (a JSON report).
 
-`log` reads the raw records, `verify` checks the chains, `bundle` writes bundles, `verifier` is
-the stand-alone script shipped in each bundle, `cli` holds the two verbs.
+`log` reads the raw records, `chains` checks every hash chain, `bundle` writes bundles,
+`verifier` is the stand-alone script shipped in each bundle as verify.py. The CLI verbs live
+in `services.cli.evidence`.
 """
 
 from services.evidence.bundle import (
@@ -17,9 +18,8 @@ from services.evidence.bundle import (
     packed_bundle,
     verifier_source,
 )
-from services.evidence.cli import export_command, verify_command
+from services.evidence.chains import Report, describe, verify_log
 from services.evidence.log import EvidenceError, Gap, Log, Record, StreamState
-from services.evidence.verify import Report, describe, verify_log
 
 __all__ = [
     "SUMS_COMMAND",
@@ -34,9 +34,7 @@ __all__ = [
     "StreamState",
     "describe",
     "export",
-    "export_command",
     "packed_bundle",
     "verifier_source",
-    "verify_command",
     "verify_log",
 ]

@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from events.subjects import InvalidIncidentIdError, incident_filter, incident_of
+from services.errors import ErrorKind
 from services.evidence.log import (
     Envelope,
     EvidenceError,
@@ -25,7 +26,6 @@ from services.evidence.log import (
     find_gaps,
     is_event,
 )
-from services.intake import ErrorKind
 
 FORMAT: Final = "incident-timeline-evidence/1"
 EVENTS: Final = "events.jsonl"

@@ -17,10 +17,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events.store import EventStore, StoreUnavailableError
 from events.subjects import INCIDENTS_PREFIX
-from services.intake import ErrorKind, IntakeError
+from services.errors import ErrorKind, ServiceError
 
 
-class EvidenceError(IntakeError):
+class EvidenceError(ServiceError):
     """Nothing to export (404), a bad request (422) or a damaged log (409)."""
 
 

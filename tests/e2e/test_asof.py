@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.app import Service, running
+from services.bootstrap import Service, running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 
@@ -99,8 +99,10 @@ async def test_as_of_equals_the_projection_then_and_a_naive_fold(
                 answer = await http.post(f"/v1/incidents/{incident_id}/{verb}", json=body)
                 assert answer.status_code == 200, answer.text
                 seq = answer.json()["events"][-1]["seq"]
-            live = await http.get(f"/v1/incidents/{incident_id}/timeline", params={"wait_for": seq})
-            snapshots.append((clock.now, live.json()))
+            current = await http.get(
+                f"/v1/incidents/{incident_id}/timeline", params={"wait_for": seq}
+            )
+            snapshots.append((clock.now, current.json()))
 
         for instant, live in snapshots:
             past = await http.get(

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import httpx
 from tests_support import one_line_error, run_cli
 
-from services.app import Service
+from services.bootstrap import Service
 
 
 class Seeded(NamedTuple):

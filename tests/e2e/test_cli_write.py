@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from tests_support import one_line_error, run_cli
 
-from services.app import Service
+from services.bootstrap import Service
 from services.natsserver import free_port
 
 ACTOR = "alice@laptop"

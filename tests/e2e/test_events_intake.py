@@ -8,7 +8,7 @@ import msgspec
 import nats
 from tests_support import fixture_bytes
 
-from services.app import Service
+from services.bootstrap import Service
 
 T = "2026-11-20T10:00:00.123456Z"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 from tests_support import as_role, one_line_error, run_cli
 
-from services.app import Service
 from services.auth import Role
+from services.bootstrap import Service
 
 
 async def _seed(

@@ -4,7 +4,7 @@ import httpx
 import msgspec
 
 from events.store import EventStore
-from services.app import Service
+from services.bootstrap import Service
 from services.natsserver import EmbeddedNatsServer
 
 

@@ -2,7 +2,7 @@
 
 import httpx
 
-from services.app import Service
+from services.bootstrap import Service
 
 GARBAGE = [
     b"",

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from tests_support import run_cli
 
-from services.app import Service
+from services.bootstrap import Service
 
 
 async def _incident(http: httpx.AsyncClient) -> tuple[str, int]:

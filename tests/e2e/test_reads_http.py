@@ -4,7 +4,7 @@ import asyncio
 
 import httpx
 
-from services.app import Service
+from services.bootstrap import Service
 
 
 async def _declare(

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from tests_support import fresh_fold, run_cli, snapshot
 
-from projections import replay as rebuilds
-from services import replay
-from services.app import Service
+from projections import rebuild as rebuilds
+from services import readmodels
+from services.bootstrap import Service
 from services.natsserver import EmbeddedNatsServer
 
 
@@ -26,7 +26,7 @@ async def _status(http: httpx.AsyncClient) -> dict[str, object]:
 async def test_replay_during_ingest_swaps_in_a_fresh_fold_without_reader_errors(
     http: httpx.AsyncClient, service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replay, "RETIRE_AFTER_S", 0.2)
+    monkeypatch.setattr(readmodels, "RETIRE_AFTER_S", 0.2)
     ids = []
     for n in range(20):
         answer = await http.post("/v1/incidents", json={"title": f"load {n}", "severity": "P3"})

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
 import psutil
 import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import StreamInfo
 from tests_support import INCIDENTS
 
 from services.natsserver import EmbeddedNatsServer, free_port
@@ -88,7 +90,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
             process.proc.wait()
 
 
-async def _stream_names(url: str) -> list[str]:
+async def _stream_names(url: str) -> list[str | None]:
     nc = await nats.connect(url)
     try:
         return [s.config.name async for s in _streams(nc)]
@@ -96,7 +98,7 @@ async def _stream_names(url: str) -> list[str]:
         await nc.close()
 
 
-async def _streams(nc: nats.NATS):  # type: ignore[no-untyped-def]
+async def _streams(nc: NATS) -> AsyncIterator[StreamInfo]:
     for info in await nc.jetstream().streams_info():
         yield info
 

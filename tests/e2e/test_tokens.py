@@ -6,13 +6,13 @@ import httpx
 import pytest
 from tests_support import TOKENS, fixture_bytes
 
-from services.app import Service, running
 from services.auth import Role
+from services.bootstrap import Service, running
 from services.config import Config, ConfigError
 from services.natsserver import EmbeddedNatsServer
 
-DECLARE = {"title": "Token test", "severity": "P3"}
-EVENT = {
+DECLARE: dict[str, object] = {"title": "Token test", "severity": "P3"}
+EVENT: dict[str, object] = {
     "type": "incident.declared",
     "event_id": "tok-1",
     "incident_id": "INC-TOKEN1",
@@ -39,13 +39,13 @@ async def test_role_matrix(
 ) -> None:
     async with httpx.AsyncClient(base_url=guarded.http_url) as http:
         send = {"content": body} if isinstance(body, bytes) else {"json": body}
-        anonymous = await http.post(path, **send)  # type: ignore[arg-type]
+        anonymous = await http.post(path, **send)
         assert anonymous.status_code == 401
         assert anonymous.json()["error"] == "unauthorized"
-        forged = await http.post(path, headers={"Authorization": "Bearer nope"}, **send)  # type: ignore[arg-type]
+        forged = await http.post(path, headers={"Authorization": "Bearer nope"}, **send)
         assert forged.status_code == 401
         for role, token in TOKENS.items():
-            answer = await http.post(path, headers={"Authorization": f"Bearer {token}"}, **send)  # type: ignore[arg-type]
+            answer = await http.post(path, headers={"Authorization": f"Bearer {token}"}, **send)
             if role in allowed:
                 assert answer.status_code in (200, 201), (role, answer.text)
             else:
@@ -94,7 +94,7 @@ def test_token_verb_prints_a_token_its_entry_authenticates(tmp_path: Path) -> No
     from typer.testing import CliRunner
 
     from services.auth import Tokens
-    from services.cli import app
+    from services.cli.main import app
 
     result = CliRunner().invoke(app, ["token", "auditor", "compliance-team"])
     assert result.exit_code == 0

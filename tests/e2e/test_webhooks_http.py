@@ -13,7 +13,7 @@ import pytest
 
 from events.schema import AlertFired, AlertResolved, IncidentAcknowledged, IncidentDeclared
 from events.store import EventStore, Stored
-from services.app import Service, running
+from services.bootstrap import Service, running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 

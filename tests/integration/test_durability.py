@@ -8,10 +8,11 @@ from nats.aio.client import Client as NATS
 from tests_support import declare, note
 
 from events.chain import verify
-from events.store import EventStore, StoreUnavailableError, StreamSettings, ensure_stream
+from events.store import EventStore, StoreUnavailableError
+from events.stream import StreamSettings, ensure_stream
 from events.subjects import new_incident_id
-from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
+from services.write.handler import Accepted, CommandHandler
 
 WRITERS = 6
 KILL_AFTER_ACKS = 150

@@ -29,10 +29,10 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
-from tests_support import T0, declare, note
+from tests_support import T0, Origin, declare, note
 
 from events.chain import seal, verify
-from events.commands import Acknowledge, ChangeSeverity, Resolve, SendComms
+from events.commands import Acknowledge, AnyCommand, ChangeSeverity, Resolve, SendComms
 from events.schema import (
     Audience,
     CommsKind,
@@ -40,11 +40,13 @@ from events.schema import (
     Severity,
     Source,
 )
-from events.store import EventStore, Stored, StreamSettings, ensure_stream, stream_config
+from events.store import EventStore, Stored
+from events.stream import StreamSettings, ensure_stream, stream_config
 from projections import retention
 from services import evidence
-from services.handler import Accepted, CommandHandler
+from services.errors import ErrorKind
 from services.natsserver import EmbeddedNatsServer
+from services.write.handler import Accepted, CommandHandler
 
 BUNDLE_FLIPS = 200
 STORE_FLIPS = 16  # server stopped cleanly: its index (index.db) kept
@@ -59,8 +61,12 @@ REASONS = (
 
 async def _incident(handler: CommandHandler, incident_id: str, words: str) -> None:
     """A declared incident with a commander, notes (non-ASCII, quotes, escapes), comms..."""
-    common = {"incident_id": incident_id, "actor": "carol@example.com", "source": Source.API}
-    commands = [
+    common: Origin = {
+        "incident_id": incident_id,
+        "actor": "carol@example.com",
+        "source": Source.API,
+    }
+    commands: list[AnyCommand] = [
         declare(incident_id, commander="bob@example.com"),
         Acknowledge(event_id=f"{incident_id}-ack", occurred_at=T0, **common),
         *(
@@ -169,7 +175,7 @@ async def test_export_by_recording_time_takes_whole_incidents(
         await evidence.export(log, future, tmp_path / "none", "me")
         raise AssertionError("an empty selection must not make a bundle")
     except evidence.EvidenceError as exc:
-        assert exc.kind == 404
+        assert exc.kind is ErrorKind.NOT_FOUND
     assert not (tmp_path / "none").exists()
 
 
@@ -248,7 +254,11 @@ async def test_verify_log_names_records_the_server_delivers_but_do_not_hold(
         except evidence.EvidenceError as exc:
             refused = exc
         if incident_id == "INC-GARBLE":  # it cannot be written as one line of an event
-            assert refused is not None and refused.kind == 409 and "seq" in refused.detail
+            assert (
+                refused is not None
+                and refused.kind is ErrorKind.CONFLICT
+                and "seq" in refused.detail
+            )
         else:  # copied as stored: the bundle's verifier shows the forgery
             assert refused is None
             done = _run_verifier(tmp_path / "x")
@@ -390,7 +400,10 @@ async def test_a_flipped_byte_in_the_servers_block_file_never_goes_unnoticed(
                     refused = None
                 except evidence.EvidenceError as exc:
                     refused = exc
-                assert refused is not None and refused.kind == 409, (trial, target.seq)
+                assert refused is not None and refused.kind is ErrorKind.CONFLICT, (
+                    trial,
+                    target.seq,
+                )
                 assert not (tmp_path / f"x{trial}").exists()
             if trial == 0:
                 cli = await asyncio.to_thread(_cli_verify, nats_server.url)

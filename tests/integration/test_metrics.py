@@ -416,7 +416,7 @@ def expected_repeats(refs: list[Ref], window_days: int = 30) -> set[tuple[str, s
 
 def project(path: Path, log: list[Stored], batch: int = 1000) -> duckdb.DuckDBPyConnection:
     con = open_database(path)
-    projector = Projector(con, None)  # type: ignore[arg-type]  # store is only for run()
+    projector = Projector(con, None)  # store is only for run()
     for start in range(0, len(log), batch):
         chunk = log[start : start + batch]
         projector.apply(chunk, chunk[-1].seq)
@@ -596,7 +596,7 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
         sealed[event.incident_id] = event.hash
         log.append(Stored(len(log) + 1, event, encode(event)))
     con = open_database(tmp_path / "db.duckdb")
-    projector = Projector(con, None)  # type: ignore[arg-type]
+    projector = Projector(con, None)
     projector.apply(log[: len(first)], len(first))
     cur = con.cursor()
 

@@ -27,8 +27,8 @@ from events.store import EventStore
 from events.subjects import new_incident_id
 from projections.database import open_database
 from projections.projector import CRASH_POINTS, Projector
-from services.handler import Accepted, CommandHandler
 from services.natsserver import EmbeddedNatsServer
+from services.write.handler import Accepted, CommandHandler
 
 
 async def workload(handler: CommandHandler, incidents: int = 12) -> None:

@@ -5,9 +5,9 @@ from pathlib import Path
 from tests_support import declare, fresh_fold, note, snapshot
 
 from events.store import EventStore
-from projections import replay as rebuilds
+from projections import rebuild as rebuilds
 from projections.database import open_database
-from services.handler import CommandHandler
+from services.write.handler import CommandHandler
 
 
 async def test_rebuild_resumes_where_it_stopped(store: EventStore, tmp_path: Path) -> None:

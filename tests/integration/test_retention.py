@@ -43,12 +43,13 @@ from events.schema import (
     Source,
     encode,
 )
-from events.store import EventStore, Stored, StreamSettings, ensure_stream
+from events.store import EventStore, Stored
+from events.stream import StreamSettings, ensure_stream
 from events.subjects import ALL_INCIDENTS
 from projections import retention
 from projections.database import open_database
 from projections.projector import Projector
-from services.handler import Accepted, CommandHandler
+from services.write.handler import Accepted, CommandHandler
 
 RETENTION_S = 6.0  # early events expire ~6.3 s after writing, late ones not before ~9.3 s
 CHECK_S = 0.1
@@ -101,7 +102,7 @@ async def short_store(nc: NATS) -> EventStore:
 
 
 async def handle(handler: CommandHandler, *commands: Any) -> list[int]:
-    seqs = []
+    seqs: list[int] = []
     for command in commands:
         accepted = await handler.handle(command)
         assert isinstance(accepted, Accepted), command
@@ -207,9 +208,9 @@ async def test_expired_events_leave_the_models_and_the_log_records_it(
     assert [b.incident_id for b in verify(raw)] == ["span"]
 
     # Another projector that saw it all, pruned directly: the same models, the same one record.
-    record = direct.prune(first_seq, last_seq)
-    assert record is not None and record.expired_events == len(early)
-    assert record.heads["span"] == records[-1].heads["span"]
+    direct_record = direct.prune(first_seq, last_seq)
+    assert direct_record is not None and direct_record.expired_events == len(early)
+    assert direct_record.heads["span"] == records[-1].heads["span"]
     direct.apply([], last_seq)
     assert snapshot(direct_con) == snapshot(con)
     assert await direct.publish_retention() == 0

@@ -9,11 +9,12 @@ from tests_support import T0, declare, note
 
 from events.chain import seal, verify
 from events.commands import AnyCommand, Record, Reopen, Resolve
-from events.incident import Rejected
+from events.decisions import Rejected
 from events.schema import IncidentAcknowledged, IncidentNoteAdded, Source
-from events.store import ConcurrencyError, EventStore, StreamSettings, ensure_stream
+from events.store import ConcurrencyError, EventStore
+from events.stream import StreamSettings, ensure_stream
 from events.subjects import new_incident_id
-from services.handler import Accepted, CommandHandler
+from services.write.handler import Accepted, CommandHandler
 
 
 async def accepted(handler: CommandHandler | EventStore, command: AnyCommand) -> Accepted:

@@ -4,7 +4,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 
-from events.store import StreamConfigError, StreamSettings, ensure_stream
+from events.stream import StreamConfigError, StreamSettings, ensure_stream
 from events.subjects import STREAM_SUBJECTS
 
 

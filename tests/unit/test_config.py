@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.config import Config, ConfigError, parse_duration
+from events.durations import parse_duration
+from services.config import Config, ConfigError
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import copy
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -43,7 +43,8 @@ from events.commands import (
     StartMitigation,
     target_incident,
 )
-from events.incident import INITIAL, Incident, Rejected, RejectionKind, decide, evolve, fold
+from events.decisions import Rejected, RejectionKind, decide
+from events.incident import INITIAL, Incident, evolve, fold
 from events.schema import (
     ActionItemAdded,
     ActionItemCompleted,
@@ -83,6 +84,9 @@ from events.schema import (
     decode,
     encode,
 )
+
+if TYPE_CHECKING:
+    from tests_support import Envelope
 
 INC = "INC-7K2M9Q"
 OTHER = "INC-AAAAAA"
@@ -809,14 +813,14 @@ IDEMPOTENT: frozenset[type[Command]] = frozenset(
 
 def _build(index: int, template: tuple[type[Command], dict[str, Any]]) -> Any:
     cls, fields = template
-    envelope = {
+    envelope: Envelope = {
         "incident_id": INC,
         "event_id": f"e{index}",
         "occurred_at": T0 + timedelta(minutes=index),
         "actor": "bot",
         "source": Source.API,
     }
-    return cls(**(envelope | fields))
+    return cls(**envelope, **fields)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

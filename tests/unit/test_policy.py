@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from events.durations import parse_duration
 from events.policy import (
     DEFAULT_POLICY,
     NO_TARGETS,
     PolicyError,
     Targets,
     load_policy,
-    parse_duration,
 )
 from events.schema import Severity
 

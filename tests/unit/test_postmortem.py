@@ -39,7 +39,8 @@ from events.commands import (
     SendComms,
     StartMitigation,
 )
-from events.incident import INITIAL, Incident, Rejected, decide, fold
+from events.decisions import Rejected, decide
+from events.incident import INITIAL, Incident, fold
 from events.policy import DEFAULT_POLICY
 from events.schema import AnyEvent, Source, encode
 from events.store import Stored
@@ -65,7 +66,7 @@ class Log:
     stored: list[Stored] = field(default_factory=list)
 
     def do(self, minute: float, command: type[AnyCommand], actor: str, **fields: Any) -> str:
-        event_id = fields.pop("event_id", f"e{len(self.stored) + 1}")
+        event_id: str = fields.pop("event_id", f"e{len(self.stored) + 1}")
         at = T0 + timedelta(minutes=minute)
         envelope = {"incident_id": self.incident_id, "event_id": event_id, "occurred_at": at}
         fields.setdefault("source", Source.CLI)

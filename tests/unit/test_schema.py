@@ -88,7 +88,8 @@ def _valid_document(cls: type[Event] = IncidentNoteAdded, **fields: Any) -> dict
         IncidentDeclared: {"title": "checkout 500s", "severity": Severity.P1},
         CommsSent: {"audience": "internal", "kind": "initial", "message": "we are on it"},
     }
-    return msgspec.to_builtins(cls(**(base | required.get(cls, {}) | fields)))
+    document: dict[str, Any] = msgspec.to_builtins(cls(**(base | required.get(cls, {}) | fields)))
+    return document
 
 
 def _stdlib_canonical(data: bytes) -> bytes:

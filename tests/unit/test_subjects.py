@@ -15,6 +15,7 @@ from events.subjects import (
     INCIDENTS_PREFIX,
     STREAM_SUBJECTS,
     InvalidIncidentIdError,
+    derived_incident_id,
     event_subject,
     incident_filter,
     incident_of,
@@ -183,3 +184,10 @@ def test_schema_and_subjects_agree_on_incident_ids(incident_id: str) -> None:
 )
 def test_schema_and_subjects_agree_on_arbitrary_text(incident_id: str) -> None:
     assert _schema_accepts(incident_id) == _subjects_accept(incident_id)
+
+
+def test_derived_incident_id_is_pinned() -> None:
+    """Correlation derives ids from (key, claim sequence): a change would split racing writers."""
+    assert derived_incident_id('alertmanager:{}:{alertname="HighErrorRate"}', 0) == "INC-2YZMJQDG0C"
+    assert derived_incident_id("pd-dedup-42", 17) == "INC-5JSQ1MMTP5"
+    assert GENERATED_ID.fullmatch(derived_incident_id("", 0))

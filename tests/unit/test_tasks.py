@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from events.tasks import finish, stop
+from projections.tasks import finish, stop
 
 
 async def _consume(queue: "asyncio.Queue[int]", seen: list[int]) -> None:

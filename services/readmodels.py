@@ -1,7 +1,8 @@
 """Live read models and their replacement by a replay, without readers ever noticing.
 
-`LiveModels` owns what a service serves and projects into: the current generation's DuckDB
-connection, its projector and follower. `replay()` rebuilds into a shadow file while the
+`Reader` is what queries need: one generation's DuckDB connection, its projector, the policy,
+the clock and the reader threads. `LiveModels` owns the generation a service serves and
+projects into, with its follower. `replay()` rebuilds into a shadow file while the
 service keeps answering and projecting, stops the follower, catches the shadow up to the same
 checkpoint (optionally comparing the two), promotes the shadow and switches readers to it.
 Requests that started on the old generation finish there; it is closed and deleted later.
@@ -9,28 +10,52 @@ Requests that started on the old generation finish there; it is closed and delet
 
 import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import duckdb
 import msgspec
-from litestar import Request, get, post
-from litestar.exceptions import ClientException
-from litestar.params import JSONBody
 
+from events.policy import Policy
 from events.store import EventStore
-from events.tasks import stop
-from projections import replay as rebuilds
+from projections import rebuild as rebuilds
 from projections.database import open_database
 from projections.projector import Projector
-from services.auth import Permission
-from services.guards import requires
-from services.reads import Reader
+from projections.tasks import stop
+from services.clock import Clock
 from services.telemetry import watch
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 RETIRE_AFTER_S: Final = 15.0  # longer than any read may run (the SQL sandbox stops at 10 s)
+
+
+class Reader(msgspec.Struct, frozen=True, kw_only=True):
+    """One generation of the read models, and what queries over it need."""
+
+    con: duckdb.DuckDBPyConnection
+    projector: Projector
+    policy: Policy
+    clock: Clock
+    # Readers get their own threads: DuckDB releases the GIL, and the loop's default pool
+    # (cores + 4) is shared with everything else that must not wait behind slow reports.
+    executor: ThreadPoolExecutor
+
+    async def run(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`query(cursor, *args, **kwargs)` on a fresh cursor, in a reader thread."""
+
+        def call() -> T:
+            cur = self.con.cursor()
+            try:
+                return query(cur, *args, **kwargs)
+            finally:
+                cur.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
 
 State = Literal["idle", "building", "swapping", "done", "failed"]
 
@@ -149,32 +174,3 @@ class LiveModels:
         finally:
             con.close()
             rebuilds.retire(path)
-
-
-class ReplayBody(msgspec.Struct, forbid_unknown_fields=True):
-    verify: bool = False
-
-
-def _models(request: Request[Any, Any, Any]) -> LiveModels:
-    models: LiveModels = request.app.state.models
-    return models
-
-
-@post("/v1/admin/replay", status_code=202, guards=[requires(Permission.ADMINISTER)], tags=["admin"])
-async def start_replay(
-    request: Request[Any, Any, Any], data: JSONBody[ReplayBody | None] = None
-) -> ReplayStatus:
-    """Rebuild every read model from the log and swap it in; poll GET for progress."""
-    models = _models(request)
-    if not models.start_replay(data.verify if data else False):
-        raise ClientException("a replay is already running", status_code=409)
-    await asyncio.sleep(0)  # let it start, so the answer says "building"
-    return models.status
-
-
-@get("/v1/admin/replay", guards=[requires(Permission.ADMINISTER)], tags=["admin"])
-async def replay_status(request: Request[Any, Any, Any]) -> ReplayStatus:
-    return _models(request).status
-
-
-ROUTES: Final = [start_replay, replay_status]

@@ -1,13 +1,13 @@
-"""The evidence verbs of the CLI (registered in services/cli.py): straight against NATS, or
-offline on a bundle."""
+"""`incidents export` and `incidents verify`: evidence straight from NATS, or a bundle offline.
+
+They read the log itself, not the service, so they work when the service is down.
+"""
 
 import asyncio
-import getpass
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 import nats
@@ -16,11 +16,11 @@ import typer
 from nats.aio.client import Client as NATS
 
 from events.store import StoreUnavailableError
-from services.client import fail
+from services.cli.options import Verb, fail, local_user, parse_incident_id, rfc3339
+from services.errors import ErrorKind
 from services.evidence.bundle import MANIFEST, Manifest, Selection, export, sha256
+from services.evidence.chains import Report, describe, verify_log
 from services.evidence.log import EvidenceError, Log
-from services.evidence.verify import Report, describe, verify_log
-from services.intake import ErrorKind
 
 T = TypeVar("T")
 
@@ -65,14 +65,6 @@ def _run(url: str | None, stream: str, work: Callable[[Log], Awaitable[T]]) -> T
         fail(str(exc), code=1)
 
 
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (cli)"
-
-
 def export_command(
     incident_id: str | None,
     since: datetime | None,
@@ -89,7 +81,7 @@ def export_command(
     selection = Selection(incident_id=incident_id, since=since, until=until)
 
     async def work(log: Log) -> Manifest:
-        return await export(log, selection, out, _who())
+        return await export(log, selection, out, f"{local_user()} (cli)")
 
     manifest: Manifest = _run(nats_url, stream, work)
     problems = _check_bundle(out)
@@ -146,3 +138,61 @@ def verify_command(
         for line in describe(report):
             typer.echo(line)
     raise typer.Exit(0 if report.intact else 1)
+
+
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats-url", envvar="INCIDENTS_NATS_URL", help="NATS holding the log (required)"),
+]
+Stream = Annotated[str, typer.Option(envvar="INCIDENTS_STREAM", help="stream name")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+Moment = Annotated[
+    datetime | None,
+    typer.Option(parser=rfc3339, metavar="RFC3339", help="bounds of recorded_at (inclusive)"),
+]
+
+
+def export_verb(
+    out: Annotated[Path, typer.Option("--out", help="bundle directory to create (new or empty)")],
+    incident_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID", parser=parse_incident_id, show_default=False, help="one incident"
+        ),
+    ] = None,
+    since: Moment = None,
+    until: Moment = None,
+    nats_url: NatsUrl = None,
+    stream: Stream = "INCIDENTS",
+    as_json: AsJson = False,
+) -> None:
+    """Write an evidence bundle (events as stored, manifest, verify.py) straight from NATS:
+    one incident, or whole incidents with an event recorded between --since and --until."""
+    export_command(incident_id, since, until, out, nats_url, stream, as_json)
+
+
+def verify_verb(
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="check an exported bundle, offline")
+    ] = None,
+    expect_last_seq: Annotated[
+        int, typer.Option(min=0, help="a sequence known written: the log must reach it")
+    ] = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="also fail a chain cut by expiry that no retention.advanced record vouches for",
+        ),
+    ] = False,
+    nats_url: NatsUrl = None,
+    stream: Stream = "INCIDENTS",
+    as_json: AsJson = False,
+) -> None:
+    """Recompute every incident's hash chain from NATS; exit 1 on a break or a gap."""
+    verify_command(bundle, nats_url, stream, expect_last_seq, strict, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", cls=Verb)(export_verb)
+    app.command("verify", cls=Verb)(verify_verb)

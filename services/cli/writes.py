@@ -5,19 +5,16 @@ options every verb shares (service, token, actor, envelope, --json), sends it an
 answer. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fails.
 """
 
-import getpass
 import inspect
-import os
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, NamedTuple
-from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from events.durations import parse_duration
 from events.schema import (
     Audience,
     Category,
@@ -31,17 +28,18 @@ from events.schema import (
     Status,
 )
 from events.subjects import new_event_id
-from services.client import (
+from services.cli.client import call
+from services.cli.options import (
     IncidentArg,
     Verb,
-    call,
     fail,
+    incident_path,
+    local_user,
     option,
     parse_incident_id,
     rfc3339,
     service_options,
 )
-from services.config import parse_duration
 
 out = Console(soft_wrap=True, highlight=False)
 
@@ -67,18 +65,6 @@ def _duration(text: str) -> timedelta:
     if seconds <= 0:
         raise ValueError(f"{text!r} must be greater than zero")
     return timedelta(seconds=seconds)
-
-
-def _default_actor() -> str:
-    try:
-        user = os.environ.get("USER") or getpass.getuser()
-    except (OSError, KeyError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _on(incident_id: str, verb: str) -> str:
-    return f"/v1/incidents/{quote(incident_id, safe='')}/{verb}"
 
 
 _PANEL: Final = "Service and envelope"
@@ -124,7 +110,7 @@ def _body(common: _Common, post: _Post) -> dict[str, Any]:
         for key, value in post.body.items()
         if value is not None
     }
-    body |= {"actor": common.actor or _default_actor(), "source": "cli"}
+    body |= {"actor": common.actor or local_user(), "source": "cli"}
     if common.event_id:
         body["event_id"] = common.event_id
     if common.at:
@@ -190,7 +176,7 @@ def declare(
 
 def ack(incident_id: IncidentArg) -> _Post:
     """Acknowledge an incident (a second acknowledgement changes nothing)."""
-    return _Post(_on(incident_id, "ack"), {})
+    return _Post(incident_path(incident_id, "/ack"), {})
 
 
 def severity(
@@ -199,7 +185,7 @@ def severity(
     reason: Reason = None,
 ) -> _Post:
     """Change the severity."""
-    return _Post(_on(incident_id, "severity"), {"to": to, "reason": reason})
+    return _Post(incident_path(incident_id, "/severity"), {"to": to, "reason": reason})
 
 
 def status(
@@ -211,8 +197,8 @@ def status(
     if (to is None) == (phase is None):
         fail("give either a STATUS or --phase PHASE (see: incidents status --help)")
     if phase is not None:
-        return _Post(_on(incident_id, "phase"), {"phase": phase})
-    return _Post(_on(incident_id, "status"), {"status": to})
+        return _Post(incident_path(incident_id, "/phase"), {"phase": phase})
+    return _Post(incident_path(incident_id, "/status"), {"status": to})
 
 
 def assign(
@@ -223,7 +209,7 @@ def assign(
 ) -> _Post:
     """Give PERSON a ROLE (or take it back with --release)."""
     route = "roles/release" if release else "roles"
-    return _Post(_on(incident_id, route), {"role": role, "person": person})
+    return _Post(incident_path(incident_id, "/" + route), {"role": role, "person": person})
 
 
 def escalate(
@@ -233,7 +219,9 @@ def escalate(
     reason: Reason = None,
 ) -> _Post:
     """Escalate to a team or person."""
-    return _Post(_on(incident_id, "escalations"), {"to": to, "level": level, "reason": reason})
+    return _Post(
+        incident_path(incident_id, "/escalations"), {"to": to, "level": level, "reason": reason}
+    )
 
 
 def mitigate(
@@ -258,14 +246,16 @@ def mitigate(
         if action is not None or outcome is None:
             fail("--complete takes --outcome and no ACTION (see: incidents mitigate --help)")
         done = {"mitigation_id": complete, "outcome": outcome, "details": details}
-        return _Post(_on(incident_id, "mitigations/complete"), done)
+        return _Post(incident_path(incident_id, "/mitigations/complete"), done)
     if action is None:
         fail("give an ACTION, or --complete MITIGATION_ID (see: incidents mitigate --help)")
     # Named here, not by the server, so that people learn the id they will complete.
     mid = mitigation_id or f"MIT-{new_event_id()[:8]}"
     body: dict[str, Any] = {"mitigation_id": mid, "action": action, "target": target}
     body |= {"automated": automated, "confidence": confidence}
-    return _Post(_on(incident_id, "mitigations"), body, note=lambda _: f"mitigation {mid}")
+    return _Post(
+        incident_path(incident_id, "/mitigations"), body, note=lambda _: f"mitigation {mid}"
+    )
 
 
 def comms(
@@ -281,7 +271,7 @@ def comms(
 ) -> _Post:
     """Record a communication sent to an AUDIENCE."""
     body = {"audience": audience, "kind": kind, "message": message, "status": status}
-    return _Post(_on(incident_id, "comms"), body | {"next_update_at": next_update})
+    return _Post(incident_path(incident_id, "/comms"), body | {"next_update_at": next_update})
 
 
 def note(
@@ -290,7 +280,7 @@ def note(
     kind: Annotated[NoteKind, typer.Option()] = NoteKind.NOTE,
 ) -> _Post:
     """Add a note, decision, root cause or impact statement to the timeline."""
-    return _Post(_on(incident_id, "notes"), {"text": text, "kind": kind})
+    return _Post(incident_path(incident_id, "/notes"), {"text": text, "kind": kind})
 
 
 def resolve(
@@ -298,17 +288,17 @@ def resolve(
     summary: Annotated[str | None, typer.Option(show_default=False)] = None,
 ) -> _Post:
     """Resolve the incident (service restored)."""
-    return _Post(_on(incident_id, "resolve"), {"summary": summary})
+    return _Post(incident_path(incident_id, "/resolve"), {"summary": summary})
 
 
 def reopen(incident_id: IncidentArg, reason: Reason = None) -> _Post:
     """Reopen a resolved incident (a closed one is final)."""
-    return _Post(_on(incident_id, "reopen"), {"reason": reason})
+    return _Post(incident_path(incident_id, "/reopen"), {"reason": reason})
 
 
 def close(incident_id: IncidentArg, reason: Reason = None) -> _Post:
     """Close a resolved incident for good."""
-    return _Post(_on(incident_id, "close"), {"reason": reason})
+    return _Post(incident_path(incident_id, "/close"), {"reason": reason})
 
 
 VERBS: Final[tuple[Callable[..., _Post], ...]] = (

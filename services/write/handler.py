@@ -14,25 +14,29 @@ import asyncio
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Final
 
 from msgspec import Struct
 
 from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
-from events.incident import Incident, Rejected, decide, fold
+from events.decisions import Rejected, decide
+from events.incident import Incident, fold
 from events.schema import AnyEvent, encode
 from events.store import Appended, ConcurrencyError, EventStore, Loaded, Stored
+from services.clock import Clock, utc_now
+from services.errors import ErrorKind, ServiceError
 
-Clock = Callable[[], datetime]
 MAX_ATTEMPTS: Final = 10
 CACHED_INCIDENTS: Final = 1024
 
 
-class ContentionError(Exception):
+class ContentionError(ServiceError):
     """The incident kept changing under this writer; the caller may retry later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, detail)
 
 
 class Accepted(Struct, frozen=True):
@@ -46,12 +50,8 @@ class _Seen(Struct, frozen=True, gc=False):
     state: Incident
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _already_stored(loaded: Loaded, event_id: str) -> list[Appended]:
-    # A decision's later events carry "<event_id>/<n>" ids (see incident.decide).
+    # A decision's later events carry "<event_id>/<n>" ids (see decisions.decide).
     derived = event_id + "/"
     return [
         Appended(stored.event, stored.seq, duplicate=True)

@@ -20,6 +20,7 @@ from events.commands import (
 )
 from events.schema import IncidentId, Name, Source, UtcDatetime
 from events.subjects import new_event_id
+from services.errors import ErrorKind, ServiceError, located
 
 _ENVELOPE: Final[list[tuple[str, Any, Any]]] = [
     ("incident_id", IncidentId | None, None),
@@ -50,15 +51,6 @@ def body_of(command: type[Command]) -> type[msgspec.Struct]:
     )
 
 
-class BodyError(ValueError):
-    """A body that does not make a valid command; `field` names the culprit."""
-
-    def __init__(self, field: str | None, detail: str) -> None:
-        super().__init__(f"{field}: {detail}" if field else detail)
-        self.field = field
-        self.detail = detail
-
-
 def to_command(
     command: type[Command],
     body: msgspec.Struct | None,
@@ -68,9 +60,8 @@ def to_command(
 ) -> AnyCommand:
     given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
     if incident_id and given.get("incident_id") not in (None, incident_id):
-        raise BodyError(
-            "incident_id", f"body says {given['incident_id']}, the path says {incident_id}"
-        )
+        detail = f"body says {given['incident_id']}, the path says {incident_id}"
+        raise ServiceError(ErrorKind.INVALID, detail, "incident_id")
     fields = given | {
         "incident_id": incident_id or given.get("incident_id"),
         "event_id": given.get("event_id") or new_event_id(),
@@ -85,9 +76,6 @@ def to_command(
     try:
         built: AnyCommand = msgspec.convert(fields, command)  # type: ignore[assignment]
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        reason, at, where = message.rpartition(" - at `$.")
-        if not at:  # "Object missing required field `to`"
-            reason, where = message, message.split("`")[1] if "`" in message else ""
-        raise BodyError(where.rstrip("`") or None, reason) from exc
+        field, reason = located(str(exc))
+        raise ServiceError(ErrorKind.INVALID, reason, field) from exc
     return built

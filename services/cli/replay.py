@@ -38,10 +38,10 @@ def _bar() -> Progress:
 
 async def _direct(config: Config, verify: bool) -> list[str]:
     from events.store import EventStore
-    from projections import replay as rebuilds
+    from projections import rebuild as rebuilds
     from projections.database import open_database
     from projections.projector import Projector
-    from services.app import connect
+    from services.bootstrap import connect
 
     if config.nats_url is None:
         raise ConfigError("INCIDENTS_NATS_URL: --direct reads the log from an existing NATS")

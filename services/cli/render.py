@@ -1,41 +1,21 @@
-"""CLI read verbs (DESIGN 11): each turns its arguments into one request to a read route.
+"""How the CLI's read verbs print answers for people: rich tables, UTC times, short durations.
 
-A verb is a plain function from arguments to a `_Read` (path, query, renderer); `register` adds
-`--url`, `--token` and `--json`, sends it and prints the answer as rich tables, or verbatim with
-`--json`. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fails.
+Every cell goes through `cell`, which knows the API's naming conventions (`_s` durations,
+`_at` times). `--json` bypasses all of this and prints the answer verbatim.
 """
 
-import enum
-import functools
-import inspect
-import itertools
 import os
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, Final, NamedTuple
-from urllib.parse import quote
+from typing import Any, Final
 
-import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from events.schema import Severity, Status
-from services.client import (
-    BadRequest,
-    Client,
-    IncidentArg,
-    Unavailable,
-    Verb,
-    call,
-    fail,
-    parse_incident_id,
-    rfc3339,
-    service_options,
-)
+from events.durations import format_duration
+from services.clock import utc_text
 
 out = Console(highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
@@ -45,33 +25,6 @@ Answer = dict[str, Any]
 Columns = Sequence[tuple[str, str]]  # (key in the answer row, header)
 
 
-class _Read(NamedTuple):
-    path: str
-    render: Callable[[Answer], None]
-    params: dict[str, Any] | None = None
-    body: Any = None  # POSTed when given
-
-
-# Rendering: every cell goes through `_cell`, which knows the API's naming conventions.
-
-
-def _when(value: str | datetime) -> str:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def _duration(seconds: float) -> str:
-    """Two units, the larger first: "3d 04h", "1h 05m", "5m 03s", "42s"."""
-    sign, left = ("-" if seconds < 0 else ""), int(abs(seconds))
-    for (big, size), (small, step) in itertools.pairwise(_UNITS):
-        if left >= size:
-            return f"{sign}{left // size}{big} {left % size // step:02d}{small}"
-    return f"{sign}{left}s"
-
-
 def _cell(key: str, value: Any) -> str:
     """A value of the answer for people: `_s` durations, `_at` times, yes/no, joined lists."""
     if value is None:
@@ -79,9 +32,9 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if key.endswith("_s") and isinstance(value, int | float):
-        return _duration(value)
+        return format_duration(value)
     if key.endswith("_at") and isinstance(value, str):
-        return _when(value)
+        return utc_text(value)
     if isinstance(value, list):
         return ", ".join(": ".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
     if isinstance(value, dict):
@@ -187,7 +140,7 @@ _BOARD: Final = (
 )
 
 
-def _board(answer: Answer) -> None:
+def board(answer: Answer) -> None:
     incidents: list[Answer] = answer.get("incidents") or []
     now = datetime.now(UTC)
     for i in incidents:
@@ -197,7 +150,7 @@ def _board(answer: Answer) -> None:
     _print_rows(f"{len(incidents)} incidents", incidents, _BOARD)
 
 
-def _incident(answer: Answer) -> None:
+def incident(answer: Answer) -> None:
     incident: Answer = answer.get("incident") or {}
     grid = Table.grid(padding=(0, 2))
     for key, value in incident.items():
@@ -209,18 +162,18 @@ def _incident(answer: Answer) -> None:
     _print_rows("breaches", incident.get("breaches") or [], _BREACH)
 
 
-def _timeline(answer: Answer, as_of: datetime | None) -> None:
+def timeline(answer: Answer, as_of: datetime | None) -> None:
     incident: Answer = answer.get("incident") or {}
     events: list[Answer] = answer.get("events") or []
     seq_of = {e["event_id"]: e["seq"] for e in events}
     title = f"{incident.get('incident_id')}: {incident.get('title')}"
-    title += f" as of {_when(as_of)}" if as_of else ""
+    title += f" as of {utc_text(as_of)}" if as_of else ""
     headers = ("seq", "time", "actor", "source", "type", "details", "trace id")
     table = _new_table(title, headers, no_wrap=("seq", "time", "type"))
     for e in events:
-        time = _when(e["effective_at"])
+        time = utc_text(e["effective_at"])
         if e["effective_at"] != e["occurred_at"]:
-            time += f" (corrected, was {_when(e['occurred_at'])})"
+            time += f" (corrected, was {utc_text(e['occurred_at'])})"
         details = _details(e, seq_of)
         retracted = bool(e.get("retracted"))
         details = f"[retracted] {details}" if retracted else details
@@ -233,7 +186,7 @@ _METRICS: Final = (("mttd", "MTTD"), ("mtta", "MTTA"), ("mttm", "MTTM"), ("mttr"
 _STATS: Final = (("count", "count"), ("mean_s", "mean"), ("p50_s", "p50"), ("p90_s", "p90"))
 
 
-def _mttr(answer: Answer) -> None:
+def mttr(answer: Answer) -> None:
     rows: list[Answer] = answer.get("rows") or []
     out.print(
         f"grouped by {answer.get('group_by')}, definitions {answer.get('definitions_version')}"
@@ -254,7 +207,7 @@ _REPEAT: Final = (
 )
 
 
-def _breaches(answer: Answer) -> None:
+def breaches(answer: Answer) -> None:
     title = f"breaches (policy {answer.get('policy_version')})"
     _print_rows(title, answer.get("breaches") or [], _BREACH)
     _print_rows("repeat incidents", answer.get("repeats") or [], _REPEAT)
@@ -267,11 +220,11 @@ _AUDIT: Final = (
 )
 
 
-def _audit(answer: Answer) -> None:
+def audit(answer: Answer) -> None:
     _print_rows("audit", answer.get("entries") or [], _AUDIT)
 
 
-def _result(answer: Answer) -> None:
+def result(answer: Answer) -> None:
     columns: list[str] = answer.get("columns") or []
     rows: list[list[Any]] = answer.get("rows") or []
     table = _new_table("", columns)
@@ -280,157 +233,3 @@ def _result(answer: Answer) -> None:
     out.print(table)
     more = ", truncated: the service returns at most this many" if answer.get("truncated") else ""
     out.print(f"{len(rows)} rows{more}")
-
-
-# Verbs: arguments to one `_Read`.
-
-
-class GroupBy(enum.StrEnum):
-    SEVERITY = "severity"
-    SERVICE = "service"
-    CATEGORY = "category"
-    MONTH = "month"
-
-
-IncidentOption = Annotated[
-    str | None, typer.Option("--incident", parser=parse_incident_id, metavar="ID")
-]
-Moment = Annotated[
-    datetime | None, typer.Option(parser=rfc3339, metavar="RFC3339", help="e.g. 2026-01-02T10:00Z")
-]
-From = Annotated[datetime | None, typer.Option("--from", parser=rfc3339, metavar="RFC3339")]
-
-
-def _on(incident_id: str, tail: str = "") -> str:
-    return f"/v1/incidents/{quote(incident_id, safe='')}{tail}"
-
-
-def list_(
-    status: Annotated[Status | None, typer.Option(show_default=False)] = None,
-    severity: Annotated[Severity | None, typer.Option(show_default=False)] = None,
-    service: Annotated[str | None, typer.Option(show_default=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Include resolved and closed.")] = False,
-) -> _Read:
-    """The status board: open incidents, most severe first."""
-    query = {"status": status, "severity": severity, "service": service}
-    return _Read("/v1/incidents", _board, query | {"include_closed": all_ or None})
-
-
-def show(incident_id: IncidentArg) -> _Read:
-    """One incident: its state, alerts and breaches."""
-    return _Read(_on(incident_id), _incident)
-
-
-def timeline(incident_id: IncidentArg, as_of: Moment = None) -> _Read:
-    """Every event of an incident in order (--as-of: as the log knew it then)."""
-    render = functools.partial(_timeline, as_of=as_of)
-    return _Read(_on(incident_id, "/timeline"), render, {"as_of": as_of})
-
-
-def mttr(
-    group_by: Annotated[GroupBy, typer.Option()] = GroupBy.SEVERITY,
-    from_: From = None,
-    to: Moment = None,
-) -> _Read:
-    """MTTD, MTTA, MTTM and MTTR per group, for incidents declared between --from and --to."""
-    return _Read("/v1/metrics/mttr", _mttr, {"group_by": group_by, "from": from_, "to": to})
-
-
-def breaches(
-    open_: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
-    incident: IncidentOption = None,
-) -> _Read:
-    """Missed targets of the severity policy, and repeat incidents."""
-    return _Read("/v1/breaches", _breaches, {"open_only": open_ or None, "incident_id": incident})
-
-
-def audit(
-    actor: Annotated[str | None, typer.Option(show_default=False)] = None,
-    type_: Annotated[str | None, typer.Option("--type", help="e.g. incident.acknowledged")] = None,
-    incident: IncidentOption = None,
-    from_: From = None,
-    to: Moment = None,
-    limit: Annotated[int | None, typer.Option(min=1, show_default=False)] = None,
-) -> _Read:
-    """Who did what, newest first (--from/--to bound the recording time)."""
-    query = {"actor": actor, "type": type_, "incident_id": incident, "limit": limit}
-    return _Read("/v1/audit", _audit, query | {"from": from_, "to": to})
-
-
-def query(
-    sql: Annotated[str, typer.Argument(show_default=False, help="One statement; - reads stdin.")],
-) -> _Read:
-    """Read-only SQL over the read models (tables incidents, events, alerts, comms)."""
-    sql = sys.stdin.read() if sql == "-" else sql
-    if not sql.strip():
-        fail("empty SQL")
-    return _Read("/v1/query", _result, body={"sql": sql})
-
-
-def _params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Query parameters as the routes take them: unset ones left out, times in RFC 3339."""
-    items = (params or {}).items()
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in items if v is not None}
-
-
-_SERVICE: Final = service_options("Service")
-
-
-def _command(build: Callable[..., _Read]) -> Callable[..., None]:
-    """The typer command of a verb: its own parameters, then --url, --token and --json."""
-
-    def command(*, url: str, token: str | None, as_json: bool, **kwargs: Any) -> None:
-        read = build(**kwargs)
-        method = "GET" if read.body is None else "POST"
-        raw, answer = call(url, token, method, read.path, read.body, _params(read.params))
-        if as_json:
-            typer.echo(raw.decode())
-        elif isinstance(answer, dict):
-            read.render(answer)
-        else:
-            fail(f"service at {url} answered a JSON {type(answer).__name__}", code=1)
-
-    own = inspect.signature(build).parameters.values()
-    command.__signature__ = inspect.Signature([*own, *_SERVICE])  # type: ignore[attr-defined]
-    command.__doc__ = build.__doc__
-    return command
-
-
-VERBS: Final = (list_, show, timeline, mttr, breaches, audit, query)
-
-OutFile = Annotated[
-    Path | None,
-    typer.Option("--out", metavar="FILE", dir_okay=False, help="Write the Markdown to FILE."),
-]
-
-
-def postmortem(
-    incident_id: IncidentArg, out_file: OutFile = None, *, url: str, token: str | None
-) -> None:
-    """A postmortem draft in Markdown from the incident's log: printed, or written to --out."""
-    try:
-        with Client(url, token) as client:
-            markdown = client.send("GET", _on(incident_id, "/postmortem")).decode()
-    except BadRequest as exc:
-        fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
-    except Unavailable as exc:
-        fail(exc.reason, code=1)
-    if out_file is None:
-        typer.echo(markdown, nl=False)
-        return
-    try:
-        out_file.write_text(markdown, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {out_file}: {exc.strerror or exc}")
-    typer.echo(f"wrote {out_file}")
-
-
-# Markdown, not JSON: its own --url and --token, and no --json.
-_own = list(inspect.signature(postmortem).parameters.values())[:2]
-postmortem.__signature__ = inspect.Signature([*_own, *_SERVICE[:2]])  # type: ignore[attr-defined]
-
-
-def register(app: typer.Typer) -> None:
-    for build in VERBS:
-        app.command(build.__name__.rstrip("_"), cls=Verb)(_command(build))
-    app.command("postmortem", cls=Verb)(postmortem)

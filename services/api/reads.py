@@ -1,4 +1,4 @@
-"""HTTP read routes: status board, incident, timeline, metrics, breaches, audit, SQL, health.
+"""HTTP read routes: status board, incident, timeline, postmortem, metrics, breaches, audit, SQL.
 
 Thin: each route picks its parameters, runs one query function on a fresh DuckDB cursor in a
 worker thread (DuckDB blocks), and answers JSON. Reads come from the projection; the write
@@ -6,58 +6,21 @@ answer's `seq` can be awaited with `?wait_for=SEQ` for read-your-writes.
 """
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final
 
-import duckdb
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import Response
 
-from events.policy import Policy
-from events.store import EventStore, StoreUnavailableError
 from projections import asof as asofs
 from projections import breaches, metrics, postmortem, queries, sandbox
-from projections.projector import Projector
-from services import evidence
+from services.api.guards import principal_of, requires
+from services.api.state import AnyRequest, reader_of, store_of
 from services.auth import Permission
-from services.guards import principal_of, requires
-from services.intake import ErrorKind, IntakeError
-
-T = TypeVar("T")
-GROUPS: Final = ("severity", "service", "category", "month")
-
-
-class Reader(msgspec.Struct, frozen=True, kw_only=True):
-    """What read routes need, kept on the app state."""
-
-    con: duckdb.DuckDBPyConnection
-    projector: Projector
-    policy: Policy
-    clock: Callable[[], datetime]
-    # Readers get their own threads: DuckDB releases the GIL, and the loop's default pool
-    # (cores + 4) is shared with everything else that must not wait behind slow reports.
-    executor: ThreadPoolExecutor
-
-    async def run(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        def call() -> T:
-            cur = self.con.cursor()
-            try:
-                return query(cur, *args, **kwargs)
-            finally:
-                cur.close()
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-
-
-def _reader(request: Request[Any, Any, Any]) -> Reader:
-    # Read once per request: a replay may swap in a new generation at any moment.
-    reader: Reader = request.app.state.models.reader
-    return reader
+from services.errors import ErrorKind, ServiceError
+from services.readmodels import Reader
 
 
 async def _fresh(reader: Reader, wait_for: int | None) -> None:
@@ -65,21 +28,25 @@ async def _fresh(reader: Reader, wait_for: int | None) -> None:
         try:
             await reader.projector.wait(wait_for, timeout=10)
         except TimeoutError as exc:
-            raise IntakeError(
+            raise ServiceError(
                 ErrorKind.UNAVAILABLE, f"the read models have not reached seq {wait_for} yet"
             ) from exc
 
 
-async def _incident(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
+async def incident_with_breaches(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
+    """The incident's row as of `now`, with the policy targets it missed; 404 when unknown."""
     incident = await reader.run(queries.get_incident, incident_id, now)
     if incident is None:
         raise NotFoundException(f"incident {incident_id} does not exist")
+    incident["breaches"] = await reader.run(
+        breaches.breaches, reader.policy, now, incident_id=incident_id
+    )
     return incident
 
 
 @get("/v1/incidents", guards=[requires(Permission.READ)], tags=["reads"])
 async def list_incidents(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     status: FromQuery[str | None] = None,
     severity: FromQuery[str | None] = None,
     service: FromQuery[str | None] = None,
@@ -91,7 +58,7 @@ async def list_incidents(
 
     With `as_of`, the board as it stood then, folded from the log (not the projection).
     """
-    reader = _reader(request)
+    reader = reader_of(request)
     args = (status, severity, service, include_closed)
     if as_of is not None:
         past = await _past(request, reader, None, as_of)
@@ -102,38 +69,32 @@ async def list_incidents(
 
 @get("/v1/incidents/{incident_id:str}", guards=[requires(Permission.READ)], tags=["reads"])
 async def show_incident(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     incident_id: FromPath[str],
     wait_for: FromQuery[int | None] = None,
 ) -> dict[str, Any]:
-    reader = _reader(request)
+    reader = reader_of(request)
     await _fresh(reader, wait_for)
     now = reader.clock()
-    incident = await _incident(reader, incident_id, now)
-    incident["breaches"] = await reader.run(
-        breaches.breaches, reader.policy, now, incident_id=incident_id
-    )
+    incident = await incident_with_breaches(reader, incident_id, now)
     return {"incident": incident}
 
 
 @get("/v1/incidents/{incident_id:str}/timeline", guards=[requires(Permission.READ)], tags=["reads"])
 async def incident_timeline(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     incident_id: FromPath[str],
     wait_for: FromQuery[int | None] = None,
     as_of: FromQuery[datetime | None] = None,
 ) -> dict[str, Any]:
     """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
-    reader = _reader(request)
+    reader = reader_of(request)
     if as_of is not None:
         reader = await _past(request, reader, incident_id, as_of)
     else:
         await _fresh(reader, wait_for)
     now = as_of or reader.clock()
-    incident = await _incident(reader, incident_id, now)
-    incident["breaches"] = await reader.run(
-        breaches.breaches, reader.policy, now, incident_id=incident_id
-    )
+    incident = await incident_with_breaches(reader, incident_id, now)
     answer = {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
     return answer | ({"as_of": as_of} if as_of is not None else {})
 
@@ -145,12 +106,12 @@ async def incident_timeline(
     media_type="text/markdown",  # Litestar appends "; charset=utf-8" to text types
 )
 async def incident_postmortem(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     incident_id: FromPath[str],
     wait_for: FromQuery[int | None] = None,
 ) -> str:
     """A postmortem draft in Markdown, from the incident's events and the severity policy."""
-    reader = _reader(request)
+    reader = reader_of(request)
     await _fresh(reader, wait_for)
     draft = await reader.run(postmortem.report, incident_id, reader.policy, reader.clock())
     if draft is None:
@@ -159,12 +120,12 @@ async def incident_postmortem(
 
 
 async def _past(
-    request: Request[Any, Any, Any], reader: Reader, incident_id: str | None, as_of: datetime
+    request: AnyRequest, reader: Reader, incident_id: str | None, as_of: datetime
 ) -> Reader:
     """A reader over the read models reconstructed from the log as of `as_of`."""
     if as_of.tzinfo is None:
-        raise IntakeError(ErrorKind.INVALID, "as_of needs a UTC offset", "as_of")
-    store: EventStore = request.app.state.store
+        raise ServiceError(ErrorKind.INVALID, "as_of needs a UTC offset", "as_of")
+    store = store_of(request)
     if incident_id is None:
         events = [s async for batch in store.read() for s in batch]
     else:
@@ -176,15 +137,17 @@ async def _past(
 
 @get("/v1/metrics/mttr", guards=[requires(Permission.READ)], tags=["reads"])
 async def mttr(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     group_by: FromQuery[str] = "severity",
     from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
     to: FromQuery[datetime | None] = None,
 ) -> dict[str, Any]:
     """MTTD, MTTA, MTTM and MTTR per group (`from`/`to` bound the declaration time)."""
-    if group_by not in GROUPS:
-        raise IntakeError(ErrorKind.INVALID, f"group_by is one of {', '.join(GROUPS)}", "group_by")
-    reader = _reader(request)
+    if group_by not in metrics.GROUPS:
+        raise ServiceError(
+            ErrorKind.INVALID, f"group_by is one of {', '.join(metrics.GROUPS)}", "group_by"
+        )
+    reader = reader_of(request)
     rows = await reader.run(metrics.mttx, group_by, from_, to)
     return {
         "group_by": group_by,
@@ -201,12 +164,12 @@ async def definitions() -> dict[str, Any]:
 
 @get("/v1/breaches", guards=[requires(Permission.READ)], tags=["reads"])
 async def list_breaches(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     open_only: FromQuery[bool] = False,
     incident_id: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     """Missed targets of the severity policy; open incidents are judged against now."""
-    reader = _reader(request)
+    reader = reader_of(request)
     rows = await reader.run(
         breaches.breaches,
         reader.policy,
@@ -225,7 +188,7 @@ async def list_breaches(
 
 @get("/v1/audit", guards=[requires(Permission.READ)], tags=["reads"])
 async def audit(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     actor: FromQuery[str | None] = None,
     type_: Annotated[str | None, QueryParameter(name="type")] = None,
     incident_id: FromQuery[str | None] = None,
@@ -233,7 +196,7 @@ async def audit(
     to: FromQuery[datetime | None] = None,
     limit: FromQuery[int] = 1000,
 ) -> dict[str, Any]:
-    reader = _reader(request)
+    reader = reader_of(request)
     rows = await reader.run(queries.audit, actor, type_, incident_id, from_, to, min(limit, 10_000))
     return {"entries": rows, "snapshot": _snapshot(request, reader)}
 
@@ -243,18 +206,18 @@ class QueryBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/v1/query", status_code=200, guards=[requires(Permission.QUERY)], tags=["reads"])
-async def query(request: Request[Any, Any, Any], data: JSONBody[QueryBody]) -> sandbox.Result:
+async def query(request: AnyRequest, data: JSONBody[QueryBody]) -> sandbox.Result:
     """Read-only SQL over the read models (one statement, 10,000 rows, 10 s)."""
-    reader = _reader(request)
+    reader = reader_of(request)
     try:
         return await asyncio.get_running_loop().run_in_executor(
             reader.executor, sandbox.run, reader.con, data.sql
         )
     except sandbox.QueryError as exc:
-        raise IntakeError(ErrorKind.MALFORMED, str(exc), "sql") from exc
+        raise ServiceError(ErrorKind.MALFORMED, str(exc), "sql") from exc
 
 
-def _snapshot(request: Request[Any, Any, Any], reader: Reader) -> dict[str, Any]:
+def _snapshot(request: AnyRequest, reader: Reader) -> dict[str, Any]:
     """Report metadata: who asked, when, which part of the log the answer covers."""
     principal = principal_of(request)
     return {
@@ -263,71 +226,6 @@ def _snapshot(request: Request[Any, Any, Any], reader: Reader) -> dict[str, Any]
         "through_seq": reader.projector.checkpoint,
         "definitions_version": metrics.DEFINITIONS_VERSION,
     }
-
-
-@get("/readyz", tags=["operations"])
-async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready when NATS is connected; reports the projector's lag behind the log."""
-    reader = _reader(request)
-    store = request.app.state.store
-    try:
-        first_seq, last_seq = await store.bounds()
-        _, oldest_at = await store.first_retained()
-    except StoreUnavailableError as exc:
-        return Response({"ready": False, "reason": str(exc)}, status_code=503)
-    projector = reader.projector
-    lag = max(last_seq - projector.checkpoint, 0)
-    return Response(
-        {
-            "ready": True,
-            "stream": {"first_seq": first_seq, "last_seq": last_seq},
-            "projector": {"checkpoint": projector.checkpoint, "lag": lag},
-            "retention": {
-                "first_retained_seq": projector.first_retained,
-                "oldest_record_at": oldest_at,
-                "prune_pending": first_seq > projector.first_retained,
-                "expired_events": projector.expired,
-            },
-        }
-    )
-
-
-@get(
-    "/v1/incidents/{incident_id:str}/export",
-    guards=[requires(Permission.ADMINISTER)],
-    tags=["evidence"],
-    media_type="application/gzip",
-)
-async def export_bundle(
-    request: Request[Any, Any, Any], incident_id: FromPath[str]
-) -> Response[bytes]:
-    """The incident's evidence bundle: a tar.gz of one directory `evidence-<id>/` holding
-    events.jsonl (as stored), sequences.txt, manifest.json, verify.py and README.txt."""
-    principal = principal_of(request)
-    bundle = await evidence.packed_bundle(
-        evidence.Log.of(request.app.state.store),
-        incident_id,
-        principal.name if principal else "anonymous",
-    )
-    disposition = f'attachment; filename="{bundle.name}.tar.gz"'
-    return Response(
-        bundle.data,
-        media_type="application/gzip",
-        headers={"Content-Disposition": disposition, "X-Manifest-SHA256": bundle.manifest_sha256},
-    )
-
-
-@get("/v1/verify", guards=[requires(Permission.ADMINISTER)], tags=["evidence"])
-async def verify_chains(
-    request: Request[Any, Any, Any], strict: FromQuery[bool] = False
-) -> evidence.Report:
-    """Recompute every incident's hash chain from the log: first break per incident, gaps.
-
-    `strict`: a chain cut by expiry that no retention.advanced record vouches for fails too."""
-    # The projector's checkpoint was written: a log ending before it has lost its tail.
-    checkpoint = _reader(request).projector.checkpoint
-    log = evidence.Log.of(request.app.state.store)
-    return await evidence.verify_log(log, checkpoint, strict)
 
 
 ROUTES: Final = [
@@ -340,7 +238,4 @@ ROUTES: Final = [
     list_breaches,
     audit,
     query,
-    readyz,
-    export_bundle,
-    verify_chains,
 ]

@@ -1,4 +1,4 @@
-"""services.webhooks: real Alertmanager and PagerDuty bodies -> observations; bad ones refused."""
+"""services.formats: real Alertmanager and PagerDuty bodies -> observations; bad ones refused."""
 
 from __future__ import annotations
 
@@ -14,15 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.schema import Severity, Source
-from services.webhooks import (
-    AlertObservation,
-    PagerDutyAck,
-    PagerDutyError,
-    WebhookError,
-    parse_alertmanager,
-    parse_pagerduty,
-    severity_from_labels,
-)
+from services.formats.alertmanager import parse_alertmanager
+from services.formats.observation import AlertObservation, WebhookError, severity_from_labels
+from services.formats.pagerduty import PagerDutyAck, PagerDutyError, parse_pagerduty
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EVENT_ID = re.compile(r"^[!-.0-~]{1,120}$")

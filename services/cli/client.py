@@ -1,26 +1,19 @@
 """HTTP client of the service, for the CLI verbs: JSON in, JSON out, failures as two errors.
 
 `BadRequest` is the caller's fault (a 4xx answer, exit 2); `Unavailable` is the system's
-(no connection, a timeout, a 5xx or an answer that is not JSON, exit 1). Below the client, the
-plumbing both verb modules share: the service options, argument parsers and `call`.
+(no connection, a timeout, a 5xx or an answer that is not JSON, exit 1). `call` is one verb's
+request with those failures turned into exit codes.
 """
 
-import inspect
-import re
-from datetime import datetime
 from types import TracebackType
-from typing import Annotated, Any, Final, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, Final
 
 import httpx
 import msgspec
-import typer
-from typer.core import TyperCommand
 
-from events.schema import INCIDENT_ID_PATTERN
+from services.cli.options import fail
 
 DEFAULT_TIMEOUT_S: Final = 10.0
-DEFAULT_URL: Final = "http://127.0.0.1:8080"
 
 
 class ClientError(Exception):
@@ -138,11 +131,6 @@ class Client:
             raise Unavailable(f"service at {self.base_url} answered with non-JSON") from exc
 
 
-def fail(reason: str, code: int = 2) -> NoReturn:
-    typer.echo("error: " + " ".join(reason.split()), err=True)
-    raise typer.Exit(code)
-
-
 def call(
     url: str,
     token: str | None,
@@ -150,93 +138,18 @@ def call(
     path: str,
     body: Any = None,
     params: dict[str, Any] | None = None,
+    *,
+    json: bool = True,
 ) -> tuple[bytes, Any]:
-    """One request for a verb: the raw and decoded answer, or exit 2 (4xx) or 1 (system)."""
+    """One request for a verb: the raw and decoded answer, or exit 2 (4xx) or 1 (system).
+
+    With `json=False` the answer is not JSON (a Markdown draft): only the raw bytes come back.
+    """
     try:
         with Client(url, token) as client:
             raw = client.send(method, path, body, params)
-            return raw, client.decode(raw)
+            return raw, client.decode(raw) if json else None
     except BadRequest as exc:
         fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
     except Unavailable as exc:
         fail(exc.reason, code=1)
-
-
-class Verb(TyperCommand):
-    """A verb whose bad arguments cost one line on stderr instead of a usage panel."""
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
-    ) -> Any:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except typer.TyperException as exc:  # the base of typer's usage errors
-            reason = exc.format_message().replace("Value error, ", "")
-            fail(f"{reason} (see: incidents {info_name} --help)", exc.exit_code)
-
-
-def http_url(text: str) -> str:
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise ValueError(f"malformed URL {text!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http(s) URL, e.g. {DEFAULT_URL}")
-    return text
-
-
-def rfc3339(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ValueError(f"{text!r} is not RFC 3339 with an offset, e.g. 2026-01-02T10:00:00Z")
-    return moment
-
-
-def parse_incident_id(text: str) -> str:
-    if not re.fullmatch(INCIDENT_ID_PATTERN, text):
-        raise ValueError(f"{text!r} is not an incident id (letters, digits, '_' and '-')")
-    return text
-
-
-IncidentArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="ID",
-        parser=parse_incident_id,
-        show_default=False,
-        help="Incident id, e.g. INC-7K2M9Q.",
-    ),
-]
-
-
-def option(
-    name: str, kind: Any, default: Any, *decls: str, panel: str, **info: Any
-) -> inspect.Parameter:
-    """A keyword parameter with a typer option, for signatures built by `register`."""
-    option = typer.Option(*decls, rich_help_panel=panel, show_default=False, **info)
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-    )
-
-
-def service_options(panel: str) -> tuple[inspect.Parameter, inspect.Parameter, inspect.Parameter]:
-    """`--url`, `--token` and `--json`, as parameters `url`, `token` and `as_json`."""
-    return (
-        option(
-            "url",
-            str,
-            DEFAULT_URL,
-            envvar="INCIDENTS_URL",
-            parser=http_url,
-            panel=panel,
-            help=f"Base URL of the service (default {DEFAULT_URL}).",
-        ),
-        option(
-            "token", str | None, None, envvar="INCIDENTS_TOKEN", panel=panel, help="Bearer token."
-        ),
-        option("as_json", bool, False, "--json", panel=panel, help="Print the JSON answer as is."),
-    )

@@ -2,36 +2,31 @@
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from litestar import Request, get
-from litestar.exceptions import NotFoundException
+from litestar import get
 from litestar.params import FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
-from projections import breaches, queries
+from events.durations import format_duration
+from projections import queries
+from services.api.guards import requires
+from services.api.reads import incident_with_breaches
+from services.api.state import AnyRequest, reader_of
 from services.auth import Permission
-from services.guards import requires
-from services.reads import Reader
+from services.clock import utc_text
 
 REFRESH_S: Final = 15
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes, _ = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours:02d}h"
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+    return "—" if seconds is None else format_duration(seconds)
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "—"
+    return utc_text(moment) if moment else "—"
 
 
 def _engine(engine: JinjaTemplateEngine) -> None:
@@ -45,17 +40,9 @@ TEMPLATES: Final = TemplateConfig(
 )
 
 
-def _reader(request: Request[Any, Any, Any]) -> Reader:
-    # Read once per request: a replay may swap in a new generation at any moment.
-    reader: Reader = request.app.state.models.reader
-    return reader
-
-
 @get("/", guards=[requires(Permission.READ)], include_in_schema=False)
-async def board(
-    request: Request[Any, Any, Any], include_closed: FromQuery[bool] = False
-) -> Template:
-    reader = _reader(request)
+async def board(request: AnyRequest, include_closed: FromQuery[bool] = False) -> Template:
+    reader = reader_of(request)
     incidents = await reader.run(
         queries.list_incidents, reader.clock(), None, None, None, include_closed
     )
@@ -69,15 +56,10 @@ async def board(
 
 
 @get("/incidents/{incident_id:str}", guards=[requires(Permission.READ)], include_in_schema=False)
-async def incident_page(request: Request[Any, Any, Any], incident_id: FromPath[str]) -> Template:
-    reader = _reader(request)
+async def incident_page(request: AnyRequest, incident_id: FromPath[str]) -> Template:
+    reader = reader_of(request)
     now = reader.clock()
-    incident = await reader.run(queries.get_incident, incident_id, now)
-    if incident is None:
-        raise NotFoundException(f"incident {incident_id} does not exist")
-    incident["breaches"] = await reader.run(
-        breaches.breaches, reader.policy, now, incident_id=incident_id
-    )
+    incident = await incident_with_breaches(reader, incident_id, now)
     events = await reader.run(queries.timeline, incident_id)
     context = {"incident": incident, "events": events, "refresh": REFRESH_S}
     return Template(template_name="incident.html", context=context)

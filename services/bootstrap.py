@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,24 +18,26 @@ import duckdb
 import msgspec
 import nats
 import nats.errors
-import uvicorn
 from nats.aio.client import Client as NATS
 
 from events.policy import load_policy
-from events.store import EventStore, StreamSettings, ensure_stream
-from events.tasks import stop
+from events.store import EventStore
+from events.stream import StreamSettings, ensure_stream
 from projections.database import open_database
 from projections.projector import Projector
-from projections.replay import live_path
-from services.api import create_app
+from projections.rebuild import live_path
+from projections.tasks import stop
+from services.api.app import create_app
+from services.api.server import serving
 from services.auth import Tokens, is_loopback
+from services.clock import Clock, utc_now
 from services.config import Config, ConfigError
-from services.correlation import Correlator
-from services.handler import Clock, CommandHandler, utc_now
-from services.intake import Intake
 from services.nats_intake import create_broker
 from services.natsserver import EmbeddedNatsServer
-from services.replay import LiveModels
+from services.readmodels import LiveModels
+from services.write.correlation import Correlator
+from services.write.handler import CommandHandler
+from services.write.intake import Intake
 
 log = logging.getLogger("incidents")
 
@@ -78,31 +79,6 @@ async def connect(url: str, name: str = "incidents") -> NATS:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
     )
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn inside our loop: signals belong to `serve`, not to uvicorn."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    # Bound here, not by uvicorn, so a taken port is an OSError we report (uvicorn would exit).
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Inherited by accepted connections: without it small answers wait ~40 ms for delayed ACKs.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 def check_exposure(config: Config, tokens: Tokens) -> None:
@@ -164,25 +140,8 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
 
-        sock = stack.enter_context(_listen(config.http_host, config.http_port))
-        http = _EmbeddedUvicorn(
-            uvicorn.Config(
-                create_app(intake, tokens, clock, models, store),
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=5,
-            )
-        )
-        serving = asyncio.create_task(http.serve(sockets=[sock]))
-        stack.push_async_callback(_stop_http, http, serving)
-        while not http.started:
-            if serving.done():
-                serving.result()
-                raise RuntimeError("HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        host, port = sock.getsockname()[:2]
-        http_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        app = create_app(intake, tokens, clock, models, store)
+        http_url = await stack.enter_async_context(serving(app, config.http_host, config.http_port))
         log.info("HTTP API %s (OpenAPI at %s/schema), NATS intake on intake.>", http_url, http_url)
         yield Service(
             config=config,
@@ -204,11 +163,6 @@ async def _quietly(close: Callable[[], Awaitable[object]], what: str) -> None:
         log.warning("closing %s: %r", what, exc)
 
 
-async def _stop_http(http: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
-    http.should_exit = True
-    await serving
-
-
 async def project(config: Config, until_caught_up: bool = False) -> int:
     """Run only the projector against an existing NATS (scale-out replica, or a batch catch-up).
 
@@ -228,7 +182,9 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
             if until_caught_up:
                 await projector.wait(target, timeout=3600)
             else:
-                await _until_signalled()
+                signalled = asyncio.Event()
+                with _on_signals(signalled.set):
+                    await signalled.wait()
         finally:
             await stop(following)
         return projector.checkpoint
@@ -237,13 +193,14 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
         await _quietly(nc.close, "the NATS connection")
 
 
-async def _until_signalled() -> None:
-    signalled = asyncio.Event()
+@contextlib.contextmanager
+def _on_signals(handler: Callable[[], None]) -> Iterator[None]:
+    """`handler` runs on SIGINT or SIGTERM while the block runs."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, signalled.set)
+        loop.add_signal_handler(signum, handler)
     try:
-        await signalled.wait()
+        yield
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -252,10 +209,7 @@ async def _until_signalled() -> None:
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop everything in reverse order."""
     signalled = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, signalled.set)
-    try:
+    with _on_signals(signalled.set):
         async with running(config) as service:
             log.info(
                 "incidents ready: %s, nats %s, data %s",
@@ -265,6 +219,3 @@ async def serve(config: Config) -> None:
             )
             await signalled.wait()
             log.info("stopping")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)

@@ -29,3 +29,9 @@ def requires(permission: Permission) -> Guard:
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     principal: Principal | None = connection.scope["state"].get("principal")
     return principal
+
+
+def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The authenticated name recorded on what this request writes."""
+    principal = principal_of(connection)
+    return principal.name if principal else "anonymous"

@@ -19,14 +19,14 @@ from typing import Final
 import msgspec
 
 from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
-from events.incident import Rejected, RejectionKind
+from events.decisions import Rejected, RejectionKind
 from events.schema import Category, Source
 from events.store import ConcurrencyError, EventStore
-from events.subjects import CORRELATION_PREFIX
-from services.handler import Accepted, CommandHandler, ContentionError
-from services.webhooks import AlertObservation, PagerDutyAck
+from events.subjects import CORRELATION_PREFIX, derived_incident_id
+from services.formats.observation import AlertObservation
+from services.formats.pagerduty import PagerDutyAck
+from services.write.handler import Accepted, CommandHandler, ContentionError
 
-_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ATTEMPTS: Final = 8
 
 
@@ -43,12 +43,6 @@ _claim_decoder: Final = msgspec.json.Decoder(Claim)
 
 def claim_subject(key: str) -> str:
     return f"{CORRELATION_PREFIX}.{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def derived_incident_id(key: str, claim_seq: int) -> str:
-    digest = int.from_bytes(hashlib.sha256(f"{key}\0{claim_seq}".encode()).digest()[:8])
-    chars = [_CROCKFORD[(digest >> (5 * i)) & 31] for i in range(10)]
-    return "INC-" + "".join(chars)
 
 
 def _alert(

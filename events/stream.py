@@ -1,0 +1,101 @@
+"""The JetStream stream the log lives in: its settings, and creating it or repairing drift.
+
+Runs once at start-up, before any `EventStore` appends to or reads from the stream.
+"""
+
+import logging
+from typing import Any, Final
+
+import nats.js.errors
+from msgspec import Struct
+from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from events.subjects import STREAM_SUBJECTS
+
+log = logging.getLogger(__name__)
+
+
+class StreamConfigError(Exception):
+    """The stream cannot be created, or exists with settings that cannot be brought in line."""
+
+
+class StreamSettings(Struct, frozen=True):
+    name: str = "INCIDENTS"
+    retention_s: float = 90 * 86400.0
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+
+
+def stream_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.name,
+        subjects=list(STREAM_SUBJECTS),
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.retention_s,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_s,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        allow_atomic=True,
+    )
+
+
+# The settings this service owns; anything else on the stream (metadata, limits set by an
+# operator) is left alone.
+_OWNED: Final = (
+    "subjects",
+    "max_age",
+    "num_replicas",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "allow_rollup_hdrs",
+    "allow_direct",
+    "allow_atomic",
+)
+
+
+def _drift(current: StreamConfig, wanted: StreamConfig) -> dict[str, tuple[Any, Any]]:
+    drift: dict[str, tuple[Any, Any]] = {}
+    for name in _OWNED:
+        have, want = getattr(current, name), getattr(wanted, name)
+        if name == "subjects":
+            have, want = sorted(have or []), sorted(want)
+        if have != want:
+            drift[name] = (have, want)
+    return drift
+
+
+async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[Any, Any]]:
+    """Create the stream or bring its owned settings in line; returns what was changed."""
+    jsm = nc.jetstream()
+    wanted = stream_config(settings)
+    try:
+        info = await jsm.stream_info(settings.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await jsm.add_stream(wanted)
+        except nats.js.errors.APIError as exc:
+            raise StreamConfigError(f"cannot create stream {settings.name}: {exc}") from exc
+        log.info("created stream %s", settings.name)
+        return {}
+    if StorageType(info.config.storage or "file") is not StorageType.FILE:
+        raise StreamConfigError(
+            f"stream {settings.name} uses {info.config.storage} storage; the log needs file storage"
+        )
+    drift = _drift(info.config, wanted)
+    if drift:
+        log.warning("stream %s drifted from its config, updating: %s", settings.name, drift)
+        merged = info.config
+        for name, (_, want) in drift.items():
+            setattr(merged, name, want)
+        try:
+            await jsm.update_stream(merged)
+        except nats.js.errors.APIError as exc:
+            raise StreamConfigError(f"stream {settings.name} cannot be updated: {exc}") from exc
+    return drift

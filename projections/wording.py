@@ -1,0 +1,118 @@
+"""How events read for people in documents: each type's label and details, the role names.
+
+The postmortem's sections lay these out: a new event type or field changes the wording here,
+not the sections.
+"""
+
+from typing import Final
+
+from projections.chronicle import Entry
+from projections.markdown import because, when, words
+
+NOT_YET: Final = "_not yet_"  # a moment that has not come (yet)
+ROLES: Final = {
+    "commander": "Incident Commander",
+    "ops": "Operations Lead",
+    "comms": "Communications Lead",
+    "scribe": "Scribe",
+    "tech_lead": "Technical Lead",
+    "liaison": "Liaison",
+}
+_LABELS: Final = {
+    "alert.fired": "Alert fired",
+    "alert.resolved": "Alert resolved",
+    "incident.declared": "Declared",
+    "incident.acknowledged": "Acknowledged",
+    "incident.severity_changed": "Severity changed",
+    "incident.status_changed": "Status changed",
+    "incident.phase_changed": "Phase changed",
+    "incident.role_assigned": "Role assigned",
+    "incident.role_released": "Role released",
+    "incident.escalated": "Escalated",
+    "mitigation.started": "Mitigation started",
+    "mitigation.completed": "Mitigation completed",
+    "comms.sent": "Comms sent",
+    "evidence.attached": "Evidence attached",
+    "incident.resolved": "Resolved",
+    "incident.reopened": "Reopened",
+    "incident.closed": "Closed",
+    "postmortem.published": "Postmortem published",
+    "action_item.added": "Action item added",
+    "action_item.completed": "Action item completed",
+    "event.corrected": "Correction",
+    "event.retracted": "Retraction",
+}
+_NOTES: Final = {"decision": "Decision", "root_cause": "Root cause", "impact": "Impact"}
+
+
+def label(e: Entry) -> str:
+    if e.type == "incident.note_added":
+        return _NOTES.get(str(e.body.get("kind")), "Note")
+    return _LABELS.get(e.type, e.type)
+
+
+def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
+    """The event's own fields for people: "P1 → P0: all regions", "m1 failed: no change"."""
+    b = e.body
+    target = f"seq {seq_of.get(str(b.get('target_event_id')), b.get('target_event_id'))}"
+    match e.type:
+        case "alert.fired" | "alert.resolved":
+            severity = f"({b['severity']})" if b.get("severity") else ""
+            name = words(b.get("alertname") or b.get("fingerprint"), severity)
+            moment = b.get("starts_at") if e.type == "alert.fired" else b.get("ends_at")
+            verb = "started" if e.type == "alert.fired" else "ended"
+            return f"{name}, {verb} {when(moment)}" if moment else name
+        case "incident.declared":
+            services = f" [{', '.join(b.get('services') or [])}]" if b.get("services") else ""
+            return f"{b.get('severity')} {b.get('category')}: {b.get('title')}{services}"
+        case "incident.severity_changed":
+            return because(f"{b.get('from')} → {b.get('to')}", b.get("reason"))
+        case "incident.status_changed" | "incident.phase_changed":
+            return str(b.get("status") or b.get("phase"))
+        case "incident.role_assigned" | "incident.role_released":
+            role = ROLES.get(str(b.get("role")), str(b.get("role")))
+            return f"{role}: {b.get('person')}"
+        case "incident.escalated":
+            return because(f"level {b.get('level')} → {b.get('to')}", b.get("reason"))
+        case "mitigation.started":
+            how = ["automated"] if b.get("automated") else []
+            if b.get("confidence") is not None:
+                how.append(f"confidence {b['confidence']:.0%}")
+            extra = f" ({', '.join(how)})" if how else ""
+            return f"{b.get('mitigation_id')}: {words(b.get('action'), b.get('target'))}{extra}"
+        case "mitigation.completed":
+            return because(f"{b.get('mitigation_id')} {b.get('outcome')}", b.get("details"))
+        case "comms.sent":
+            status = f" ({b['status']})" if b.get("status") else ""
+            text = f"{b.get('audience')} {b.get('kind')}{status}: {b.get('message')}"
+            due = b.get("next_update_at")
+            return f"{text} (next update by {when(due)})" if due else text
+        case "incident.note_added":
+            return str(b.get("text"))
+        case "evidence.attached":
+            return because(words(b.get("kind"), b.get("uri")), b.get("description"))
+        case "incident.resolved" | "incident.reopened" | "incident.closed":
+            return words(b.get("summary"), b.get("reason"))
+        case "postmortem.published":
+            inline = "(inline Markdown)" if b.get("markdown") and not b.get("uri") else ""
+            return because(words(b.get("uri"), inline), b.get("summary"))
+        case "action_item.added" | "action_item.completed":
+            item = str(b.get("item_id"))
+            who = [f"owner {b['owner']}"] if b.get("owner") else []
+            who += [f"due {b['due']}"] if b.get("due") else []
+            text = f"{item}: {b.get('title') or titles.get(item, '')}"
+            return f"{text} ({', '.join(who)})" if who else text
+        case "event.corrected":
+            changes = [
+                f"time → {when(b['corrected_occurred_at'])}"
+                if b.get("corrected_occurred_at")
+                else "",
+                f"text → “{b['corrected_text']}”" if b.get("corrected_text") is not None else "",
+                f"actor → {b['corrected_actor']}" if b.get("corrected_actor") else "",
+            ]
+            what = "; ".join(change for change in changes if change)
+            return because(f"corrects {target} ({what})", b.get("reason"))
+        case "event.retracted":
+            return because(f"retracts {target}", b.get("reason"))
+        case _:
+            return ""

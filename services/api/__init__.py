@@ -1,0 +1,1 @@
+"""The HTTP entry point (Litestar): routes by room, auth guards, the web console, the server."""

@@ -1,0 +1,119 @@
+"""The HTTP API (Litestar): its routes, and every error in one JSON shape.
+
+Errors: `{"error": kind, "field": path-or-null, "detail": reason}` with 400 malformed, 401/403
+auth, 404 unknown incident, 409 refused by the lifecycle, 413 too large, 422 invalid, 503
+with Retry-After when JetStream does not answer. PagerDuty routes answer like PagerDuty.
+"""
+
+from typing import Any, Final
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from events.store import EventStore, StoreUnavailableError
+from services.api import admin, commands, health, pages, reads
+from services.api import intake as intake_routes
+from services.auth import Tokens
+from services.clock import Clock
+from services.errors import ErrorKind, ServiceError, located
+from services.readmodels import LiveModels
+from services.write.intake import MAX_BODY_BYTES, Intake
+
+RETRY_AFTER_S: Final = "2"
+STATUS: Final[dict[ErrorKind, int]] = {
+    ErrorKind.MALFORMED: 400,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.INVALID: 422,
+    ErrorKind.UNAVAILABLE: 503,
+}
+# Litestar's own refusals, named like ours.
+_HTTP_KINDS: Final = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
+def _error(status: int, kind: str, detail: str, field: str | None = None) -> Response[Any]:
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    return Response(
+        {"error": kind, "field": field, "detail": detail}, status_code=status, headers=headers
+    )
+
+
+def _on_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[Any]:
+    return _error(STATUS[exc.kind], exc.kind.value, exc.detail, exc.field)
+
+
+def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    if not problems:
+        return _error(400, "malformed", str(exc.detail))
+    first = problems[0]
+    message = str(first.get("message", exc.detail))
+    field = first.get("key")
+    if field in (None, "data"):
+        field = located(message)[0]  # "Object missing required field `title`"
+    return _error(422, "invalid", message, None if field == "data" else field)
+
+
+def _on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # Litestar decodes bodies generically before typing them; absurd nesting ends up here.
+    return _error(400, "malformed", "JSON nested too deeply")
+
+
+def _on_unavailable(_: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
+    return _error(503, "unavailable", str(exc))
+
+
+def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    kind = _HTTP_KINDS.get(exc.status_code, "error")
+    return _error(exc.status_code, kind, str(exc.detail))
+
+
+def create_app(
+    intake: Intake, tokens: Tokens, clock: Clock, models: LiveModels, store: EventStore
+) -> Litestar:
+    app = Litestar(
+        route_handlers=[
+            *commands.ROUTES,
+            *intake_routes.ROUTES,
+            *health.ROUTES,
+            *reads.ROUTES,
+            *pages.ROUTES,
+            *admin.ROUTES,
+            PrometheusController,
+        ],
+        template_config=pages.TEMPLATES,
+        exception_handlers={
+            ServiceError: _on_service_error,
+            ValidationException: _on_validation,
+            StoreUnavailableError: _on_unavailable,
+            HTTPException: _on_http,
+            RecursionError: _on_too_deep,
+        },
+        openapi_config=OpenAPIConfig(
+            title="incident-timeline",
+            version="1",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=MAX_BODY_BYTES,
+        middleware=[
+            PrometheusConfig(app_name="incidents", prefix="incidents", group_path=True).middleware
+        ],
+    )
+    app.state.intake = intake
+    app.state.tokens = tokens
+    app.state.clock = clock
+    app.state.models = models
+    app.state.store = store
+    return app

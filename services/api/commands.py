@@ -1,0 +1,116 @@
+"""Command routes: `POST /v1/incidents` declares, `POST /v1/incidents/{id}/<verb>` drives one.
+
+Each route turns its body into a command (`bodies`) and hands it to intake; the answer names
+the incident the command targeted.
+"""
+
+from typing import Any, Final
+
+import msgspec
+from litestar import post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, JSONBody
+
+from events.commands import (
+    Acknowledge,
+    AddActionItem,
+    AddNote,
+    AssignRole,
+    AttachEvidence,
+    ChangePhase,
+    ChangeSeverity,
+    ChangeStatus,
+    Close,
+    Command,
+    CompleteActionItem,
+    CompleteMitigation,
+    CorrectEvent,
+    Declare,
+    Escalate,
+    PublishPostmortem,
+    ReleaseRole,
+    Reopen,
+    Resolve,
+    RetractEvent,
+    SendComms,
+    StartMitigation,
+    target_incident,
+)
+from events.subjects import new_incident_id
+from services.api.bodies import body_of, to_command
+from services.api.guards import actor_of, requires
+from services.api.state import AnyRequest, intake_of, now
+from services.auth import Permission
+from services.write.answers import Answer
+
+# Command routes under /v1/incidents/{incident_id}/: the contract of DESIGN 7, plus a few
+# extensions (phase, releasing roles, completing mitigations and action items, corrections).
+COMMAND_ROUTES: Final[dict[str, type[Command]]] = {
+    "ack": Acknowledge,
+    "severity": ChangeSeverity,
+    "status": ChangeStatus,
+    "phase": ChangePhase,
+    "roles": AssignRole,
+    "roles/release": ReleaseRole,
+    "escalations": Escalate,
+    "mitigations": StartMitigation,
+    "mitigations/complete": CompleteMitigation,
+    "comms": SendComms,
+    "notes": AddNote,
+    "evidence": AttachEvidence,
+    "resolve": Resolve,
+    "reopen": Reopen,
+    "close": Close,
+    "postmortem": PublishPostmortem,
+    "action-items": AddActionItem,
+    "action-items/complete": CompleteActionItem,
+    "corrections": CorrectEvent,
+    "retractions": RetractEvent,
+}
+
+
+async def _command(
+    request: AnyRequest,
+    command_type: type[Command],
+    body: msgspec.Struct | None,
+    incident_id: str | None,
+) -> Answer:
+    command = to_command(command_type, body, incident_id, actor_of(request), now(request))
+    answer = await intake_of(request).command(command)
+    return msgspec.structs.replace(answer, incident_id=target_incident(command))
+
+
+def _command_route(verb: str, command_type: type[Command]) -> HTTPRouteHandler:
+    body_type = body_of(command_type)
+
+    async def route(
+        request: AnyRequest,
+        incident_id: FromPath[str],
+        data: JSONBody[body_type | None] = None,  # type: ignore[valid-type]
+    ) -> Answer:
+        return await _command(request, command_type, data, incident_id)
+
+    route.__name__ = f"{command_type.__name__}_route"
+    return post(
+        f"/v1/incidents/{{incident_id:str}}/{verb}",
+        status_code=200,
+        guards=[requires(Permission.COMMAND)],
+        summary=command_type.__name__,
+        tags=["commands"],
+    )(route)
+
+
+DeclareBody = body_of(Declare)
+
+
+@post("/v1/incidents", status_code=201, guards=[requires(Permission.COMMAND)], tags=["commands"])
+async def declare(request: AnyRequest, data: JSONBody[DeclareBody]) -> Answer:  # type: ignore[valid-type]
+    """Declare an incident; its id is generated unless the body gives one."""
+    given = getattr(data, "incident_id", None)
+    return await _command(request, Declare, data, given or new_incident_id())
+
+
+ROUTES: Final[list[Any]] = [
+    declare,
+    *(_command_route(verb, command) for verb, command in COMMAND_ROUTES.items()),
+]

@@ -1,0 +1,62 @@
+"""Serving the HTTP app with uvicorn inside the service's own event loop."""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+from litestar import Litestar
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside our loop: signals belong to `serve`, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here, not by uvicorn, so a taken port is an OSError we report (uvicorn would exit).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by accepted connections: without it small answers wait ~40 ms for delayed ACKs.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Litestar, host: str, port: int) -> AsyncIterator[str]:
+    """Serve `app` on host:port (0: a free port) until the block ends; yields the base URL."""
+    with _listen(host, port) as sock:
+        http = _EmbeddedUvicorn(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        task = asyncio.create_task(http.serve(sockets=[sock]))
+        try:
+            while not http.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("HTTP server stopped during start-up")
+                await asyncio.sleep(0.01)
+            bound_host, bound_port = sock.getsockname()[:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            yield f"http://{shown}:{bound_port}"
+        finally:
+            http.should_exit = True
+            await task

@@ -1,0 +1,1 @@
+"""Pure parsers of foreign monitor payloads (Alertmanager, PagerDuty) into alert observations."""

@@ -1,0 +1,137 @@
+"""What every monitor format becomes: one `AlertObservation` per alert state, before correlation.
+
+Pure, like the parsers beside it (`alertmanager`, `pagerduty`). Foreign formats decode leniently
+(unknown fields ignored); outputs fit the log's field limits (`events.schema`).
+"""
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+from msgspec import Struct
+
+from events.schema import (
+    MAX_LABEL_VALUE,
+    MAX_NAME,
+    MAX_TEXT,
+    MAX_TITLE,
+    MAX_URI,
+    Severity,
+    Source,
+)
+from services.errors import ErrorKind, ServiceError, located
+
+DEFAULT_SEVERITY: Final = Severity.P3
+_PRIORITIES: Final[Mapping[str, Severity]] = {s.value: s for s in Severity}
+_SEVERITIES: Final[Mapping[str, Severity]] = {
+    "critical": Severity.P1,
+    "error": Severity.P2,
+    "high": Severity.P2,
+    "warning": Severity.P3,
+    "info": Severity.P4,
+}
+# Sorted keys: the bytes hashed into event ids and derived dedup keys must not depend on order.
+_canonical: Final = msgspec.json.Encoder(order="sorted")
+
+
+def canonical(value: object) -> str:
+    return _canonical.encode(value).decode()
+
+
+class WebhookError(ServiceError):
+    """A monitor body that cannot be read; `field` is a path such as `alerts[0].status`."""
+
+    field: str
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(ErrorKind.INVALID, detail, field)
+
+
+class AlertObservation(Struct, frozen=True, kw_only=True):
+    """One alert state as a monitor reported it, before correlation gives it an incident."""
+
+    key: str
+    fingerprint: str
+    firing: bool
+    alertname: str
+    severity_label: str | None
+    severity: Severity
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str | None
+    group_key: str | None
+    dedup_key: str | None
+    title: str
+    summary: str
+    services: tuple[str, ...]
+    source: Source
+    event_id: str
+    occurred_at: datetime
+    links: tuple[str, ...] = ()
+
+
+def severity_from_labels(labels: Mapping[str, str]) -> tuple[Severity, str | None]:
+    """The severity and the raw label value it came from (DESIGN 7).
+
+    A `priority` label P0..P4 (any case) wins; else the `severity` label maps critical -> P1,
+    error/high -> P2, warning -> P3, info -> P4. Anything else, or no label, gives P3.
+    """
+    priority = labels.get("priority")
+    if priority is not None and priority.strip().upper() in _PRIORITIES:
+        return _PRIORITIES[priority.strip().upper()], priority
+    raw = labels.get("severity")
+    return _SEVERITIES.get((raw or "").strip().lower(), DEFAULT_SEVERITY), raw
+
+
+def where_and_why(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """(field path, reason) of a foreign body's validation error, phrased for its sender."""
+    path, reason = located(str(exc))
+    if reason.startswith("Object missing required field `"):
+        reason = "is required"
+    return path or "body", reason[:1].lower() + reason[1:]
+
+
+def instant(value: datetime | None, where: str) -> datetime | None:
+    """UTC; None for Go's zero time (`0001-01-01T00:00:00Z`, what a firing alert's endsAt says)."""
+    if value is None or value.year == 1:
+        return None
+    if value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise WebhookError(where, "is out of range in UTC") from exc
+
+
+def clipped(mapping: Mapping[str, str]) -> dict[str, str]:
+    """Within the log's label limits: an oversized value is cut, never a lost alert."""
+    return {k[:MAX_NAME]: v[:MAX_LABEL_VALUE] for k, v in mapping.items()}
+
+
+def title(*parts: str) -> str:
+    return ": ".join(p for p in parts if p.strip())[:MAX_TITLE]
+
+
+def joined(parts: list[str], sep: str = "\n\n") -> str:
+    return sep.join(p for p in dict.fromkeys(parts) if p.strip())[:MAX_TEXT]
+
+
+def unique(values: list[str | None], limit: int) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v[:limit] for v in values if v and v.strip()))
+
+
+def links(values: list[str | None]) -> tuple[str, ...]:
+    """Distinct URLs; a cut URL would be a wrong one, so an oversized one is left out."""
+    return tuple(dict.fromkeys(v for v in values if v and v.strip() and len(v) <= MAX_URI))
+
+
+def iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
