@@ -121,7 +121,7 @@ def _pd_problems(event: _PdEvent) -> list[str]:
         if not payload.summary.strip():
             errors.append("'payload.summary' is missing or blank")
         elif len(payload.summary) > MAX_SHORT:
-            errors.append("'payload.summary' must be at most 1024 characters long")
+            errors.append(f"'payload.summary' must be at most {MAX_SHORT} characters long")
         if not payload.source.strip():
             errors.append("'payload.source' is missing or blank")
         if payload.severity not in _PD_SEVERITIES:

@@ -20,7 +20,7 @@ import msgspec
 
 from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
 from events.decisions import Rejected, RejectionKind
-from events.schema import Category, Source
+from events.schema import MAX_SHORT, Category, Source
 from events.store import ConcurrencyError, EventStore
 from events.subjects import CORRELATION_PREFIX, derived_incident_id
 from services.formats.observation import AlertObservation
@@ -56,7 +56,7 @@ def _alert(
         occurred_at=obs.occurred_at,
         actor=obs.source.value,
         source=obs.source,
-        correlation_id=obs.key[:1024],
+        correlation_id=obs.key[:MAX_SHORT],
         fingerprint=obs.fingerprint,
         alertname=obs.alertname,
         severity=obs.severity_label,
@@ -79,7 +79,7 @@ def _declare(obs: AlertObservation, incident_id: str, received_at: datetime) -> 
         occurred_at=received_at,
         actor=obs.source.value,
         source=obs.source,
-        correlation_id=obs.key[:1024],
+        correlation_id=obs.key[:MAX_SHORT],
         title=obs.title,
         severity=obs.severity,
         category=Category.APPLICATION,
@@ -168,6 +168,6 @@ class Correlator:
                 occurred_at=ack.occurred_at,
                 actor=Source.PAGERDUTY.value,
                 source=Source.PAGERDUTY,
-                correlation_id=ack.key[:1024],
+                correlation_id=ack.key[:MAX_SHORT],
             )
         )
