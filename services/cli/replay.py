@@ -20,6 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from services.cli.client import BadRequest, Client, Unavailable
+from services.cli.options import fail
 from services.config import Config, ConfigError
 
 err = Console(stderr=True)
@@ -95,16 +97,11 @@ async def _direct(config: Config, verify: bool) -> list[str]:
 
 
 def _over_http(url: str, token: str | None, verify: bool) -> list[str]:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http, _bar() as bar:
-        started = http.post("/v1/admin/replay", json={"verify": verify})
-        if started.status_code >= 400:
-            raise typer.BadParameter(started.json().get("detail", started.text))
+    with Client(url, token, timeout=30) as client, _bar() as bar:
+        client.post("/v1/admin/replay", {"verify": verify})
         task = bar.add_task("replay", total=None, rate=0.0)
         while True:
-            status = http.get("/v1/admin/replay").json()
+            status = client.get("/v1/admin/replay")
             span = status["target_seq"] - status["start_seq"]
             bar.update(
                 task,
@@ -139,19 +136,19 @@ def register(app: typer.Typer) -> None:
         token: Annotated[str | None, typer.Option(envvar="INCIDENTS_TOKEN")] = None,
     ) -> None:
         """Rebuild every read model from the log and swap it in (resumable)."""
-        import httpx
-
         try:
             if direct:
                 differences = asyncio.run(_direct(Config.from_env(), verify))
             else:
                 differences = _over_http(url, token, verify)
-        except (ConfigError, typer.BadParameter) as exc:
-            err.print(f"error: {exc}")
-            raise typer.Exit(2) from exc
-        except (httpx.TransportError, OSError) as exc:
-            err.print(f"error: service unreachable at {url} ({exc}); use --direct without one")
-            raise typer.Exit(1) from exc
+        except ConfigError as exc:
+            fail(str(exc))
+        except BadRequest as exc:
+            fail(exc.detail)
+        except Unavailable as exc:
+            fail(f"{exc.reason}; use --direct without a running service", code=1)
+        except OSError as exc:
+            fail(str(exc), code=1)
         if verify:
             for line in differences:
                 err.print(f"differs: {line}")
