@@ -4,12 +4,13 @@ Commands carry everything `decide` needs besides the incident's state: the event
 idempotency key), the time and the actor, so deciding stays pure. Unknown fields are refused.
 """
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, TypeAlias
 
 from msgspec import Meta, Struct
 
 from events.schema import (
+    MAX_ESCALATION_LEVEL,
     AnyEvent,
     Audience,
     Category,
@@ -93,7 +94,8 @@ class ReleaseRole(Command, frozen=True, kw_only=True, tag="release_role"):
 
 
 class Escalate(Command, frozen=True, kw_only=True, tag="escalate"):
-    level: Annotated[int, Meta(ge=1, le=10)]
+    # None: one level above the incident's current one.
+    level: Annotated[int, Meta(ge=1, le=MAX_ESCALATION_LEVEL)] | None = None
     to: Name
     reason: Text = ""
 
@@ -235,3 +237,8 @@ def target_incident(command: AnyCommand) -> str:
 
 def command_event_id(command: AnyCommand) -> str:
     return command.event.event_id if isinstance(command, Record) else command.event_id
+
+
+def command_time(command: AnyCommand) -> datetime:
+    """When the command says its fact happened (`occurred_at`)."""
+    return command.event.occurred_at if isinstance(command, Record) else command.occurred_at

@@ -8,6 +8,7 @@ candidate event against the state, so commands built here and events recorded by
 """
 
 import enum
+from collections.abc import Container
 from typing import Any, assert_never
 
 from msgspec import Struct
@@ -40,8 +41,9 @@ from events.commands import (
     SendComms,
     StartMitigation,
 )
-from events.incident import Incident, fold
+from events.incident import Incident, evolve, fold
 from events.schema import (
+    MAX_ESCALATION_LEVEL,
     ActionItemAdded,
     ActionItemCompleted,
     AlertFired,
@@ -94,9 +96,13 @@ def _closed(state: Incident) -> Rejected | None:
 
 def _open(state: Incident, what: str) -> Rejected | None:
     """Refuse work that only makes sense while the incident is being handled."""
-    if state.is_closed or state.is_resolved:
-        word = "closed" if state.is_closed else "resolved"
-        return Rejected(f"cannot {what}: incident {state.incident_id} is {word}; reopen it first")
+    if state.is_closed:  # final: reopening is refused too, so never suggest it
+        return Rejected(
+            f"cannot {what}: incident {state.incident_id} is closed and final; "
+            "declare a new incident"
+        )
+    if state.is_resolved:
+        return Rejected(f"cannot {what}: incident {state.incident_id} is resolved; reopen it first")
     return None
 
 
@@ -104,10 +110,15 @@ def _missing(incident_id: str) -> Rejected:
     return Rejected(f"incident {incident_id} does not exist", RejectionKind.NOT_FOUND)
 
 
-def admit(event: AnyEvent, state: Incident) -> Decision:
-    """Judge one candidate event against the lifecycle rules."""
-    if event.event_id in state.event_ids:
-        return []  # already part of this incident: idempotent
+def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None) -> Decision:
+    """Judge one candidate event against the lifecycle rules.
+
+    The state keeps no ids of past events (the fold would copy them at every event): a retried
+    command (same event id) is answered from the log by the write path before it gets here, and
+    `known`, the ids of the incident's events when the caller has its log, lets a correction or
+    retraction of an event that is not there be refused. Without it, such an amendment is
+    accepted and changes nothing.
+    """
     if state.declared and event.incident_id != state.incident_id:
         return Rejected(
             f"event for {event.incident_id} judged against {state.incident_id}",
@@ -163,6 +174,15 @@ def admit(event: AnyEvent, state: Incident) -> Decision:
             refusal = _closed(state)
         case IncidentEscalated():
             refusal = _open(state, "escalate")
+            if refusal is None and event.level < state.escalation_level:
+                return Rejected(
+                    f"incident {state.incident_id} is at escalation level "
+                    f"{state.escalation_level}; an escalation never lowers it"
+                )
+            if refusal is None and event.level > MAX_ESCALATION_LEVEL:  # one up from the top
+                return Rejected(
+                    f"incident {state.incident_id} is already at the highest escalation level"
+                )
         case MitigationStarted():
             if state.mitigation(event.mitigation_id) is not None:
                 return Rejected(f"mitigation {event.mitigation_id} already exists")
@@ -235,7 +255,9 @@ def admit(event: AnyEvent, state: Incident) -> Decision:
                 return []
             refusal = None
         case EventCorrected() | EventRetracted():
-            if event.target_event_id not in state.event_ids:
+            if event.target_event_id == event.event_id:
+                return Rejected("an event cannot amend itself", RejectionKind.INVALID)
+            if known is not None and event.target_event_id not in known:
                 return Rejected(
                     f"event {event.target_event_id} is not part of incident {state.incident_id}",
                     RejectionKind.NOT_FOUND,
@@ -246,6 +268,14 @@ def admit(event: AnyEvent, state: Incident) -> Decision:
                 event.corrected_occurred_at or event.corrected_text or event.corrected_actor
             ):
                 return Rejected("a correction must correct something", RejectionKind.INVALID)
+            # Amendments change the lifecycle (a retracted resolution un-resolves), but a closed
+            # incident is final: it stays resolved.
+            after = evolve(state, event)
+            if after.is_closed and not after.is_resolved:
+                return Rejected(
+                    f"incident {state.incident_id} is closed and final: this would leave it "
+                    "unresolved"
+                )
             refusal = None
         case IncidentNoteAdded() | EvidenceAttached():
             refusal = None
@@ -278,10 +308,11 @@ def _admit_all(candidates: list[AnyEvent], state: Incident) -> Decision:
     return admitted
 
 
-def decide(command: AnyCommand, state: Incident) -> Decision:
+def decide(command: AnyCommand, state: Incident, known: Container[str] | None = None) -> Decision:
+    """`known`: the ids of the incident's events, to refuse amendments of others (see `admit`)."""
     match command:
         case Record():
-            return admit(command.event, state)
+            return admit(command.event, state, known)
         case Declare():
             declared = _event(IncidentDeclared, command)
             if command.commander is None:
@@ -289,7 +320,9 @@ def decide(command: AnyCommand, state: Incident) -> Decision:
             commander = _event(
                 IncidentRoleAssigned,
                 command,
+                # The explicit link a retry of the declaration finds its second event by.
                 event_id=f"{command.event_id}/1",
+                causation_id=command.event_id,
                 role=Role.COMMANDER,
                 person=command.commander,
             )
@@ -309,7 +342,9 @@ def decide(command: AnyCommand, state: Incident) -> Decision:
         case ReleaseRole():
             return admit(_event(IncidentRoleReleased, command), state)
         case Escalate():
-            return admit(_event(IncidentEscalated, command), state)
+            # No level: one above the current one, so a plain escalation never lowers it.
+            level = command.level or state.escalation_level + 1
+            return admit(_event(IncidentEscalated, command, level=level), state)
         case StartMitigation():
             return admit(_event(MitigationStarted, command), state)
         case CompleteMitigation():
@@ -337,8 +372,8 @@ def decide(command: AnyCommand, state: Incident) -> Decision:
         case RecordAlertResolved():
             return admit(_event(AlertResolved, command), state)
         case CorrectEvent():
-            return admit(_event(EventCorrected, command), state)
+            return admit(_event(EventCorrected, command), state, known)
         case RetractEvent():
-            return admit(_event(EventRetracted, command), state)
+            return admit(_event(EventRetracted, command), state, known)
         case _:
             assert_never(command)

@@ -3,9 +3,13 @@
 Data flow: events read from the log are folded here into the state that `events.decisions`
 judges commands against and the projector turns into read models. Pure: no clock, no ids, no
 I/O. `evolve` is total: the log is truth, so applying a stored fact never refuses.
+
+Corrections and retractions change the state (`events.facts` keeps what they may amend), so
+the board, `decide`, the metrics and the breaches tell one story. The state holds no set of
+seen event ids: `fold` is linear in the events.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from functools import reduce
 from typing import Any, Final, assert_never
@@ -13,6 +17,22 @@ from typing import Any, Final, assert_never
 import msgspec
 from msgspec import Struct
 
+from events.facts import (
+    ACKNOWLEDGED,
+    CLOSED,
+    DECLARED,
+    MITIGATED,
+    POSTMORTEM,
+    REOPENED,
+    RESOLVED,
+    Fact,
+    Runs,
+    appended,
+    changed,
+    facts_of,
+    last_turn,
+    promise,
+)
 from events.schema import (
     ActionItemAdded,
     ActionItemCompleted,
@@ -45,6 +65,7 @@ from events.schema import (
     Role,
     Severity,
     Status,
+    type_name,
 )
 
 
@@ -66,7 +87,14 @@ class ActionItem(Struct, frozen=True, gc=False):
 
 
 class Incident(Struct, frozen=True, gc=False):
-    """What the log says about one incident, folded."""
+    """What the log says about one incident, folded.
+
+    The lifecycle times (`opened_at`, `acknowledged_at`, `mitigated_at`, `resolved_at`,
+    `closed_at`, `postmortem_published_at`, comms) follow the metrics' rules: effective
+    (corrected) times, retracted events taken back, the latest resolve or reopen in effective
+    time decides whether it is resolved. `status` is resolved while resolved, else the status
+    last set (`open_status`); `phase` likewise.
+    """
 
     incident_id: str = ""
     declared: bool = False
@@ -87,14 +115,19 @@ class Incident(Struct, frozen=True, gc=False):
     mitigations: tuple[Mitigation, ...] = ()
     alerts_firing: frozenset[str] = frozenset()
     comms_count: int = 0
+    first_comms_at: datetime | None = None
     last_comms_at: datetime | None = None
     next_update_at: datetime | None = None
     action_items: tuple[ActionItem, ...] = ()
     postmortem_published_at: datetime | None = None
     reopen_count: int = 0
-    event_ids: frozenset[str] = frozenset()
-    retracted: frozenset[str] = frozenset()
-    version: int = 0
+    open_status: Status | None = None  # the status while unresolved
+    open_phase: Phase | None = None  # the phase while unresolved
+    resolved_phase: Phase | None = None  # the phase while resolved
+    facts: tuple[Fact, ...] = ()  # lifecycle events but comms, in log order: a few
+    comms: Runs = ()  # comms, in log order: as many as updates were sent
+    retracted: frozenset[str] = frozenset()  # ids of retracted events
+    version: int = 0  # events folded
 
     @property
     def is_resolved(self) -> bool:
@@ -103,6 +136,18 @@ class Incident(Struct, frozen=True, gc=False):
     @property
     def is_closed(self) -> bool:
         return self.closed_at is not None
+
+    @property
+    def declared_at(self) -> datetime | None:
+        """When it was declared, None when its declaration was retracted (metrics skip it)."""
+        return next((f.at for f in self.facts if f.kind == DECLARED and not f.retracted), None)
+
+    @property
+    def board_status(self) -> str:
+        """The status people see: the public status, or `closed` once closed (final)."""
+        if self.is_closed:
+            return "closed"
+        return self.status.value if self.status else ""
 
     def holder(self, role: Role) -> str | None:
         return next((person for held, person in self.roles if held is role), None)
@@ -117,20 +162,137 @@ class Incident(Struct, frozen=True, gc=False):
 INITIAL: Final = Incident()
 
 
-def _with(state: Incident, event: AnyEvent, **changes: Any) -> Incident:
-    return msgspec.structs.replace(
+def _with(state: Incident, **changes: Any) -> Incident:
+    return msgspec.structs.replace(state, version=state.version + 1, **changes)
+
+
+def _fact(state: Incident, event: AnyEvent, **extra: Any) -> Fact:
+    return Fact(event.event_id, type_name(event), state.version, event.occurred_at, **extra)
+
+
+def _shown(state: Incident) -> Incident:
+    """Status and phase as shown: resolved ones while resolved, else the open ones."""
+    status: Status | None
+    phase: Phase | None
+    if state.is_resolved:
+        status, phase = Status.RESOLVED, state.resolved_phase or Phase.RESOLVED
+    else:
+        status, phase = state.open_status, state.open_phase
+    if (status, phase) == (state.status, state.phase):
+        return state
+    return msgspec.structs.replace(state, status=status, phase=phase)
+
+
+def _settle(state: Incident) -> Incident:
+    """Every lifecycle field again from the facts, after a lifecycle event but comms, or an
+    amendment of one: O(facts + comms), for the few events that need it."""
+    live = [f for f in state.facts if not f.retracted]
+
+    def first(kind: str, ok: Callable[[Fact], bool] = lambda _: True) -> datetime | None:
+        return min((f.at for f in live if f.kind == kind and ok(f)), default=None)
+
+    turn = last_turn(state.facts)
+    resolved_at = None
+    if turn is not None and turn.kind == RESOLVED:
+        resolved_at = max(f.at for f in live if f.kind == RESOLVED)
+    declarations = [f for f in state.facts if f.kind == DECLARED]
+    opened = [f for f in declarations if not f.retracted] or declarations
+    completions = [f for f in live if f.kind == MITIGATED]
+    live_comms = [c for c in facts_of(state.comms) if not c.retracted]
+    latest = max(live_comms, key=lambda c: c.key, default=None)
+    settled = msgspec.structs.replace(
         state,
-        event_ids=state.event_ids | {event.event_id},
-        version=state.version + 1,
-        **changes,
+        opened_at=opened[0].at if opened else state.opened_at,
+        acknowledged_at=first(ACKNOWLEDGED),
+        mitigated_at=first(MITIGATED, lambda f: f.outcome is Outcome.SUCCEEDED),
+        mitigations=tuple(_completed(m, completions) for m in state.mitigations),
+        resolved_at=resolved_at,
+        closed_at=first(CLOSED),
+        postmortem_published_at=first(POSTMORTEM),
+        reopen_count=sum(1 for f in live if f.kind == REOPENED),
+        comms_count=len(live_comms),
+        first_comms_at=min((c.at for c in live_comms), default=None),
+        last_comms_at=latest.at if latest else None,
+        next_update_at=promise(latest, state.facts),
     )
+    return _shown(settled)
+
+
+def _completed(mitigation: Mitigation, completions: list[Fact]) -> Mitigation:
+    done = [f for f in completions if f.mitigation_id == mitigation.mitigation_id]
+    last = max(done, key=lambda f: f.n, default=None)
+    outcome, at = (last.outcome, last.at) if last else (None, None)
+    if (outcome, at) == (mitigation.outcome, mitigation.completed_at):
+        return mitigation
+    return msgspec.structs.replace(mitigation, outcome=outcome, completed_at=at)
+
+
+def _happened(state: Incident, event: AnyEvent, **changes: Any) -> Incident:
+    """A lifecycle event (comms apart): one more fact, and the lifecycle settled again."""
+    extra: dict[str, Any] = {}
+    if isinstance(event, MitigationCompleted):
+        extra = {"mitigation_id": event.mitigation_id, "outcome": event.outcome}
+    facts = (*state.facts, _fact(state, event, **extra))
+    return _settle(_with(state, facts=facts, **changes))
+
+
+def _sent(state: Incident, event: CommsSent) -> Incident:
+    """Comms are many: one is added in constant time, all are settled again only when a
+    correction or retraction touches one (`_settle`)."""
+    fact = _fact(state, event, next_update_at=event.next_update_at)
+    changes: dict[str, Any] = {
+        "comms": appended(state.comms, fact),
+        "comms_count": state.comms_count + 1,
+    }
+    if state.first_comms_at is None or fact.at < state.first_comms_at:
+        changes["first_comms_at"] = fact.at
+    if state.last_comms_at is None or fact.at >= state.last_comms_at:  # the latest: it speaks
+        changes["last_comms_at"] = fact.at
+        changes["next_update_at"] = promise(fact, state.facts)
+    if event.status is not None and event.status is not Status.RESOLVED:
+        changes["open_status"] = event.status
+    return _shown(_with(state, **changes))
+
+
+def _amended(state: Incident, change: Callable[[Fact], Fact | None]) -> Incident:
+    """Apply `change` to the lifecycle fact it concerns (None: not that one) and settle."""
+    facts = changed((state.facts,), change)
+    if facts is not None:
+        return _settle(msgspec.structs.replace(state, facts=facts[0]))
+    comms = changed(state.comms, change)
+    if comms is not None:
+        return _settle(msgspec.structs.replace(state, comms=comms))
+    return state
+
+
+def _corrected(state: Incident, event: EventCorrected) -> Incident:
+    at = event.corrected_occurred_at
+    if at is None:
+        return state  # text and actor: the timeline's business, not the lifecycle's
+
+    def move(fact: Fact) -> Fact | None:
+        if fact.event_id != event.target_event_id:
+            return None
+        return msgspec.structs.replace(fact, fixes=(*fact.fixes, (event.event_id, at)))
+
+    return _amended(state, move)
+
+
+def _retracted(state: Incident, target: str) -> Incident:
+    def take_back(fact: Fact) -> Fact | None:
+        if fact.event_id == target:
+            return None if fact.retracted else msgspec.structs.replace(fact, retracted=True)
+        kept = tuple(fix for fix in fact.fixes if fix[0] != target)  # a retracted correction
+        return msgspec.structs.replace(fact, fixes=kept) if len(kept) < len(fact.fixes) else None
+
+    return _amended(state, take_back)
 
 
 def evolve(state: Incident, event: AnyEvent) -> Incident:
     """Apply one stored fact. Total: the log is truth, so nothing here can refuse."""
     match event:
         case IncidentDeclared():
-            return _with(
+            return _happened(
                 state,
                 event,
                 incident_id=event.incident_id,
@@ -139,95 +301,65 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
                 severity=event.severity,
                 category=event.category,
                 services=event.services,
-                status=Status.INVESTIGATING,
-                phase=Phase.DETECTED,
-                opened_at=event.occurred_at,
+                open_status=Status.INVESTIGATING,
+                open_phase=Phase.DETECTED,
                 detected_at=event.detected_at,
             )
-        case IncidentAcknowledged():
-            return _with(state, event, acknowledged_at=state.acknowledged_at or event.occurred_at)
+        case IncidentAcknowledged() | IncidentClosed() | MitigationCompleted():
+            return _happened(state, event)
+        case IncidentResolved():
+            return _happened(state, event, resolved_phase=Phase.RESOLVED)
+        case IncidentReopened():
+            return _happened(
+                state, event, open_status=Status.INVESTIGATING, open_phase=Phase.INVESTIGATION
+            )
+        case PostmortemPublished():
+            phase = "resolved_phase" if state.is_resolved else "open_phase"
+            return _happened(state, event, **{phase: Phase.POSTMORTEM})
         case IncidentSeverityChanged():
-            return _with(state, event, severity=event.to)
+            return _with(state, severity=event.to)
         case IncidentStatusChanged():
-            return _with(state, event, status=event.status)
+            # Resolved is the resolution's to set (decide refuses it here).
+            if event.status is Status.RESOLVED:
+                return _with(state)
+            return _shown(_with(state, open_status=event.status))
         case IncidentPhaseChanged():
-            return _with(state, event, phase=event.phase)
+            phase = "resolved_phase" if state.is_resolved else "open_phase"
+            return _shown(_with(state, **{phase: event.phase}))
         case IncidentRoleAssigned():
             others = tuple(pair for pair in state.roles if pair[0] is not event.role)
-            return _with(state, event, roles=(*others, (event.role, event.person)))
+            return _with(state, roles=(*others, (event.role, event.person)))
         case IncidentRoleReleased():
             kept = tuple(pair for pair in state.roles if pair != (event.role, event.person))
-            return _with(state, event, roles=kept)
+            return _with(state, roles=kept)
         case IncidentEscalated():
-            return _with(state, event, escalation_level=event.level)
+            # Never lower: an escalation that names a lower level still escalates.
+            return _with(state, escalation_level=max(state.escalation_level, event.level))
         case MitigationStarted():
             started = Mitigation(event.mitigation_id, event.action, event.target, event.occurred_at)
-            return _with(state, event, mitigations=(*state.mitigations, started))
-        case MitigationCompleted():
-            mitigations = tuple(
-                msgspec.structs.replace(m, outcome=event.outcome, completed_at=event.occurred_at)
-                if m.mitigation_id == event.mitigation_id
-                else m
-                for m in state.mitigations
-            )
-            mitigated_at = state.mitigated_at
-            if event.outcome is Outcome.SUCCEEDED and mitigated_at is None:
-                mitigated_at = event.occurred_at
-            return _with(state, event, mitigations=mitigations, mitigated_at=mitigated_at)
+            return _with(state, mitigations=(*state.mitigations, started))
         case CommsSent():
-            return _with(
-                state,
-                event,
-                comms_count=state.comms_count + 1,
-                last_comms_at=event.occurred_at,
-                next_update_at=event.next_update_at,
-                status=event.status or state.status,
-            )
+            return _sent(state, event)
         case AlertFired():
-            return _with(state, event, alerts_firing=state.alerts_firing | {event.fingerprint})
+            return _with(state, alerts_firing=state.alerts_firing | {event.fingerprint})
         case AlertResolved():
-            return _with(state, event, alerts_firing=state.alerts_firing - {event.fingerprint})
-        case IncidentResolved():
-            return _with(
-                state,
-                event,
-                resolved_at=event.occurred_at,
-                status=Status.RESOLVED,
-                phase=Phase.RESOLVED,
-                next_update_at=None,
-            )
-        case IncidentReopened():
-            return _with(
-                state,
-                event,
-                resolved_at=None,
-                closed_at=None,
-                status=Status.INVESTIGATING,
-                phase=Phase.INVESTIGATION,
-                reopen_count=state.reopen_count + 1,
-            )
-        case IncidentClosed():
-            return _with(state, event, closed_at=event.occurred_at)
-        case PostmortemPublished():
-            return _with(
-                state,
-                event,
-                postmortem_published_at=state.postmortem_published_at or event.occurred_at,
-                phase=Phase.POSTMORTEM,
-            )
+            return _with(state, alerts_firing=state.alerts_firing - {event.fingerprint})
         case ActionItemAdded():
             item = ActionItem(event.item_id, event.title, event.owner, event.due)
-            return _with(state, event, action_items=(*state.action_items, item))
+            return _with(state, action_items=(*state.action_items, item))
         case ActionItemCompleted():
             items = tuple(
                 msgspec.structs.replace(a, done=True) if a.item_id == event.item_id else a
                 for a in state.action_items
             )
-            return _with(state, event, action_items=items)
+            return _with(state, action_items=items)
+        case EventCorrected():
+            return _corrected(_with(state), event)
         case EventRetracted():
-            return _with(state, event, retracted=state.retracted | {event.target_event_id})
-        case IncidentNoteAdded() | EvidenceAttached() | EventCorrected():
-            return _with(state, event)
+            retracted = state.retracted | {event.target_event_id}
+            return _retracted(_with(state, retracted=retracted), event.target_event_id)
+        case IncidentNoteAdded() | EvidenceAttached():
+            return _with(state)
         case _:
             assert_never(event)
 

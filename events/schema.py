@@ -128,6 +128,7 @@ MAX_TEXT: Final = 16 * 1024
 MAX_URI: Final = 2048
 MAX_LABEL_VALUE: Final = 4096
 MAX_MARKDOWN: Final = 48 * 1024  # a postmortem published inline
+MAX_ESCALATION_LEVEL: Final = 10
 
 IncidentId: TypeAlias = Annotated[str, Meta(pattern=INCIDENT_ID_PATTERN)]
 # Printable ASCII without spaces: it travels as the Nats-Msg-Id header. Patterns end in \Z:
@@ -226,7 +227,7 @@ class IncidentRoleReleased(Event, frozen=True, kw_only=True, tag="incident.role_
 
 
 class IncidentEscalated(Event, frozen=True, kw_only=True, tag="incident.escalated"):
-    level: Annotated[int, Meta(ge=1, le=10)]
+    level: Annotated[int, Meta(ge=1, le=MAX_ESCALATION_LEVEL)]
     to: Name
     reason: Text = ""
 

@@ -1,10 +1,11 @@
 """The event log on NATS JetStream: append, load one incident, read in order, follow.
 
 The stream itself is set up by `events.stream.ensure_stream`. Appends are idempotent
-(`Nats-Msg-Id` = event id) and optimistic: each carries the sequence of the incident's last
-event as `Nats-Expected-Last-Subject-Sequence` over `incidents.<id>.>`, so two writers deciding
-on the same state cannot both win. Several events of one decision go in one atomic batch. Reads
-use ordered push consumers (DESIGN 12: ~5x pull batches, no acks).
+(`Nats-Msg-Id` = event id, and each id claimed for one incident: `events.ids`) and optimistic:
+each carries the sequence of the incident's last event as `Nats-Expected-Last-Subject-Sequence`
+over `incidents.<id>.>`, so two writers deciding on the same state cannot both win. Several
+events, of one decision or of a batch across incidents, go in one atomic batch. Reads use
+ordered push consumers (DESIGN 12: ~5x pull batches, no acks).
 """
 
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -12,7 +13,6 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Final
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from msgspec import Struct
@@ -20,15 +20,34 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from events.schema import AnyEvent, decode, encode, type_name
-from events.subjects import ALL_INCIDENTS, INCIDENTS_PREFIX, event_subject, incident_filter
+from events.batches import Message, publish_atomic
+from events.ids import WRONG_LAST_SEQUENCE, EventIds, EventIdTakenError
+from events.schema import MAX_EVENT_BYTES, AnyEvent, decode, encode, type_name
+from events.stream import event_ids_stream
+from events.subjects import (
+    ALL_INCIDENTS,
+    INCIDENTS_PREFIX,
+    event_subject,
+    incident_filter,
+    incident_of,
+)
 
-WRONG_LAST_SEQUENCE: Final = 10071
 BATCH_DUPLICATE_MSG_ID: Final = 10201
 
 
 class StoreUnavailableError(Exception):
     """JetStream did not answer; the write may or may not have landed (retry with the same id)."""
+
+
+class EventTooLargeError(ValueError):
+    """An event whose stored form would exceed the log's per-event limit."""
+
+    def __init__(self, event_id: str, size: int) -> None:
+        super().__init__(
+            f"event {event_id} is {size} bytes; the log stores at most {MAX_EVENT_BYTES}"
+        )
+        self.event_id = event_id
+        self.size = size
 
 
 class ConcurrencyError(Exception):
@@ -99,66 +118,69 @@ class EventStore:
         self._js = nc.jetstream(timeout=timeout)
         self.stream = stream
         self.timeout = timeout
+        self.ids = EventIds(self._js, event_ids_stream(stream))
 
     async def append(self, events: Sequence[AnyEvent], expected_seq: int) -> list[Appended]:
         """Append one decision's events, all of one incident, atomically."""
+        return await self.append_all([(events, expected_seq)])
+
+    async def append_all(
+        self, decisions: Sequence[tuple[Sequence[AnyEvent], int]]
+    ) -> list[Appended]:
+        """Append the decisions of several incidents as one: all stored, or none.
+
+        Each decision is one incident's events with the sequence of its last event as loaded;
+        if any incident moved on, `ConcurrencyError` and nothing is stored. Every event id is
+        claimed for its incident first (`EventIdTakenError` when another incident holds it).
+        """
+        events = [event for decided, _ in decisions for event in decided]
         if not events:
             return []
-        incident_id = events[0].incident_id
-        if any(event.incident_id != incident_id for event in events):
-            raise ValueError("one append holds the events of one incident")
+        guards: dict[str, dict[str, str]] = {}
+        for decided, expected_seq in decisions:
+            incident_id = decided[0].incident_id
+            if incident_id in guards or any(e.incident_id != incident_id for e in decided):
+                raise ValueError("each decision holds the events of one incident, once")
+            guards[decided[0].event_id] = {
+                "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+                "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
+            }
+        messages: list[Message] = []
         for event in events:
-            # Encoding does not validate: prove the log will be able to read this back.
-            decode(encode(event))
-        guard = {
-            "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
-            "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
-        }
+            data = encode(event)
+            if len(data) > MAX_EVENT_BYTES:
+                raise EventTooLargeError(event.event_id, len(data))
+            decode(data)  # encoding does not validate: prove the log can read this back
+            headers = {"Nats-Msg-Id": event.event_id, **guards.get(event.event_id, {})}
+            messages.append((event_subject(event.incident_id, type_name(event)), data, headers))
+        scope = ",".join(decided[0].incident_id for decided, _ in decisions)
         try:
             with _unavailable(self.nc):
+                await self.ids.claim(events)
                 if len(events) == 1:
-                    ack = await self._js.publish(
-                        event_subject(incident_id, type_name(events[0])),
-                        encode(events[0]),
-                        stream=self.stream,
-                        headers={"Nats-Msg-Id": events[0].event_id, **guard},
-                    )
-                    return [Appended(events[0], ack.seq, bool(ack.duplicate))]
-                last_seq = await self._append_batch(events, guard)
+                    return [await self._append_one(events[0], messages[0])]
+                # Each incident's expectation rides on its first message: later ones would
+                # see the incident already moved by the batch's own earlier messages.
+                batch_id = events[0].event_id[:64]
+                last_seq = await publish_atomic(self.nc, batch_id, messages, self.timeout)
         except nats.js.errors.APIError as exc:
             if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
-                raise ConcurrencyError(incident_id, expected_seq, str(exc.description)) from exc
+                raise ConcurrencyError(scope, decisions[0][1], str(exc.description)) from exc
             raise
         first = last_seq - len(events) + 1
         return [Appended(event, first + i, False) for i, event in enumerate(events)]
 
-    async def _append_batch(self, events: Sequence[AnyEvent], guard: dict[str, str]) -> int:
-        # JetStream atomic batch: all or nothing, committed by the last message.
-        batch_id = events[0].event_id[:64]
-        for index, event in enumerate(events, start=1):
-            headers = {
-                "Nats-Batch-Id": batch_id,
-                "Nats-Batch-Sequence": str(index),
-                "Nats-Msg-Id": event.event_id,
-                **(guard if index == 1 else {}),
-            }
-            subject = event_subject(event.incident_id, type_name(event))
-            if index < len(events):
-                await self.nc.publish(subject, encode(event), headers=headers)
-                continue
-            headers["Nats-Batch-Commit"] = "1"
-            reply = await self.nc.request(
-                subject, encode(event), timeout=self.timeout, headers=headers
-            )
-        answer = msgspec.json.decode(reply.data)
-        if "error" in answer:
-            error = answer["error"]
-            raise nats.js.errors.APIError(
-                code=error.get("code"),
-                err_code=error.get("err_code"),
-                description=error.get("description"),
-            )
-        return int(answer["seq"])
+    async def _append_one(self, event: AnyEvent, message: Message) -> Appended:
+        subject, data, headers = message
+        ack = await self._js.publish(subject, data, stream=self.stream, headers=headers)
+        if ack.duplicate:
+            # Inside the duplicate window JetStream answers for the id wherever it is stored;
+            # ids stored before claims existed can only be told apart here.
+            stored = await self._js.get_msg(self.stream, ack.seq, direct=True)
+            holder = incident_of(stored.subject or "")
+            if holder != event.incident_id:
+                raise EventIdTakenError(event.event_id, holder)
+        return Appended(event, ack.seq, bool(ack.duplicate))
 
     async def last_on_subject(self, subject: str) -> tuple[int, bytes] | None:
         """The latest message on one subject (a last-value record such as a claim)."""

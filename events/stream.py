@@ -1,6 +1,9 @@
-"""The JetStream stream the log lives in: its settings, and creating it or repairing drift.
+"""The JetStream streams the log lives in: their settings, and creating them or repairing drift.
 
-Runs once at start-up, before any `EventStore` appends to or reads from the stream.
+The log's stream holds the events (and correlation and retention records); a second stream,
+`<name>_IDS`, holds one claim per event id, with the same retention, so that an id stays
+bound to one incident for as long as the log keeps evidence of it. Runs once at start-up,
+before any `EventStore` appends to or reads from the log.
 """
 
 import logging
@@ -11,7 +14,7 @@ from msgspec import Struct
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from events.subjects import STREAM_SUBJECTS
+from events.subjects import EVENT_IDS_PREFIX, STREAM_SUBJECTS
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,23 @@ class StreamSettings(Struct, frozen=True):
     duplicate_window_s: float = 120.0
 
 
+def event_ids_stream(name: str) -> str:
+    """The stream of event-id claims that goes with the log's stream `name`."""
+    return f"{name}_IDS"
+
+
 def stream_config(settings: StreamSettings) -> StreamConfig:
+    return _config(settings, settings.name, list(STREAM_SUBJECTS))
+
+
+def event_ids_config(settings: StreamSettings) -> StreamConfig:
+    return _config(settings, event_ids_stream(settings.name), [f"{EVENT_IDS_PREFIX}.>"])
+
+
+def _config(settings: StreamSettings, name: str, subjects: list[str]) -> StreamConfig:
     return StreamConfig(
-        name=settings.name,
-        subjects=list(STREAM_SUBJECTS),
+        name=name,
+        subjects=subjects,
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
@@ -72,30 +88,37 @@ def _drift(current: StreamConfig, wanted: StreamConfig) -> dict[str, tuple[Any, 
 
 
 async def ensure_stream(nc: NATS, settings: StreamSettings) -> dict[str, tuple[Any, Any]]:
-    """Create the stream or bring its owned settings in line; returns what was changed."""
+    """Create both streams or bring their owned settings in line; returns what was changed in
+    the log's stream (the id stream follows it, and its changes are logged)."""
+    drift = await _ensure(nc, stream_config(settings))
+    await _ensure(nc, event_ids_config(settings))
+    return drift
+
+
+async def _ensure(nc: NATS, wanted: StreamConfig) -> dict[str, tuple[Any, Any]]:
     jsm = nc.jetstream()
-    wanted = stream_config(settings)
+    name = str(wanted.name)
     try:
-        info = await jsm.stream_info(settings.name)
+        info = await jsm.stream_info(name)
     except nats.js.errors.NotFoundError:
         try:
             await jsm.add_stream(wanted)
         except nats.js.errors.APIError as exc:
-            raise StreamConfigError(f"cannot create stream {settings.name}: {exc}") from exc
-        log.info("created stream %s", settings.name)
+            raise StreamConfigError(f"cannot create stream {name}: {exc}") from exc
+        log.info("created stream %s", name)
         return {}
     if StorageType(info.config.storage or "file") is not StorageType.FILE:
         raise StreamConfigError(
-            f"stream {settings.name} uses {info.config.storage} storage; the log needs file storage"
+            f"stream {name} uses {info.config.storage} storage; the log needs file storage"
         )
     drift = _drift(info.config, wanted)
     if drift:
-        log.warning("stream %s drifted from its config, updating: %s", settings.name, drift)
+        log.warning("stream %s drifted from its config, updating: %s", name, drift)
         merged = info.config
-        for name, (_, want) in drift.items():
-            setattr(merged, name, want)
+        for setting, (_, want) in drift.items():
+            setattr(merged, setting, want)
         try:
             await jsm.update_stream(merged)
         except nats.js.errors.APIError as exc:
-            raise StreamConfigError(f"stream {settings.name} cannot be updated: {exc}") from exc
+            raise StreamConfigError(f"stream {name} cannot be updated: {exc}") from exc
     return drift

@@ -11,6 +11,8 @@ from events.schema import INCIDENT_ID_PATTERN
 INCIDENTS_PREFIX: Final = "incidents"
 CORRELATION_PREFIX: Final = "correlation"
 RETENTION_PREFIX: Final = "retention"
+# Claims of event ids, one subject per id, in a stream of their own (`<stream>_IDS`).
+EVENT_IDS_PREFIX: Final = "event_ids"
 ALL_INCIDENTS: Final = f"{INCIDENTS_PREFIX}.>"
 STREAM_SUBJECTS: Final = (
     f"{INCIDENTS_PREFIX}.>",
@@ -33,12 +35,26 @@ def new_incident_id(length: int = 8) -> str:
     return "INC-" + "".join(secrets.choice(CROCKFORD) for _ in range(length))
 
 
+def _incident_id_from(text: str) -> str:
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8])
+    return "INC-" + "".join(CROCKFORD[(digest >> (5 * i)) & 31] for i in range(10))
+
+
 def derived_incident_id(key: str, claim_seq: int) -> str:
     """The incident id for correlation key `key` claimed at sequence `claim_seq`: the same inputs
     give the same id, so writers racing on one claim declare one incident."""
-    digest = int.from_bytes(hashlib.sha256(f"{key}\0{claim_seq}".encode()).digest()[:8])
-    chars = [CROCKFORD[(digest >> (5 * i)) & 31] for i in range(10)]
-    return "INC-" + "".join(chars)
+    return _incident_id_from(f"{key}\0{claim_seq}")
+
+
+def declared_incident_id(event_id: str) -> str:
+    """The incident a declaration without an incident id opens: a retry finds the same one."""
+    # A prefix no correlation key hash shares: "declaration\0" never ends in "\0<digits>".
+    return _incident_id_from(f"declaration\0{event_id}\0")
+
+
+def event_id_subject(event_id: str) -> str:
+    """Where the claim of one event id lives: event ids are global, one incident each."""
+    return f"{EVENT_IDS_PREFIX}.{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
 def new_event_id() -> str:

@@ -1,7 +1,9 @@
 """Missed severity-policy targets and repeat incidents, over the read models (DESIGN 8).
 
-Same time rules as `projections.metrics`: `effective_at`, retracted events ignored, the incident
-resolved when its latest resolve/reopen is a resolve. Targets follow the CURRENT severity.
+The lifecycle facts are the folded incident's, shared with `projections.metrics` (`FACTS`); the
+update cadence walks the comms in the `events` by the same rules (`effective_at`, retracted
+events ignored, resolved when the latest resolve/reopen is a resolve). Targets follow the
+CURRENT severity.
 Unresolved incidents are judged against `now`; a breach is reported once per missed deadline.
 """
 
@@ -129,9 +131,8 @@ def breaches(
 
 _REPEATS: Final = """
 WITH declared AS (
-    SELECT incident_id, epoch_us(arg_min(effective_at, seq)) AS t_us
-    FROM events WHERE type = 'incident.declared' AND NOT retracted
-    GROUP BY incident_id
+    SELECT incident_id, epoch_us(declared_at) AS t_us
+    FROM incidents WHERE declared_at IS NOT NULL
 ),
 keys AS (
     SELECT DISTINCT d.incident_id, d.t_us, 'service+category' AS reason,

@@ -3,6 +3,11 @@
 The projector writes through its own cursor; readers and the SQL sandbox use cursors of the same
 instance. External access, extension loading and configuration changes are off for all of
 them, so no query, sandboxed or not, can read a file or reach the network.
+
+Times: the instance's `TimeZone` is UTC, whatever the host's (`TZ`, /etc/localtime). DuckDB
+otherwise answers TIMESTAMPTZ values in the host zone (an event at 02:00Z comes back as
+11:00+09:00 under `TZ=Asia/Tokyo`), and casts to text or dates, `date_trunc` and the naive
+values of SQL users follow that zone too.
 """
 
 from pathlib import Path
@@ -15,11 +20,24 @@ SEALED: Final = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
-    "lock_configuration": "true",
 }
+TIME_ZONE: Final = "UTC"
 
 
 def open_database(path: Path | str) -> duckdb.DuckDBPyConnection:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), config=dict(SEALED))
+    con = duckdb.connect(str(path), config=dict(SEALED))
+    # `TimeZone` belongs to the ICU extension (built into the wheel), which DuckDB loads after
+    # it has read `config`: so it is set here, globally (cursors are connections of their own),
+    # and only then is the configuration locked. A file this process already holds open is the
+    # same instance, sealed by its first opening.
+    [(locked,)] = con.execute("SELECT current_setting('lock_configuration')").fetchall()
+    if not locked:
+        con.execute(f"SET GLOBAL TimeZone = '{TIME_ZONE}'")
+        con.execute("SET GLOBAL lock_configuration = true")
+    [(zone,)] = con.execute("SELECT current_setting('TimeZone')").fetchall()
+    if zone != TIME_ZONE:
+        con.close()
+        raise RuntimeError(f"{path} is open in this process with TimeZone {zone}, not UTC")
+    return con

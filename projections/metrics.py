@@ -1,7 +1,8 @@
-"""MTTD / MTTA / MTTM / MTTR over the `events` read model (DESIGN 8), grouped and published.
+"""MTTD / MTTA / MTTM / MTTR over the read models (DESIGN 8), grouped and published.
 
-All times are `effective_at` (occurred_at after `event.corrected`), retracted events do not
-count, and every figure is computed in DuckDB: one query per call.
+The lifecycle facts are the folded incident's (`incidents`: the domain's `evolve` applies
+corrections and retractions, so the board, `decide` and these figures agree); only detection
+reads the `events` (first alert). Every figure is computed in DuckDB: one query per call.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ import duckdb
 
 from projections.groups import GroupBy
 
-DEFINITIONS_VERSION: Final = "2026-11.1"
+DEFINITIONS_VERSION: Final = "2026-11.2"
 
 DEFINITIONS: Final[dict[str, str]] = {
     "declared_at": (
@@ -41,6 +42,11 @@ DEFINITIONS: Final[dict[str, str]] = {
         "'First' and 'last' order events by effective time, then log order; whether an "
         "incident is resolved now is decided by the latest of its incident.resolved and "
         "incident.reopened events in that order."
+    ),
+    "amendments": (
+        "An event's effective time is the corrected_occurred_at of its latest event.corrected "
+        "that is not itself retracted, else its occurred_at; a retracted event counts for "
+        "nothing. The status board, the breaches and the postmortem use the same times."
     ),
     "statistics": (
         "Per group: count of incidents; per metric the count of incidents that have it, mean, "
@@ -72,30 +78,31 @@ if _unkeyed := [g.value for g in GroupBy if g not in _GROUP_KEYS]:
     raise RuntimeError(f"metrics: no SQL group key for {', '.join(_unkeyed)}")
 GROUPS: Final = tuple(g.value for g in GroupBy)
 
-# One row of facts per incident (metrics and breaches share it); microseconds since the epoch
-# keep every difference exact. `resolved`: the latest resolve/reopen is a resolve.
+# One row of facts per incident (metrics and breaches share it), as the fold left them;
+# microseconds since the epoch keep every difference exact. `declared_us` is NULL when the
+# declaration was retracted; `resolved_at` is the last resolution while resolved.
 FACTS: Final = """
 SELECT
-    incident_id,
-    epoch_us(arg_min(effective_at, seq) FILTER (type = 'incident.declared')) AS declared_us,
-    epoch_us(arg_min(CAST(body ->> 'detected_at' AS TIMESTAMPTZ), seq)
-             FILTER (type = 'incident.declared')) AS detected_us,
-    epoch_us(min(coalesce(CAST(body ->> 'starts_at' AS TIMESTAMPTZ), effective_at))
-             FILTER (type = 'alert.fired')) AS alert_us,
-    epoch_us(min(effective_at) FILTER (type = 'incident.acknowledged')) AS ack_us,
-    epoch_us(min(effective_at) FILTER (type = 'mitigation.completed'
-                                       AND body ->> 'outcome' = 'succeeded')) AS mitigated_us,
-    epoch_us(min(effective_at) FILTER (type = 'comms.sent')) AS first_comms_us,
-    count(*) FILTER (type = 'comms.sent') AS comms,
-    epoch_us(min(effective_at) FILTER (type = 'postmortem.published')) AS postmortem_us,
-    arg_max(type, (effective_at, seq))
-        FILTER (type IN ('incident.resolved', 'incident.reopened')) = 'incident.resolved'
-        AS resolved,
-    epoch_us(max(effective_at) FILTER (type = 'incident.resolved')) AS last_res_us,
-    epoch_us(min(effective_at) FILTER (type = 'incident.closed')) AS closed_us
-FROM events
-WHERE NOT retracted
-GROUP BY incident_id
+    i.incident_id,
+    epoch_us(i.declared_at) AS declared_us,
+    epoch_us(i.detected_at) AS detected_us,
+    a.alert_us,
+    epoch_us(i.acknowledged_at) AS ack_us,
+    epoch_us(i.mitigated_at) AS mitigated_us,
+    epoch_us(i.first_comms_at) AS first_comms_us,
+    i.comms_count AS comms,
+    epoch_us(i.postmortem_published_at) AS postmortem_us,
+    i.resolved_at IS NOT NULL AS resolved,
+    epoch_us(i.resolved_at) AS last_res_us,
+    epoch_us(i.closed_at) AS closed_us
+FROM incidents i
+LEFT JOIN (
+    SELECT incident_id,
+        epoch_us(min(coalesce(CAST(body ->> 'starts_at' AS TIMESTAMPTZ), effective_at))) AS alert_us
+    FROM events
+    WHERE type = 'alert.fired' AND NOT retracted
+    GROUP BY incident_id
+) a USING (incident_id)
 """
 
 

@@ -63,8 +63,10 @@ class Projector:
         `run` asks the stream for its first sequence every `retention_check_s` seconds.
         """
         self._con = con
-        schema.create(con)
+        outdated = schema.create(con)
         retention.create(con)
+        if outdated:
+            self._upgrade()
         self._store = store
         # Committed states of recently active incidents; older ones are read back from the
         # table. Bounded: a replay of a million events would otherwise keep every incident.
@@ -85,6 +87,27 @@ class Projector:
         self.projected = 0  # events applied by this process
         self.expired = 0  # events removed by retention in this process
         self.pending = 0  # records in the log past the checkpoint, as last seen
+
+    def _upgrade(self) -> None:
+        """Fold every incident again from its stored events: a file of an older schema version
+        holds states and rows this version folds differently."""
+        cur = self._con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            cur.execute(
+                "SELECT DISTINCT incident_id FROM events UNION SELECT incident_id FROM incidents "
+                "UNION SELECT incident_id FROM partial_incidents"
+            )
+            touched = {str(row[0]) for row in cur.fetchall()}
+            pruning.refold(cur, touched)
+            schema.upgraded(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+        log.info("read models upgraded to schema version %s", schema.SCHEMA_VERSION)
 
     @contextlib.contextmanager
     def _transaction(

@@ -17,7 +17,8 @@ _INCIDENT_COLUMNS: Final = """
     incident_id, title, severity, category, services, status, phase, opened_at, detected_at,
     acknowledged_at, mitigated_at, resolved_at, closed_at, commander, roles, escalation_level,
     open_mitigations, alerts_firing, comms_count, last_comms_at, next_update_at,
-    postmortem_published_at, reopen_count, action_items_open, first_seq, last_seq
+    postmortem_published_at, reopen_count, action_items_open, first_seq, last_seq,
+    declared_at, first_comms_at
 """
 
 

@@ -70,7 +70,7 @@ def incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, .
         state.severity.value if state.severity else "",
         state.category.value if state.category else "",
         list(state.services),
-        state.status.value if state.status else "",
+        state.board_status,
         state.phase.value if state.phase else "",
         state.opened_at,
         state.detected_at,
@@ -92,6 +92,9 @@ def incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, .
         first_seq,
         last_seq,
         _encode(state),
+        # Added in schema version 2, so after `state` (an upgraded file appends them there).
+        state.declared_at,
+        state.first_comms_at,
     )
 
 
@@ -114,7 +117,25 @@ def save(cur: duckdb.DuckDBPyConnection, states: States) -> None:
         append(cur, "partial_incidents", partial, action="upsert")
 
 
+# A retracted correction no longer moves its target: the latest remaining one does, else none.
+_UNCORRECT: Final = """
+UPDATE events t SET effective_at = coalesce((
+    SELECT CAST(c.body ->> 'corrected_occurred_at' AS TIMESTAMPTZ) FROM events c
+    WHERE c.incident_id = t.incident_id AND c.type = 'event.corrected' AND NOT c.retracted
+      AND c.body ->> 'target_event_id' = t.event_id
+      AND c.body ->> 'corrected_occurred_at' IS NOT NULL
+    ORDER BY c.seq DESC LIMIT 1
+), t.occurred_at)
+WHERE t.incident_id = $incident AND t.event_id = (
+    SELECT body ->> 'target_event_id' FROM events
+    WHERE incident_id = $incident AND event_id = $retracted AND type = 'event.corrected'
+)
+"""
+
+
 def corrections(cur: duckdb.DuckDBPyConnection, fresh: Iterable[Stored]) -> None:
+    """`effective_at` and `retracted` of the events these amend: the fold's rules (the latest
+    unretracted correction's time), for the timeline and the update cadence."""
     for stored in fresh:
         event: AnyEvent = stored.event
         if isinstance(event, EventCorrected) and event.corrected_occurred_at is not None:
@@ -126,6 +147,9 @@ def corrections(cur: duckdb.DuckDBPyConnection, fresh: Iterable[Stored]) -> None
             cur.execute(
                 "UPDATE events SET retracted = true WHERE incident_id = ? AND event_id = ?",
                 [event.incident_id, event.target_event_id],
+            )
+            cur.execute(
+                _UNCORRECT, {"incident": event.incident_id, "retracted": event.target_event_id}
             )
 
 

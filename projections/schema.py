@@ -9,7 +9,9 @@ from typing import Final
 
 import duckdb
 
-SCHEMA_VERSION: Final = 1
+# 2: lifecycle times are effective (corrected, retractions taken back); `declared_at`,
+# `first_comms_at`; `status` is `closed` once closed. Older files are upgraded by the projector.
+SCHEMA_VERSION: Final = 2
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -63,7 +65,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     action_items_open INTEGER NOT NULL,
     first_seq BIGINT NOT NULL,
     last_seq BIGINT NOT NULL,
-    state BLOB NOT NULL
+    state BLOB NOT NULL,
+    declared_at TIMESTAMPTZ,
+    first_comms_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS alerts (
     incident_id VARCHAR NOT NULL,
@@ -99,11 +103,26 @@ FROM events;
 """
 
 
-def create(con: duckdb.DuckDBPyConnection) -> None:
+# Columns added since version 1, in table order (rows are appended by position).
+_ADDED: Final = """
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS declared_at TIMESTAMPTZ;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS first_comms_at TIMESTAMPTZ;
+"""
+
+
+def create(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create what is missing. True when the file was written by an older schema version: its
+    folded states must be folded again from its events (`Projector` does, then `upgraded`)."""
     con.execute(DDL)
+    con.execute(_ADDED)
     con.execute(VIEWS)
-    con.execute(
-        "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-        [str(SCHEMA_VERSION)],
-    )
+    found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     con.execute("INSERT INTO checkpoint VALUES (1, 0, now()) ON CONFLICT DO NOTHING")
+    if found is None:
+        upgraded(con)
+        return False
+    return int(found[0]) < SCHEMA_VERSION
+
+
+def upgraded(cur: duckdb.DuckDBPyConnection) -> None:
+    cur.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

@@ -11,6 +11,7 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.params import ParameterKwarg
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from events.store import EventStore, StoreUnavailableError
@@ -53,7 +54,14 @@ def _on_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[
     return _error(STATUS[exc.kind], exc.kind.value, exc.detail, exc.field)
 
 
-def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter as the client spells it: `from`, not the handler's argument `from_`."""
+    field = request.route_handler.parsed_fn_signature.parameters.get(key)
+    kwarg = field.kwarg_definition if field is not None else None
+    return (kwarg.name or key) if isinstance(kwarg, ParameterKwarg) else key
+
+
+def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     problems = exc.extra if isinstance(exc.extra, list) else []
     if not problems:
         return _error(400, "malformed", str(exc.detail))
@@ -62,6 +70,8 @@ def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Respo
     field = first.get("key")
     if field in (None, "data"):
         field = located(message)[0]  # "Object missing required field `title`"
+    elif first.get("source") != "body":
+        field = _wire_name(request, field)
     return _error(422, "invalid", message, None if field == "data" else field)
 
 

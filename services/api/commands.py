@@ -36,7 +36,7 @@ from events.commands import (
     StartMitigation,
     target_incident,
 )
-from events.subjects import new_incident_id
+from events.subjects import declared_incident_id, new_event_id
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, requires
 from services.api.state import AnyRequest, intake_of, now
@@ -105,9 +105,13 @@ DeclareBody = body_of(Declare)
 
 @post("/v1/incidents", status_code=201, guards=[requires(Permission.COMMAND)], tags=["commands"])
 async def declare(request: AnyRequest, data: JSONBody[DeclareBody]) -> Answer:  # type: ignore[valid-type]
-    """Declare an incident; its id is generated unless the body gives one."""
-    given = getattr(data, "incident_id", None)
-    return await _command(request, Declare, data, given or new_incident_id())
+    """Declare an incident. Without an `incident_id` in the body, its id derives from the
+    declaration's `event_id` (generated when absent), so a retried declaration finds its
+    incident at any time."""
+    event_id = getattr(data, "event_id", None) or new_event_id()
+    incident_id = getattr(data, "incident_id", None) or declared_incident_id(event_id)
+    body = msgspec.structs.replace(data, event_id=event_id)
+    return await _command(request, Declare, body, incident_id)
 
 
 ROUTES: Final[list[Any]] = [

@@ -3,6 +3,9 @@
 Thin: each route picks its parameters, runs one query function on a fresh DuckDB cursor in a
 worker thread (DuckDB blocks), and answers JSON. Reads come from the projection; the write
 answer's `seq` can be awaited with `?wait_for=SEQ` for read-your-writes.
+
+Times in the query string (`as_of`, `from`, `to`) go through `_utc`: a time without an offset
+is refused with 422 naming the parameter, any other is read and answered in UTC.
 """
 
 import asyncio
@@ -19,8 +22,19 @@ from projections import breaches, metrics, postmortem, queries, sandbox
 from services.api.guards import principal_of, requires
 from services.api.state import AnyRequest, reader_of, store_of
 from services.auth import Permission
+from services.clock import to_utc
 from services.errors import ErrorKind, ServiceError
 from services.readmodels import Reader
+
+
+def _utc(moment: datetime | None, field: str) -> datetime | None:
+    """A time from the query string, in UTC; without an offset it is refused, naming `field`."""
+    if moment is None:
+        return None
+    try:
+        return to_utc(moment)
+    except ValueError as exc:
+        raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
 
 
 async def _fresh(reader: Reader, wait_for: int | None) -> None:
@@ -60,6 +74,7 @@ async def list_incidents(
     """
     reader = reader_of(request)
     args = (status, severity, service, include_closed)
+    as_of = _utc(as_of, "as_of")
     if as_of is not None:
         past = await _past(request, reader, None, as_of)
         return {"as_of": as_of, "incidents": await past.run(queries.list_incidents, as_of, *args)}
@@ -89,6 +104,7 @@ async def incident_timeline(
 ) -> dict[str, Any]:
     """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
     reader = reader_of(request)
+    as_of = _utc(as_of, "as_of")
     if as_of is not None:
         reader = await _past(request, reader, incident_id, as_of)
     else:
@@ -122,9 +138,7 @@ async def incident_postmortem(
 async def _past(
     request: AnyRequest, reader: Reader, incident_id: str | None, as_of: datetime
 ) -> Reader:
-    """A reader over the read models reconstructed from the log as of `as_of`."""
-    if as_of.tzinfo is None:
-        raise ServiceError(ErrorKind.INVALID, "as_of needs a UTC offset", "as_of")
+    """A reader over the read models reconstructed from the log as of `as_of` (UTC)."""
     store = store_of(request)
     if incident_id is None:
         events = [s async for batch in store.read() for s in batch]
@@ -148,7 +162,7 @@ async def mttr(
             ErrorKind.INVALID, f"group_by is one of {', '.join(metrics.GROUPS)}", "group_by"
         )
     reader = reader_of(request)
-    rows = await reader.run(metrics.mttx, group_by, from_, to)
+    rows = await reader.run(metrics.mttx, group_by, _utc(from_, "from"), _utc(to, "to"))
     return {
         "group_by": group_by,
         "definitions_version": metrics.DEFINITIONS_VERSION,
@@ -197,7 +211,10 @@ async def audit(
     limit: FromQuery[int] = 1000,
 ) -> dict[str, Any]:
     reader = reader_of(request)
-    rows = await reader.run(queries.audit, actor, type_, incident_id, from_, to, min(limit, 10_000))
+    since, until = _utc(from_, "from"), _utc(to, "to")
+    rows = await reader.run(
+        queries.audit, actor, type_, incident_id, since, until, min(limit, 10_000)
+    )
     return {"entries": rows, "snapshot": _snapshot(request, reader)}
 
 

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperCommand
 
 from events.schema import INCIDENT_ID_PATTERN
+from services.clock import to_utc
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 
@@ -47,13 +48,13 @@ def http_url(text: str) -> str:
 
 
 def rfc3339(text: str) -> datetime:
+    """A time option, in UTC; one without an offset is refused, as the service refuses it."""
     try:
-        moment = datetime.fromisoformat(text)
+        return to_utc(datetime.fromisoformat(text))
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ValueError(f"{text!r} is not RFC 3339 with an offset, e.g. 2026-01-02T10:00:00Z")
-    return moment
+        raise ValueError(
+            f"{text!r} is not RFC 3339 with an offset, e.g. 2026-01-02T10:00:00Z"
+        ) from None
 
 
 def parse_incident_id(text: str) -> str:

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from events.durations import parse_duration
 from events.schema import (
+    MAX_ESCALATION_LEVEL,
     Audience,
     Category,
     CommsKind,
@@ -215,10 +216,18 @@ def assign(
 def escalate(
     incident_id: IncidentArg,
     to: Annotated[str, typer.Option("--to", help="Team or person escalated to.")],
-    level: Annotated[int, typer.Option(min=1, max=10, help="Escalation level.")] = 2,
+    level: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_ESCALATION_LEVEL,
+            show_default=False,
+            help="Escalation level; default one above the current one (never lower).",
+        ),
+    ] = None,
     reason: Reason = None,
 ) -> _Post:
-    """Escalate to a team or person."""
+    """Escalate to a team or person, one level up unless --level says which."""
     return _Post(
         incident_path(incident_id, "/escalations"), {"to": to, "level": level, "reason": reason}
     )

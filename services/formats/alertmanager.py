@@ -20,6 +20,7 @@ from services.formats.observation import (
     iso,
     joined,
     links,
+    recordable,
     severity_from_labels,
     title,
     unique,
@@ -71,8 +72,10 @@ def parse_alertmanager(body: bytes, received_at: datetime) -> list[AlertObservat
         raise WebhookError("body", "nested too deeply") from exc
     now = instant(received_at, "received_at") or received_at
     return [
-        _from_alertmanager(payload.group_key, alert, f"alerts[{index}]", now)
-        for index, alert in enumerate(payload.alerts)
+        recordable(
+            _from_alertmanager(payload.group_key, alert, f"alerts[{i}]", now), f"alerts[{i}]"
+        )
+        for i, alert in enumerate(payload.alerts)
     ]
 
 

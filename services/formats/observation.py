@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Struct
 
 from events.schema import (
+    MAX_EVENT_BYTES,
     MAX_LABEL_VALUE,
     MAX_NAME,
     MAX_TEXT,
@@ -45,8 +46,8 @@ class WebhookError(ServiceError):
 
     field: str
 
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(ErrorKind.INVALID, detail, field)
+    def __init__(self, field: str, detail: str, kind: ErrorKind = ErrorKind.INVALID) -> None:
+        super().__init__(kind, detail, field)
 
 
 class AlertObservation(Struct, frozen=True, kw_only=True):
@@ -85,6 +86,21 @@ def severity_from_labels(labels: Mapping[str, str]) -> tuple[Severity, str | Non
         return _PRIORITIES[priority.strip().upper()], priority
     raw = labels.get("severity")
     return _SEVERITIES.get((raw or "").strip().lower(), DEFAULT_SEVERITY), raw
+
+
+# Room an alert event needs beyond what the monitor sent: envelope, ids, times, hashes.
+_ENVELOPE_BYTES: Final = 2048
+
+
+def recordable(obs: AlertObservation, where: str) -> AlertObservation:
+    """`obs`, if its alert event fits the log's per-event limit (as `POST /v1/events` does)."""
+    sent = [obs.labels, obs.annotations, obs.alertname, obs.severity_label, obs.fingerprint]
+    sent += [obs.generator_url, obs.group_key, obs.dedup_key]
+    size = len(_canonical.encode(sent)) + _ENVELOPE_BYTES
+    if size > MAX_EVENT_BYTES:
+        detail = f"is about {size} bytes once recorded; an event is at most {MAX_EVENT_BYTES}"
+        raise WebhookError(where, detail, ErrorKind.TOO_LARGE)
+    return obs
 
 
 def where_and_why(exc: msgspec.ValidationError) -> tuple[str, str]:

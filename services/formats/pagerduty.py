@@ -20,6 +20,7 @@ from services.formats.observation import (
     instant,
     joined,
     links,
+    recordable,
     severity_from_labels,
     title,
     unique,
@@ -90,7 +91,8 @@ def parse_pagerduty(body: bytes, received_at: datetime) -> AlertObservation | Pa
         errors = _pd_problems(event)
         if errors:
             raise PagerDutyError(errors)
-        return _from_pagerduty(event, instant(received_at, "received_at") or received_at)
+        parsed = _from_pagerduty(event, instant(received_at, "received_at") or received_at)
+        return parsed if isinstance(parsed, PagerDutyAck) else recordable(parsed, "payload")
     except msgspec.ValidationError as exc:
         path, reason = where_and_why(exc)
         raise PagerDutyError([f"'{path}' {reason}"]) from exc

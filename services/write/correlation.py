@@ -13,6 +13,7 @@ incident's MTTR true; the repeat shows up in the repeat-incidents view.
 """
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -20,8 +21,8 @@ import msgspec
 
 from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
 from events.decisions import Rejected, RejectionKind
-from events.schema import MAX_SHORT, Category, Source
-from events.store import ConcurrencyError, EventStore
+from events.schema import MAX_SHORT, AlertFired, AlertResolved, Category, Source
+from events.store import ConcurrencyError, EventStore, Stored
 from events.subjects import CORRELATION_PREFIX, derived_incident_id
 from services.formats.observation import AlertObservation
 from services.formats.pagerduty import PagerDutyAck
@@ -45,14 +46,41 @@ def claim_subject(key: str) -> str:
     return f"{CORRELATION_PREFIX}.{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def occurrence_id(
+    delivery_id: str,
+    incident_id: str,
+    history: Sequence[Stored],
+    fingerprint: str,
+    after: type[AlertFired] | type[AlertResolved],
+) -> str:
+    """The event id of one occurrence of a foreign delivery in one incident.
+
+    A monitor's delivery id (a digest of what it sent) repeats across occurrences: every
+    resolve of a PagerDuty dedup_key looks the same. The incident and the sequence of the
+    alert's last `after` event (the resolve a new firing follows, the firing a resolve ends)
+    tell occurrences apart, while a redelivery of one occurrence gets the same id again.
+    """
+    seq = max(
+        (
+            s.seq
+            for s in history
+            if isinstance(s.event, after) and s.event.fingerprint == fingerprint
+        ),
+        default=0,
+    )
+    return f"{delivery_id}@{incident_id}.{seq}"
+
+
 def _alert(
     kind: type[RecordAlertFired] | type[RecordAlertResolved],
     obs: AlertObservation,
     incident_id: str,
+    history: Sequence[Stored],
 ) -> RecordAlertFired | RecordAlertResolved:
+    after = AlertResolved if kind is RecordAlertFired else AlertFired
     return kind(
         incident_id=incident_id,
-        event_id=obs.event_id,
+        event_id=occurrence_id(obs.event_id, incident_id, history, obs.fingerprint, after),
         occurred_at=obs.occurred_at,
         actor=obs.source.value,
         source=obs.source,
@@ -131,7 +159,8 @@ class Correlator:
         self, obs: AlertObservation, incident_id: str, received_at: datetime
     ) -> Accepted | None:
         """Append the alert to the incident; None when the incident cannot take it."""
-        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id))
+        history = (await self._handler.history(incident_id)).events
+        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id, history))
         if isinstance(result, Accepted):
             return result
         if result.kind is RejectionKind.NOT_FOUND:
@@ -141,7 +170,7 @@ class Correlator:
                 incident_id,
                 [
                     _declare(obs, incident_id, received_at),
-                    _alert(RecordAlertFired, obs, incident_id),
+                    _alert(RecordAlertFired, obs, incident_id, []),
                 ],
             )
             # Refused only if someone declared it meanwhile: then joining works (or the
@@ -154,17 +183,21 @@ class Correlator:
     async def _resolved(self, obs: AlertObservation, claim: Claim | None) -> Accepted:
         if claim is None:
             return Accepted([])  # never seen firing here: nothing to resolve
-        result = await self._handler.handle(_alert(RecordAlertResolved, obs, claim.incident_id))
+        history = (await self._handler.history(claim.incident_id)).events
+        alert = _alert(RecordAlertResolved, obs, claim.incident_id, history)
+        result = await self._handler.handle(alert)
         return result if isinstance(result, Accepted) else Accepted([])
 
     async def acknowledge(self, ack: PagerDutyAck) -> Accepted | Rejected:
         _, claim = await self.claimed(ack.key)
         if claim is None:
             return Rejected(f"no incident for dedup_key {ack.key!r}", RejectionKind.NOT_FOUND)
+        incident_id = claim.incident_id
+        history = (await self._handler.history(incident_id)).events
         return await self._handler.handle(
             Acknowledge(
-                incident_id=claim.incident_id,
-                event_id=ack.event_id,
+                incident_id=incident_id,
+                event_id=occurrence_id(ack.event_id, incident_id, history, ack.key, AlertFired),
                 occurred_at=ack.occurred_at,
                 actor=Source.PAGERDUTY.value,
                 source=Source.PAGERDUTY,

@@ -1,20 +1,24 @@
-"""The write path: load the incident from the log, fold, decide, seal, append.
+"""The write path: load incidents from the log, fold, decide, seal, append.
 
-On a concurrency conflict the whole cycle runs again on the reloaded incident (bounded), so two
+On a concurrency conflict the whole cycle runs again on the reloaded incidents (bounded), so two
 writers never both win a stale decision and the hash chain never forks. A command whose event id
 is already in the incident's history is answered with the stored original, never appended again:
-JetStream's dedup window covers quick retries, this covers any retry inside retention.
+JetStream's dedup window covers quick retries, this covers any retry inside retention. Commands
+for several incidents (a producer's batch) are decided together and appended as one atomic
+batch: all stored, or none.
 
 Within one process, writers of the same incident take turns (a lock per incident) and reuse the
 incident as last seen (a bounded cache). Neither is needed for correctness, which rests on the
-expected sequence; they keep other writers from wasting rounds and spare a reload per command.
+expected sequence: an append decided on a stale view fails and is decided again, and a refusal
+or a no-op decided on a cached view is confirmed against the log before it is answered.
 """
 
 import asyncio
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Final
 
 from msgspec import Struct
@@ -45,19 +49,29 @@ class Accepted(Struct, frozen=True):
     events: list[Appended]
 
 
+class Refused(Struct, frozen=True):
+    """Which command of a batch the lifecycle refused, and why; nothing was appended."""
+
+    command: AnyCommand
+    rejection: Rejected
+
+
 class _Seen(Struct, frozen=True, gc=False):
     loaded: Loaded
     state: Incident
 
 
-def _already_stored(loaded: Loaded, event_id: str) -> list[Appended]:
-    # A decision's later events carry "<event_id>/<n>" ids (see decisions.decide).
-    derived = event_id + "/"
-    return [
-        Appended(stored.event, stored.seq, duplicate=True)
-        for stored in loaded.events
-        if stored.event.event_id == event_id or stored.event.event_id.startswith(derived)
-    ]
+def already_stored(loaded: Loaded, event_id: str) -> list[Appended]:
+    """The events a command with `event_id` stored, if it was handled before.
+
+    A decision's later events carry exactly the ids `<event_id>/1`, `/2`... and name the first
+    as their cause (see `decisions.decide`): they are found with it, never by a shared prefix.
+    """
+    found = [s for s in loaded.events if s.event.event_id == event_id]
+    if found:
+        derived = {f"{event_id}/{n}" for n in range(1, len(loaded.events) + 1)}
+        found += [s for s in loaded.events if s.event.event_id in derived]
+    return [Appended(stored.event, stored.seq, duplicate=True) for stored in found]
 
 
 class CommandHandler:
@@ -69,7 +83,7 @@ class CommandHandler:
         cache_size: int = CACHED_INCIDENTS,
     ) -> None:
         self.store = store
-        self._clock = clock
+        self.clock = clock
         self._attempts = attempts
         self._cache_size = cache_size
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
@@ -81,72 +95,95 @@ class CommandHandler:
     async def handle_all(
         self, incident_id: str, commands: Sequence[AnyCommand]
     ) -> Accepted | Rejected:
-        """Decide commands of one incident in order and append their events as one batch.
-
-        Commands already stored (by event id) are answered with their originals; if any
-        remaining command is rejected, nothing is appended.
-        """
+        """Decide commands of one incident in order and append their events as one batch."""
         if any(target_incident(command) != incident_id for command in commands):
             raise ValueError(f"every command must target incident {incident_id}")
-        lock = self._locks.get(incident_id)
-        if lock is None:
-            lock = self._locks[incident_id] = asyncio.Lock()
-        async with lock:
-            return await self._handle(incident_id, commands)
+        result = await self.handle_batch({incident_id: commands})
+        return result.rejection if isinstance(result, Refused) else result
 
-    async def check_all(
-        self, incident_id: str, commands: Sequence[AnyCommand]
-    ) -> tuple[AnyCommand, Rejected] | None:
-        """The first command `handle_all` would refuse and why, without appending."""
-        seen = self._seen.get(incident_id)
-        if seen is None:
-            loaded = await self.store.load(incident_id)
-            seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
-        state = seen.state
-        for command in commands:
-            if _already_stored(seen.loaded, command_event_id(command)):
-                continue
-            decision = decide(command, state)
-            if isinstance(decision, Rejected):
-                return command, decision
-            state = fold(decision, state)
-        return None
+    async def handle_batch(self, groups: Mapping[str, Sequence[AnyCommand]]) -> Accepted | Refused:
+        """Decide each incident's commands in order; append every event as one atomic batch.
 
-    async def _handle(
-        self, incident_id: str, commands: Sequence[AnyCommand]
-    ) -> Accepted | Rejected:
-        seen = self._seen.get(incident_id)
-        fresh = False
+        Commands already stored (by event id) are answered with their originals; if any
+        remaining command is refused, nothing is appended.
+        """
+        async with self._turn(sorted(groups)):
+            return await self._handle(groups)
+
+    async def history(self, incident_id: str) -> Loaded:
+        """The incident as the log holds it now (the cached view, when still current)."""
+        async with self._turn([incident_id]):
+            seen = self._seen.get(incident_id)
+            if seen is None or not await self._current(incident_id, seen):
+                seen = await self._load(incident_id)
+                self._remember(incident_id, seen)
+            return seen.loaded
+
+    @asynccontextmanager
+    async def _turn(self, incident_ids: Iterable[str]) -> AsyncIterator[None]:
+        # Locks taken in sorted order: two batches over the same incidents cannot deadlock.
+        async with AsyncExitStack() as stack:
+            for incident_id in incident_ids:
+                lock = self._locks.get(incident_id)
+                if lock is None:
+                    lock = self._locks[incident_id] = asyncio.Lock()
+                await stack.enter_async_context(lock)
+            yield
+
+    async def _handle(self, groups: Mapping[str, Sequence[AnyCommand]]) -> Accepted | Refused:
+        seen: dict[str, _Seen | None] = {i: self._seen.get(i) for i in groups}
+        fresh: set[str] = set()
         for attempt in range(self._attempts):
-            if seen is None:
-                loaded = await self.store.load(incident_id)
-                seen = _Seen(loaded, fold(stored.event for stored in loaded.events))
-                fresh = True
-            originals, decision = _decide_all(seen, commands)
-            if isinstance(decision, Rejected) or not decision:
+            missing = [i for i, view in seen.items() if view is None]
+            for incident_id, loaded in zip(
+                missing, await asyncio.gather(*map(self._load, missing)), strict=True
+            ):
+                seen[incident_id] = loaded
+                fresh.add(incident_id)
+            views = {i: view for i, view in seen.items() if view is not None}
+            originals, decided, refused = _decide_groups(views, groups)
+            if refused is not None or not decided:
                 # A refusal or no-op from a cached view must be confirmed against the log.
-                if fresh or await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq:
-                    self._remember(incident_id, seen)
-                    return decision if isinstance(decision, Rejected) else Accepted(originals)
-                seen = None
+                stale = [
+                    i for i in views if i not in fresh and not await self._current(i, views[i])
+                ]
+                if not stale:
+                    for incident_id, view in views.items():
+                        self._remember(incident_id, view)
+                    return refused if refused is not None else Accepted(originals)
+                seen.update(dict.fromkeys(stale))
                 continue
-            sealed = seal(decision, seen.loaded.head_hash, self._clock())
+            now = self.clock()
+            sealed = [
+                (seal(events, views[i].loaded.head_hash, now), views[i].loaded.last_seq)
+                for i, events in decided.items()
+            ]
             try:
-                appended = await self.store.append(sealed, seen.loaded.last_seq)
+                appended = await self.store.append_all(sealed)
             except ConcurrencyError:
-                self._seen.pop(incident_id, None)
-                seen = None
+                for incident_id in decided:
+                    self._seen.pop(incident_id, None)
+                    seen[incident_id] = None
                 # Jitter spreads writers that collided so the next round has a winner.
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
-            if any(a.duplicate for a in appended):
-                self._seen.pop(incident_id, None)
-            else:
-                self._remember(incident_id, _extended(seen, appended))
+            for incident_id in decided:
+                mine = [a for a in appended if a.event.incident_id == incident_id]
+                if any(a.duplicate for a in mine):
+                    self._seen.pop(incident_id, None)
+                else:
+                    self._remember(incident_id, _extended(views[incident_id], mine))
             return Accepted(originals + appended)
         raise ContentionError(
-            f"incident {incident_id} changed {self._attempts} times while deciding"
+            f"incidents {', '.join(groups)} changed {self._attempts} times while deciding"
         )
+
+    async def _load(self, incident_id: str) -> _Seen:
+        loaded = await self.store.load(incident_id)
+        return _Seen(loaded, fold(stored.event for stored in loaded.events))
+
+    async def _current(self, incident_id: str, seen: _Seen) -> bool:
+        return await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq
 
     def _remember(self, incident_id: str, seen: _Seen) -> None:
         self._seen[incident_id] = seen
@@ -155,24 +192,29 @@ class CommandHandler:
             self._seen.popitem(last=False)
 
 
-def _decide_all(
-    seen: _Seen, commands: Sequence[AnyCommand]
-) -> tuple[list[Appended], list[AnyEvent] | Rejected]:
-    """Originals of commands already stored, and the events the others decide, in order."""
+def _decide_groups(
+    views: Mapping[str, _Seen], groups: Mapping[str, Sequence[AnyCommand]]
+) -> tuple[list[Appended], dict[str, list[AnyEvent]], Refused | None]:
+    """Originals of commands already stored, each incident's new events, or the first refusal."""
     originals: list[Appended] = []
-    decided: list[AnyEvent] = []
-    state = seen.state
-    for command in commands:
-        original = _already_stored(seen.loaded, command_event_id(command))
-        if original:
-            originals.extend(original)
-            continue
-        decision = decide(command, state)
-        if isinstance(decision, Rejected):
-            return originals, decision
-        decided.extend(decision)
-        state = fold(decision, state)
-    return originals, decided
+    decided: dict[str, list[AnyEvent]] = {}
+    for incident_id, commands in groups.items():
+        loaded, state = views[incident_id].loaded, views[incident_id].state
+        # An amendment may only target an event of its own incident.
+        known = {stored.event.event_id for stored in loaded.events}
+        for command in commands:
+            original = already_stored(loaded, command_event_id(command))
+            if original:
+                originals.extend(original)
+                continue
+            decision = decide(command, state, known)
+            if isinstance(decision, Rejected):
+                return originals, decided, Refused(command, decision)
+            if decision:
+                decided.setdefault(incident_id, []).extend(decision)
+                known.update(event.event_id for event in decision)
+            state = fold(decision, state)
+    return originals, decided, None
 
 
 def _extended(seen: _Seen, appended: list[Appended]) -> _Seen:

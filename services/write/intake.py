@@ -5,29 +5,36 @@ the correlator, and answers in one shape. Failures are `ServiceError`s whose kin
 maps to its own answer; nothing is appended for a request that fails validation.
 """
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import msgspec
 
-from events.commands import AnyCommand, Record, command_event_id
+from events.commands import AnyCommand, Record, command_event_id, command_time
 from events.decisions import Rejected
+from events.ids import EventIdTakenError
 from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode
+from events.store import EventTooLargeError
 from services.errors import ErrorKind, ServiceError, located, refused
 from services.formats.alertmanager import parse_alertmanager
 from services.formats.pagerduty import PagerDutyAck, parse_pagerduty
 from services.write.answers import Answer, answer
 from services.write.correlation import Correlator
-from services.write.handler import Accepted, CommandHandler
+from services.write.handler import Accepted, CommandHandler, Refused
 
 MAX_BATCH: Final = 1000
 MAX_BODY_BYTES: Final = 1024 * 1024
 
 
 _raw_items: Final = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
+
+
+def _log_refusal(exc: EventIdTakenError | EventTooLargeError, field: str | None) -> ServiceError:
+    """What the log refused to store, as the error every edge answers."""
+    kind = ErrorKind.CONFLICT if isinstance(exc, EventIdTakenError) else ErrorKind.TOO_LARGE
+    return ServiceError(kind, str(exc), field)
 
 
 def decode_events(body: bytes) -> list[AnyEvent]:
@@ -67,58 +74,85 @@ def decode_events(body: bytes) -> list[AnyEvent]:
     return events
 
 
+# How far ahead of this host's clock a reported time may be: clocks drift, the future is not
+# a time anything happened at.
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
 class Intake:
     def __init__(self, handler: CommandHandler, correlator: Correlator) -> None:
         self.handler = handler
         self.correlator = correlator
 
     async def command(self, command: AnyCommand) -> Answer:
-        result = await self.handler.handle(command)
+        self._not_future(command_time(command), "occurred_at")
+        try:
+            result = await self.handler.handle(command)
+        except EventIdTakenError as exc:
+            raise _log_refusal(exc, "event_id") from exc
+        except EventTooLargeError as exc:
+            raise _log_refusal(exc, None) from exc
         if isinstance(result, Rejected):
             raise refused(result)
         return answer(result)
 
     async def events(self, events: Sequence[AnyEvent]) -> Answer:
-        """Append producer events; per incident in order, one atomic batch per incident.
+        """Append producer events, per incident in order, all in one atomic batch.
 
-        Every incident's events are checked against its state before anything is appended,
-        so a batch with one refused event appends nothing.
+        Every incident's events are decided on its state in the log before anything is
+        appended, so a batch with one refused event appends nothing, and a batch whose append
+        fails (a conflict that outlasts the retries, an outage) has stored nothing either.
         """
+        position = {event.event_id: index for index, event in enumerate(events)}
+
+        def where(event_id: str, field: str = "") -> str | None:
+            index = f"[{position[event_id]}]" if len(events) > 1 and event_id in position else ""
+            return ".".join(part for part in (index, field) if part) or None
+
+        for event in events:
+            self._not_future(event.occurred_at, where(event.event_id, "occurred_at"))
         groups: dict[str, list[AnyCommand]] = defaultdict(list)
         for event in events:
             groups[event.incident_id].append(Record(event))
-        checks = await asyncio.gather(
-            *(self.handler.check_all(incident_id, c) for incident_id, c in groups.items())
-        )
-        position = {event.event_id: index for index, event in enumerate(events)}
-        for check in checks:
-            if check is not None:
-                command, rejection = check
-                index = position[command_event_id(command)]
-                raise refused(rejection, f"[{index}]" if len(events) > 1 else None)
-        results = await asyncio.gather(
-            *(self.handler.handle_all(incident_id, c) for incident_id, c in groups.items())
-        )
-        for result in results:
-            if isinstance(result, Rejected):
-                # Only a concurrent writer can make a checked decision fail here.
-                raise refused(result)
-        stored = {a.event.event_id: a for r in results if isinstance(r, Accepted) for a in r.events}
+        try:
+            result = await self.handler.handle_batch(groups)
+        except EventIdTakenError as exc:
+            raise _log_refusal(exc, where(exc.event_id, "event_id")) from exc
+        except EventTooLargeError as exc:
+            raise _log_refusal(exc, where(exc.event_id)) from exc
+        if isinstance(result, Refused):
+            raise refused(result.rejection, where(command_event_id(result.command)))
+        stored = {a.event.event_id: a for a in result.events}
         return answer(
             Accepted([stored[e.event_id] for e in events if e.event_id in stored]),
             unchanged=[e.event_id for e in events if e.event_id not in stored],
         )
 
+    def _not_future(self, moment: datetime, field: str | None) -> None:
+        now = self.handler.clock()
+        if moment > now + MAX_CLOCK_SKEW:
+            raise ServiceError(
+                ErrorKind.INVALID,
+                f"{moment.isoformat()} is in the future (now {now.isoformat()})",
+                field,
+            )
+
     async def alertmanager(self, body: bytes, received_at: datetime) -> Answer:
         observations = parse_alertmanager(body, received_at)
-        results = [await self.correlator.observe(obs, received_at) for obs in observations]
+        try:
+            results = [await self.correlator.observe(obs, received_at) for obs in observations]
+        except (EventIdTakenError, EventTooLargeError) as exc:
+            raise _log_refusal(exc, None) from exc
         return answer(*results)
 
     async def pagerduty(self, body: bytes, received_at: datetime) -> tuple[str, Answer]:
         event = parse_pagerduty(body, received_at)
-        if isinstance(event, PagerDutyAck):
-            result = await self.correlator.acknowledge(event)
-            if isinstance(result, Rejected):
-                raise refused(result, "dedup_key")
-            return event.key, answer(result)
-        return event.key, answer(await self.correlator.observe(event, received_at))
+        try:
+            if isinstance(event, PagerDutyAck):
+                result = await self.correlator.acknowledge(event)
+                if isinstance(result, Rejected):
+                    raise refused(result, "dedup_key")
+                return event.key, answer(result)
+            return event.key, answer(await self.correlator.observe(event, received_at))
+        except (EventIdTakenError, EventTooLargeError) as exc:
+            raise _log_refusal(exc, None) from exc

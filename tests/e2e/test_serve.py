@@ -112,7 +112,7 @@ def test_serve_starts_nats_and_stops_it_cleanly(
     store_dir = process.data_dir / "nats"
     [server] = find_nats_processes(store_dir.resolve())
     url = f"nats://127.0.0.1:{process.nats_port}"
-    assert asyncio.run(_stream_names(url)) == ["INCIDENTS"]
+    assert asyncio.run(_stream_names(url)) == ["INCIDENTS", "INCIDENTS_IDS"]
     assert "sync_interval: always" in (store_dir / "nats-server.conf").read_text()
 
     process.proc.send_signal(signum)
@@ -191,7 +191,7 @@ def test_external_nats_url_starts_no_server(
     process = serve(INCIDENTS_NATS_URL=nats_server.url)
     process.wait_for("incidents ready")
     assert not (process.data_dir / "nats").exists()
-    assert asyncio.run(_stream_names(nats_server.url)) == ["INCIDENTS"]
+    assert asyncio.run(_stream_names(nats_server.url)) == ["INCIDENTS", "INCIDENTS_IDS"]
     process.proc.send_signal(signal.SIGTERM)
     assert process.finish()[0] == 0
 

@@ -41,7 +41,7 @@ from events.schema import (
     Source,
 )
 from events.store import EventStore, Stored
-from events.stream import StreamSettings, ensure_stream, stream_config
+from events.stream import StreamSettings, ensure_stream, event_ids_config, stream_config
 from projections import retention
 from services import evidence
 from services.errors import ErrorKind
@@ -306,6 +306,7 @@ async def test_verify_log_accepts_a_chain_cut_by_expiry_only_when_the_start_expi
     config = stream_config(StreamSettings())
     config.first_seq = first_seq  # what a stream whose first 100 records aged out shows
     await nc.jetstream().add_stream(config)
+    await nc.jetstream().add_stream(event_ids_config(StreamSettings()))
     store = EventStore(nc)
     if retention_head is not None:
         record = retention.RetentionAdvanced(

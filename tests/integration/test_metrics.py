@@ -250,6 +250,7 @@ class Ref:
     mttr: float | None
     alertnames: set[str]
     clocks: list[tuple[str, float | None, int, int, bool]]
+    times: dict[str, int | None] = field(default_factory=dict)  # the board's, in microseconds
 
 
 def _seconds(to: int | None, start: int | None) -> float | None:
@@ -333,6 +334,16 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
         mttr=_seconds(resolved_at, declared),
         alertnames={e.alertname for _, _, e in live if isinstance(e, AlertFired) and e.alertname},
         clocks=clocks,
+        times={
+            "declared_at": declared,
+            "acknowledged_at": min(acks) if acks else None,
+            "mitigated_at": min(mitigated) if mitigated else None,
+            "first_comms_at": min(comms) if comms else None,
+            "comms_count": len(comms),
+            "resolved_at": resolved_at,
+            "closed_at": min(closes) if closes else None,
+            "postmortem_published_at": min(posts) if posts else None,
+        },
     )
 
 
@@ -510,6 +521,24 @@ def test_breaches_match_reference(world: World, policy: Policy) -> None:
     assert breaches(world.cur, policy, NOW, incident_id=one) == [
         row for row in got if row["incident_id"] == one
     ]
+
+
+def test_the_board_tells_the_reference_story(world: World) -> None:
+    """The folded rows use the metrics' rules: corrected times, retracted facts taken back."""
+    refs = refs_of(world)
+    columns = list(refs[0].times)
+    world.cur.execute(f"SELECT incident_id, status, {', '.join(columns)} FROM incidents")
+    rows = {row[0]: row[1:] for row in world.cur.fetchall()}
+    for r in refs:
+        status, *values = rows[r.incident_id]
+        got = {
+            c: us(v) if isinstance(v, datetime) else v for c, v in zip(columns, values, strict=True)
+        }
+        assert got == r.times, r.incident_id
+        if r.times["closed_at"] is not None:
+            assert status == "closed", r.incident_id
+        else:
+            assert (status == "resolved") == (r.times["resolved_at"] is not None), r.incident_id
 
 
 def test_repeats_match_reference(world: World) -> None:

@@ -15,6 +15,7 @@ PURE = [
     "events/subjects.py",
     "events/commands.py",
     "events/incident.py",
+    "events/facts.py",
     "events/decisions.py",
     "events/chain.py",
     "events/policy.py",

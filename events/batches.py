@@ -1,0 +1,36 @@
+"""JetStream atomic batch publish (ADR-50) over raw headers: nats-py has no helper for it.
+
+All messages of a batch are stored, or none: the server holds them until the last one, which
+carries `Nats-Batch-Commit`, and answers that one alone (at most 1,000 messages a batch).
+"""
+
+from collections.abc import Sequence
+
+import msgspec
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
+Message = tuple[str, bytes, dict[str, str]]  # subject, data, headers
+
+
+async def publish_atomic(
+    nc: NATS, batch_id: str, messages: Sequence[Message], timeout: float
+) -> int:
+    """Publish `messages` as one batch; the stream sequence of the last, or `APIError`."""
+    last = len(messages)
+    for index, (subject, data, headers) in enumerate(messages, start=1):
+        headers = {**headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
+        if index < last:
+            await nc.publish(subject, data, headers=headers)
+            continue
+        headers["Nats-Batch-Commit"] = "1"
+        reply = await nc.request(subject, data, timeout=timeout, headers=headers)
+    answer = msgspec.json.decode(reply.data)
+    if "error" in answer:
+        error = answer["error"]
+        raise nats.js.errors.APIError(
+            code=error.get("code"),
+            err_code=error.get("err_code"),
+            description=error.get("description"),
+        )
+    return int(answer["seq"])

@@ -1,0 +1,74 @@
+"""Event ids are global: each id is claimed for one incident before its event is appended.
+
+A claim is a message on `event_ids.<sha256(id)>` in the `<stream>_IDS` stream, published only
+if that subject is still empty (`Nats-Expected-Last-Subject-Sequence: 0`), so of two writers
+using one id on two incidents exactly one wins, inside JetStream's duplicate window and after
+it, for as long as retention keeps the claim. A writer that finds its own claim (a retry, or an
+append that lost a race after claiming) goes on: the claim binds the id to the incident, not to
+one attempt.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from events.schema import AnyEvent
+from events.subjects import event_id_subject
+
+WRONG_LAST_SEQUENCE: Final = 10071
+
+
+class EventIdTakenError(Exception):
+    """The event id already belongs to another incident."""
+
+    def __init__(self, event_id: str, holder: str) -> None:
+        super().__init__(f"event_id {event_id} is already used by incident {holder}")
+        self.event_id = event_id
+        self.holder = holder
+
+
+class Claim(msgspec.Struct, frozen=True):
+    event_id: str
+    incident_id: str
+
+
+_decode_claim: Final = msgspec.json.Decoder(Claim).decode
+
+
+class EventIds:
+    def __init__(self, js: JetStreamContext, stream: str) -> None:
+        self._js = js
+        self.stream = stream
+
+    async def claim(self, events: Sequence[AnyEvent]) -> None:
+        """Bind each event's id to its incident, or raise `EventIdTakenError` for the first
+        id another incident holds. Claims are independent, so they go out together."""
+        await asyncio.gather(*(self._claim(event) for event in events))
+
+    async def _claim(self, event: AnyEvent) -> None:
+        claim = msgspec.json.encode(Claim(event.event_id, event.incident_id))
+        try:
+            await self._js.publish(
+                event_id_subject(event.event_id),
+                claim,
+                stream=self.stream,
+                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            holder = await self.holder(event.event_id)
+            if holder is not None and holder != event.incident_id:
+                raise EventIdTakenError(event.event_id, holder) from None
+
+    async def holder(self, event_id: str) -> str | None:
+        """The incident that claimed `event_id`, if any."""
+        try:
+            msg = await self._js.get_last_msg(self.stream, event_id_subject(event_id), direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return _decode_claim(msg.data or b"").incident_id
