@@ -5,7 +5,7 @@ if that subject is still empty (`Nats-Expected-Last-Subject-Sequence: 0`), so of
 using one id on two incidents exactly one wins, inside JetStream's duplicate window and after
 it, for as long as retention keeps the claim. A writer that finds its own claim (a retry, or an
 append that lost a race after claiming) goes on: the claim binds the id to the incident, not to
-one attempt.
+one attempt. Ids the service made itself (`~...`, unique by construction) are not claimed.
 """
 
 import asyncio
@@ -14,10 +14,11 @@ from typing import Final
 
 import msgspec
 import nats.js.errors
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 
+from events.batches import publish_atomic
 from events.schema import AnyEvent
-from events.subjects import event_id_subject
+from events.subjects import SERVICE_ID_PREFIX, event_id_subject
 
 WRONG_LAST_SEQUENCE: Final = 10071
 
@@ -37,26 +38,46 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 _decode_claim: Final = msgspec.json.Decoder(Claim).decode
+_EXPECTED: Final = "Nats-Expected-Last-Subject-Sequence"
+
+
+def _claim_of(event: AnyEvent) -> bytes:
+    return msgspec.json.encode(Claim(event.event_id, event.incident_id))
 
 
 class EventIds:
-    def __init__(self, js: JetStreamContext, stream: str) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, stream: str, timeout: float) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=timeout)
+        self._timeout = timeout
         self.stream = stream
 
     async def claim(self, events: Sequence[AnyEvent]) -> None:
         """Bind each event's id to its incident, or raise `EventIdTakenError` for the first
         id another incident holds. Claims are independent, so they go out together."""
-        await asyncio.gather(*(self._claim(event) for event in events))
+        claimed = [e for e in events if not e.event_id.startswith(SERVICE_ID_PREFIX)]
+        if len(claimed) > 1:
+            # Fresh ids, the usual case, go as one atomic batch: one round trip and one write.
+            messages = [
+                (event_id_subject(e.event_id), _claim_of(e), {_EXPECTED: "0"}) for e in claimed
+            ]
+            try:
+                await publish_atomic(self._nc, claimed[0].event_id[:64], messages, self._timeout)
+                return
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                # Some id is claimed already (by this incident on a retry, or by another):
+                # claim one by one to tell which.
+        await asyncio.gather(*(self._claim(event) for event in claimed))
 
     async def _claim(self, event: AnyEvent) -> None:
-        claim = msgspec.json.encode(Claim(event.event_id, event.incident_id))
         try:
             await self._js.publish(
                 event_id_subject(event.event_id),
-                claim,
+                _claim_of(event),
                 stream=self.stream,
-                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+                headers={_EXPECTED: "0"},
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:

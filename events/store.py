@@ -118,7 +118,7 @@ class EventStore:
         self._js = nc.jetstream(timeout=timeout)
         self.stream = stream
         self.timeout = timeout
-        self.ids = EventIds(self._js, event_ids_stream(stream))
+        self.ids = EventIds(nc, event_ids_stream(stream), timeout)
 
     async def append(self, events: Sequence[AnyEvent], expected_seq: int) -> list[Appended]:
         """Append one decision's events, all of one incident, atomically."""

@@ -61,6 +61,16 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+# Ids the service makes itself (for commands sent without one, for monitor deliveries) start
+# with this, and clients may not use it: such ids are unique by construction (a random id, or a
+# digest naming the incident), so they need no claim (`events.ids`), the cost of a publish.
+SERVICE_ID_PREFIX: Final = "~"
+
+
+def service_event_id() -> str:
+    return SERVICE_ID_PREFIX + new_event_id()
+
+
 def validate_incident_id(incident_id: str) -> str:
     if not _INCIDENT_ID.fullmatch(incident_id):
         raise InvalidIncidentIdError(

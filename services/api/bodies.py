@@ -19,7 +19,7 @@ from events.commands import (
     StartMitigation,
 )
 from events.schema import IncidentId, Name, Source, UtcDatetime
-from events.subjects import new_event_id
+from events.subjects import SERVICE_ID_PREFIX, new_event_id, service_event_id
 from services.errors import ErrorKind, ServiceError, located
 
 _ENVELOPE: Final[list[tuple[str, Any, Any]]] = [
@@ -35,6 +35,9 @@ _GENERATED: Final[dict[type[Command], tuple[str, Callable[[], str]]]] = {
     StartMitigation: ("mitigation_id", lambda: "MIT-" + new_event_id()[:8]),
     AddActionItem: ("item_id", lambda: "AI-" + new_event_id()[:8]),
 }
+
+
+_RESERVED: Final = f"ids starting with {SERVICE_ID_PREFIX!r} are the service's own"
 
 
 def body_of(command: type[Command]) -> type[msgspec.Struct]:
@@ -57,14 +60,19 @@ def to_command(
     incident_id: str | None,
     actor: str,
     now: datetime,
+    event_id: str | None = None,
 ) -> AnyCommand:
+    """The command `body` asks for; what it leaves out comes from the path, the principal,
+    the clock, and `event_id` (or a fresh id of the service's own)."""
     given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
+    if str(given.get("event_id") or "").startswith(SERVICE_ID_PREFIX):
+        raise ServiceError(ErrorKind.INVALID, _RESERVED, "event_id")
     if incident_id and given.get("incident_id") not in (None, incident_id):
         detail = f"body says {given['incident_id']}, the path says {incident_id}"
         raise ServiceError(ErrorKind.INVALID, detail, "incident_id")
     fields = given | {
         "incident_id": incident_id or given.get("incident_id"),
-        "event_id": given.get("event_id") or new_event_id(),
+        "event_id": given.get("event_id") or event_id or service_event_id(),
         "occurred_at": given.get("occurred_at") or now,
         "actor": given.get("actor") or actor,
         "source": given.get("source") or Source.API,

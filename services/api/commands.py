@@ -36,7 +36,7 @@ from events.commands import (
     StartMitigation,
     target_incident,
 )
-from events.subjects import declared_incident_id, new_event_id
+from events.subjects import declared_incident_id, service_event_id
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, requires
 from services.api.state import AnyRequest, intake_of, now
@@ -74,8 +74,10 @@ async def _command(
     command_type: type[Command],
     body: msgspec.Struct | None,
     incident_id: str | None,
+    event_id: str | None = None,
 ) -> Answer:
-    command = to_command(command_type, body, incident_id, actor_of(request), now(request))
+    actor, moment = actor_of(request), now(request)
+    command = to_command(command_type, body, incident_id, actor, moment, event_id)
     answer = await intake_of(request).command(command)
     return msgspec.structs.replace(answer, incident_id=target_incident(command))
 
@@ -108,10 +110,9 @@ async def declare(request: AnyRequest, data: JSONBody[DeclareBody]) -> Answer:  
     """Declare an incident. Without an `incident_id` in the body, its id derives from the
     declaration's `event_id` (generated when absent), so a retried declaration finds its
     incident at any time."""
-    event_id = getattr(data, "event_id", None) or new_event_id()
+    event_id = getattr(data, "event_id", None) or service_event_id()
     incident_id = getattr(data, "incident_id", None) or declared_incident_id(event_id)
-    body = msgspec.structs.replace(data, event_id=event_id)
-    return await _command(request, Declare, body, incident_id)
+    return await _command(request, Declare, data, incident_id, event_id)
 
 
 ROUTES: Final[list[Any]] = [

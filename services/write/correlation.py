@@ -23,7 +23,7 @@ from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertR
 from events.decisions import Rejected, RejectionKind
 from events.schema import MAX_SHORT, AlertFired, AlertResolved, Category, Source
 from events.store import ConcurrencyError, EventStore, Stored
-from events.subjects import CORRELATION_PREFIX, derived_incident_id
+from events.subjects import CORRELATION_PREFIX, SERVICE_ID_PREFIX, derived_incident_id
 from services.formats.observation import AlertObservation
 from services.formats.pagerduty import PagerDutyAck
 from services.write.handler import Accepted, CommandHandler, ContentionError
@@ -68,7 +68,7 @@ def occurrence_id(
         ),
         default=0,
     )
-    return f"{delivery_id}@{incident_id}.{seq}"
+    return f"{SERVICE_ID_PREFIX}{delivery_id}@{incident_id}.{seq}"
 
 
 def _alert(
@@ -102,7 +102,7 @@ def _declare(obs: AlertObservation, incident_id: str, received_at: datetime) -> 
     return Declare(
         incident_id=incident_id,
         # One id per incident: replicas declaring the same claim deduplicate.
-        event_id=f"declare-{incident_id}",
+        event_id=f"{SERVICE_ID_PREFIX}declare-{incident_id}",
         # Declared when the alert reached us; it was detected when it started (MTTD).
         occurred_at=received_at,
         actor=obs.source.value,

@@ -17,6 +17,7 @@ from events.decisions import Rejected
 from events.ids import EventIdTakenError
 from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode
 from events.store import EventTooLargeError
+from events.subjects import SERVICE_ID_PREFIX
 from services.errors import ErrorKind, ServiceError, located, refused
 from services.formats.alertmanager import parse_alertmanager
 from services.formats.pagerduty import PagerDutyAck, parse_pagerduty
@@ -66,6 +67,10 @@ def decode_events(body: bytes) -> list[AnyEvent]:
             raise ServiceError(ErrorKind.INVALID, reason, field) from exc
     seen: set[str] = set()
     for index, event in enumerate(events):
+        where = f"[{index}].event_id" if not single else "event_id"
+        if event.event_id.startswith(SERVICE_ID_PREFIX):
+            detail = f"ids starting with {SERVICE_ID_PREFIX!r} are the service's own"
+            raise ServiceError(ErrorKind.INVALID, detail, where)
         if event.event_id in seen:
             raise ServiceError(
                 ErrorKind.INVALID, f"event_id {event.event_id} appears twice", f"[{index}].event_id"

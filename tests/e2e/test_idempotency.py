@@ -268,3 +268,20 @@ async def test_times_in_the_future_are_refused(http: httpx.AsyncClient, service:
         "/v1/events", json=declared("INC-FUT2", "d-fut2") | {"occurred_at": skewed}
     )
     assert fine.status_code == 200, fine.text
+
+
+async def test_ids_of_the_services_own_namespace_are_refused_from_clients(
+    http: httpx.AsyncClient, service: Service
+) -> None:
+    """`~...` ids are made by the service and go unclaimed: a client must not forge one."""
+    event = await http.post("/v1/events", json=declared("INC-TILDE1", "~forged"))
+    assert event.status_code == 422, event.text
+    assert event.json()["field"] == "event_id"
+    command = await http.post(
+        "/v1/incidents", json={"title": "x", "severity": "P3", "event_id": "~x"}
+    )
+    assert command.status_code == 422, command.text
+    assert command.json()["field"] == "event_id"
+    assert await service.store.last_seq() == 0
+    made = await http.post("/v1/incidents", json={"title": "x", "severity": "P3"})
+    assert made.json()["events"][0]["event_id"].startswith("~")
