@@ -25,11 +25,16 @@ def digest(preimage: bytes) -> str:
 
 
 def seal(events: Sequence[AnyEvent], prev_hash: str, recorded_at: datetime) -> list[AnyEvent]:
-    """Stamp `recorded_at`, link each event to the previous one and compute its hash."""
+    """Stamp `recorded_at` and the type's schema version, link each event to the previous one
+    and compute its hash."""
     sealed: list[AnyEvent] = []
     for event in events:
         unsealed = msgspec.structs.replace(
-            normalized(event), recorded_at=to_utc(recorded_at), prev_hash=prev_hash, hash=""
+            normalized(event),
+            recorded_at=to_utc(recorded_at),
+            schema_version=event.SCHEMA_VERSION,
+            prev_hash=prev_hash,
+            hash="",
         )
         prev_hash = digest(encode(unsealed))
         sealed.append(msgspec.structs.replace(unsealed, hash=prev_hash))

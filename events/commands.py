@@ -24,6 +24,7 @@ from events.schema import (
     NoteKind,
     Outcome,
     Phase,
+    Principal,
     Role,
     Severity,
     Short,
@@ -54,6 +55,8 @@ class Command(
     span_id: SpanId | None = None
     correlation_id: Short | None = None
     causation_id: Short | None = None
+    # Who was authenticated: set by intake, never taken from a client's body (`bodies`).
+    principal: Principal | None = None
 
 
 class Declare(Command, frozen=True, kw_only=True, tag="declare"):

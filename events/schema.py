@@ -4,118 +4,28 @@ Producers, the store and the projector all speak these types; decoding is where 
 happens (types, enums, aware datetimes, sizes), so a bad event never reaches `decide`.
 """
 
-import enum
 import typing
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Final, TypeAlias
+from typing import Annotated, Any, ClassVar, Final, TypeAlias
 
 import msgspec
 from msgspec import Meta, Struct, field
 
+from events.upcasting import UpcastError, upcast
 
-class Severity(enum.StrEnum):
-    P0 = "P0"
-    P1 = "P1"
-    P2 = "P2"
-    P3 = "P3"
-    P4 = "P4"
-
-
-class Status(enum.StrEnum):
-    """Public-facing status, as used in comms templates."""
-
-    INVESTIGATING = "investigating"
-    IDENTIFIED = "identified"
-    MONITORING = "monitoring"
-    RESOLVED = "resolved"
-
-
-class Phase(enum.StrEnum):
-    """Internal response phase."""
-
-    DETECTED = "detected"
-    TRIAGE = "triage"
-    INVESTIGATION = "investigation"
-    MITIGATION = "mitigation"
-    VALIDATION = "validation"
-    RESOLVED = "resolved"
-    POSTMORTEM = "postmortem"
-
-
-class Category(enum.StrEnum):
-    INFRASTRUCTURE = "infrastructure"
-    APPLICATION = "application"
-    DATA = "data"
-    SECURITY = "security"
-    EXTERNAL = "external"
-
-
-class Role(enum.StrEnum):
-    COMMANDER = "commander"
-    OPS = "ops"
-    COMMS = "comms"
-    SCRIBE = "scribe"
-    TECH_LEAD = "tech_lead"
-    LIAISON = "liaison"
-
-
-class Audience(enum.StrEnum):
-    INTERNAL = "internal"
-    EXTERNAL = "external"
-    STATUS_PAGE = "status_page"
-    CUSTOMERS = "customers"
-    EXECUTIVES = "executives"
-
-
-class CommsKind(enum.StrEnum):
-    INITIAL = "initial"
-    UPDATE = "update"
-    RESOLUTION = "resolution"
-
-
-class MitigationAction(enum.StrEnum):
-    ROLLBACK = "rollback"
-    SCALE = "scale"
-    FAILOVER = "failover"
-    RESTART = "restart"
-    FEATURE_FLAG = "feature_flag"
-    TRAFFIC_SHIFT = "traffic_shift"
-    DLQ_FLUSH = "dlq_flush"
-    OTHER = "other"
-
-
-class Outcome(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-
-
-class NoteKind(enum.StrEnum):
-    NOTE = "note"
-    DECISION = "decision"
-    ROOT_CAUSE = "root_cause"
-    IMPACT = "impact"
-
-
-class EvidenceKind(enum.StrEnum):
-    TRACE = "trace"
-    LOG_QUERY = "log_query"
-    DASHBOARD = "dashboard"
-    FILE = "file"
-
-
-class Source(enum.StrEnum):
-    """The channel an event came through."""
-
-    CLI = "cli"
-    API = "api"
-    WEB = "web"
-    ALERTMANAGER = "alertmanager"
-    PAGERDUTY = "pagerduty"
-    NATS = "nats"
-    SYNTHETIC = "synthetic"
-    SYSTEM = "system"
-
+# Re-exported: the log's vocabulary is part of its language, imported from here everywhere.
+from events.vocabulary import Audience as Audience
+from events.vocabulary import Category as Category
+from events.vocabulary import CommsKind as CommsKind
+from events.vocabulary import EvidenceKind as EvidenceKind
+from events.vocabulary import MitigationAction as MitigationAction
+from events.vocabulary import NoteKind as NoteKind
+from events.vocabulary import Outcome as Outcome
+from events.vocabulary import Phase as Phase
+from events.vocabulary import Role as Role
+from events.vocabulary import Severity as Severity
+from events.vocabulary import Source as Source
+from events.vocabulary import Status as Status
 
 INCIDENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_EVENT_BYTES: Final = 64 * 1024
@@ -148,8 +58,27 @@ Labels: TypeAlias = dict[
 ]
 
 
+# The principal of every write without tokens: nobody was authenticated.
+LOCAL_PRINCIPAL: Final = "local"
+
+
+class Principal(Struct, frozen=True, kw_only=True, gc=False):
+    """Who was authenticated when the log accepted an event: a token's name and role, or
+    `local` without tokens. Set by the service, never by a client; inside the hashed bytes."""
+
+    name: str
+    role: str
+
+
 class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
-    """The envelope every event carries. Never appears on the wire by itself."""
+    """The envelope every event carries. Never appears on the wire by itself.
+
+    `SCHEMA_VERSION` is the shape of its type the service writes (`seal` stamps it into
+    `schema_version`); bump it, with an upcaster (`events.upcasting`), for any change that is
+    not purely additive. Records from before versions have no `schema_version`: version 1.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
 
     event_id: EventId
     incident_id: IncidentId
@@ -163,6 +92,9 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     causation_id: Short | None = None
     prev_hash: Hex = ""
     hash: Hex = ""
+    # Added with defaults (issue 11), so records stored before them decode, fold and verify.
+    principal: Principal | None = None  # None: stored before principals were recorded
+    schema_version: Annotated[int, Meta(ge=1)] = 1
 
 
 # Subclasses inherit gc=False and tag_field from Event. They repeat `frozen=True`, inherited at
@@ -346,7 +278,15 @@ class SchemaError(ValueError):
 # Field order sorted: one canonical byte form per event, which the hash chain covers.
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _decoder: Final[msgspec.json.Decoder[AnyEvent]] = msgspec.json.Decoder(AnyEvent)
-_many_decoder: Final[msgspec.json.Decoder[list[AnyEvent]]] = msgspec.json.Decoder(list[AnyEvent])
+_raws: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class _Version(Struct):
+    type: Any = None
+    schema_version: Any = 1
+
+
+_version: Final = msgspec.json.Decoder(_Version)
 
 
 def encode(event: Event) -> bytes:
@@ -354,21 +294,61 @@ def encode(event: Event) -> bytes:
 
 
 def decode(data: bytes | str) -> AnyEvent:
+    """A stored or submitted event, validated; one older than its type's version upcast first.
+
+    Unknown fields (a newer version's) are ignored, never a reason to refuse the record.
+    """
     try:
-        return _decoder.decode(data)
+        event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
+        if _older(data):  # an old shape may not fit the current one
+            return _upcasted(data)
         raise SchemaError(str(exc)) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"malformed JSON: {exc}") from exc
+    return _upcasted(data) if event.schema_version < event.SCHEMA_VERSION else event
+
+
+def _older(data: bytes | str) -> bool:
+    try:
+        found = _version.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    cls = _BY_TYPE.get(found.type) if isinstance(found.type, str) else None
+    version = found.schema_version
+    return cls is not None and isinstance(version, int) and version < cls.SCHEMA_VERSION
+
+
+def _upcasted(data: bytes | str) -> AnyEvent:
+    doc = msgspec.json.decode(data)
+    kind, version = doc["type"], doc.get("schema_version", 1)
+    try:
+        doc = upcast(doc, kind, _BY_TYPE[kind].SCHEMA_VERSION)
+    except UpcastError as exc:
+        raise SchemaError(f"{exc} - at `$.schema_version`") from exc
+    except Exception as exc:  # an upcaster that cannot read this record: refused, never a crash
+        raise SchemaError(f"upcasting {kind} version {version}: {exc!r}") from exc
+    try:
+        return _decoder.decode(_encoder.encode(doc))
+    except msgspec.ValidationError as exc:
+        raise SchemaError(f"upcast from version {version}: {exc}") from exc
 
 
 def decode_many(data: bytes | str) -> list[AnyEvent]:
+    """A JSON array of events, each as `decode` reads it; errors name the index (`$[3].type`)."""
     try:
-        return _many_decoder.decode(data)
+        items = _raws.decode(data)
     except msgspec.ValidationError as exc:
         raise SchemaError(str(exc)) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"malformed JSON: {exc}") from exc
+    events = []
+    for index, raw in enumerate(items):
+        try:
+            events.append(decode(bytes(raw)))
+        except SchemaError as exc:
+            raise SchemaError(str(exc).replace(" - at `$", f" - at `$[{index}]", 1)) from exc
+    return events
 
 
 def type_name(event: Event | type[Event]) -> str:
@@ -377,6 +357,7 @@ def type_name(event: Event | type[Event]) -> str:
 
 
 TYPE_NAMES: Final[frozenset[str]] = frozenset(type_name(t) for t in EVENT_TYPES)
+_BY_TYPE: Final[dict[str, type[Event]]] = {type_name(t): t for t in EVENT_TYPES}
 
 
 def to_utc(value: datetime) -> datetime:

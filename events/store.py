@@ -5,9 +5,11 @@ The stream itself is set up by `events.stream.ensure_stream`. Appends are idempo
 each carries the sequence of the incident's last event as `Nats-Expected-Last-Subject-Sequence`
 over `incidents.<id>.>`, so two writers deciding on the same state cannot both win. Several
 events, of one decision or of a batch across incidents, go in one atomic batch. Reads use
-ordered push consumers (DESIGN 12: ~5x pull batches, no acks).
+ordered push consumers (DESIGN 12: ~5x pull batches, no acks). A record that does not decode
+never stops a reader: it comes out quarantined (`events.records`).
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -21,7 +23,12 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events.batches import Message, publish_atomic
+from events.fetch import FetchStalledError, RawRecord, fetch
 from events.ids import WRONG_LAST_SEQUENCE, EventIds, EventIdTakenError
+from events.records import Batch as Batch
+from events.records import Loaded as Loaded
+from events.records import Record, record, split
+from events.records import Stored as Stored
 from events.schema import MAX_EVENT_BYTES, AnyEvent, decode, encode, type_name
 from events.stream import event_ids_stream
 from events.subjects import (
@@ -59,36 +66,10 @@ class ConcurrencyError(Exception):
         self.expected_seq = expected_seq
 
 
-class Stored(Struct, frozen=True, gc=False):
-    """An event as the log holds it: stream sequence, decoded event and the exact stored bytes."""
-
-    seq: int
-    event: AnyEvent
-    raw: bytes
-
-
 class Appended(Struct, frozen=True, gc=False):
     event: AnyEvent
     seq: int
     duplicate: bool
-
-
-class Batch(Struct, frozen=True, gc=False):
-    """Incident events read together, and the stream position they bring a reader to."""
-
-    events: list[Stored]
-    last_seq: int
-    pending: int = 0  # records after last_seq in the stream when it was read
-    first_seq: int = 0  # first record of the batch: past the reader's position when it expired
-
-
-class Loaded(Struct, frozen=True, gc=False):
-    events: list[Stored]
-    last_seq: int
-
-    @property
-    def head_hash(self) -> str:
-        return self.events[-1].event.hash if self.events else ""
 
 
 _OUTAGES: Final = (
@@ -245,16 +226,8 @@ class EventStore:
                 last = await self._js.get_last_msg(self.stream, subject_filter, direct=True)
         except nats.js.errors.NotFoundError:
             return []
-        found: list[tuple[int, bytes]] = []
-        sub = await self._ordered(subject_filter, 1, 256)
-        try:
-            while True:
-                msg = await self._next(sub)
-                found.append((msg.metadata.sequence.stream, msg.data))
-                if _is_last(msg, last.seq or 0):
-                    return found
-        finally:
-            await _unsubscribe(sub)
+        raw = await self._fetch(subject_filter, last.seq or 0)
+        return [(seq, data) for seq, _, data in raw]
 
     async def incident_last_seq(self, incident_id: str) -> int:
         """Sequence of the incident's latest event, 0 when it has none (one direct get)."""
@@ -272,11 +245,18 @@ class EventStore:
         last_seq = await self.incident_last_seq(incident_id)
         if last_seq == 0:
             return Loaded([], 0)
-        events: list[Stored] = []
-        # No probe for a first match: `last_seq` is one.
-        async for batch in self._read(1, last_seq, incident_filter(incident_id), 1000):
-            events.extend(batch)
-        return Loaded(events, events[-1].seq if events else 0)
+        raw = await self._fetch(incident_filter(incident_id), last_seq)
+        # Decoding a long incident is CPU work: off the event loop.
+        records = await asyncio.to_thread(lambda: [record(*r) for r in raw])
+        # Quarantined records are no part of the fold, but appends must expect the last one.
+        return Loaded(split(records)[0], records[-1].seq if records else 0)
+
+    async def _fetch(self, subject_filter: str, until: int) -> list[RawRecord]:
+        try:
+            with _unavailable(self.nc):
+                return await fetch(self._js, self.stream, subject_filter, until, self.timeout)
+        except FetchStalledError as exc:
+            raise StoreUnavailableError(f"the log stopped delivering while reading: {exc}") from exc
 
     async def read(
         self,
@@ -288,28 +268,42 @@ class EventStore:
         """Incident events in log order from `from_seq` to `until_seq` (default: the end now).
 
         Service records under other prefixes (correlation claims, retention) are not events of
-        an incident and are skipped.
+        an incident and are skipped; so are quarantined records (`scan` has them).
         """
+        async for batch in self.scan(from_seq, until_seq, subject_filter, batch_size):
+            if batch.events:
+                yield batch.events
+
+    async def scan(
+        self,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        subject_filter: str = ALL_INCIDENTS,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[Batch]:
+        """As `read`, with the records that do not decode and the position each batch reaches:
+        what a replay folds, so that it quarantines exactly what live projection does."""
         until = await self.last_seq() if until_seq is None else until_seq
         start = await self._first_match(subject_filter, max(from_seq, 1))
         if start is None or start > until:
             return  # nothing there: only service records, or everything expired
-        async for batch in self._read(start, until, subject_filter, batch_size):
-            yield batch
+        async for records in self._read(start, until, subject_filter, batch_size):
+            events, quarantined = split(records)
+            yield Batch(events, records[-1].seq, first_seq=records[0].seq, quarantined=quarantined)
 
     async def _read(
         self, start: int, until: int, subject_filter: str, batch_size: int
-    ) -> AsyncIterator[list[Stored]]:
+    ) -> AsyncIterator[list[Record]]:
         sub = await self._ordered(subject_filter, start, batch_size)
         try:
             while True:
-                batch: list[Stored] = []
+                batch: list[Record] = []
                 msg = await self._next(sub)
-                batch.append(_stored(msg))
+                batch.append(_record(msg))
                 done = _is_last(msg, until)
                 while not done and sub.pending_msgs > 0 and len(batch) < batch_size:
                     msg = await self._next(sub)
-                    batch.append(_stored(msg))
+                    batch.append(_record(msg))
                     done = _is_last(msg, until)
                 yield batch
                 if done:
@@ -340,11 +334,15 @@ class EventStore:
                 ):
                     msgs.append(await sub.next_msg(timeout=self.timeout))
                 last = msgs[-1].metadata
+                events, quarantined = split(
+                    _record(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")
+                )
                 yield Batch(
-                    [_stored(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")],
+                    events,
                     last.sequence.stream,
                     last.num_pending,
                     first.metadata.sequence.stream,
+                    quarantined,
                 )
         finally:
             await _unsubscribe(sub)
@@ -387,8 +385,8 @@ async def _unsubscribe(sub: Any) -> None:
         await sub.unsubscribe()
 
 
-def _stored(msg: Msg) -> Stored:
-    return Stored(msg.metadata.sequence.stream, decode(msg.data), msg.data)
+def _record(msg: Msg) -> Record:
+    return record(msg.metadata.sequence.stream, msg.subject, msg.data)
 
 
 def _is_last(msg: Msg, until: int) -> bool:

@@ -20,6 +20,10 @@ SEALED: Final = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
+    # A bound on the whole instance (projector and readers), beneath the SQL sandbox's own
+    # per-query watchdog; what spills goes to `<file>.tmp` beside the database, and no further.
+    "memory_limit": "4GB",
+    "max_temp_directory_size": "1GB",
 }
 TIME_ZONE: Final = "UTC"
 
@@ -27,7 +31,11 @@ TIME_ZONE: Final = "UTC"
 def open_database(path: Path | str) -> duckdb.DuckDBPyConnection:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), config=dict(SEALED))
+    # In memory (as-of reconstructions) nothing spills: DuckDB would use ./.tmp of the cwd.
+    config: dict[str, str | bool | int | float | list[str]] = dict(SEALED)
+    if str(path) == ":memory:":
+        config["temp_directory"] = ""
+    con = duckdb.connect(str(path), config=config)
     # `TimeZone` belongs to the ICU extension (built into the wheel), which DuckDB loads after
     # it has read `config`: so it is set here, globally (cursors are connections of their own),
     # and only then is the configuration locked. A file this process already holds open is the

@@ -113,7 +113,9 @@ def _summary(facts: Facts) -> list[str]:
 
 def _notes(live: Iterable[Entry], kind: str, empty: str) -> list[str]:
     notes = [
-        bullet(str(e.body.get("text")), f"{e.actor}, {when(e.at)}" + " (corrected)" * e.corrected)
+        bullet(
+            str(e.body.get("text")), f"{wording.by(e)}, {when(e.at)}" + " (corrected)" * e.corrected
+        )
         for e in live
         if e.type == "incident.note_added" and e.body.get("kind", "note") == kind
     ]
@@ -138,7 +140,7 @@ def _timeline(timeline: Sequence[Entry]) -> list[str]:
             marks.append("retracted")
         label += f" ({', '.join(marks)})" if marks else ""
         trace = f"`{cell(e.trace_id)}`" if e.trace_id else ""
-        rows.append([str(e.seq), when(e.at), cell(e.actor), label, details, trace])
+        rows.append([str(e.seq), when(e.at), cell(wording.by(e)), label, details, trace])
     headers = ["Seq", "Time (UTC)", "Actor", "Event", "Details", "Trace id"]
     return ["## Timeline", "", *table(headers, rows)]
 

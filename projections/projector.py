@@ -11,6 +11,11 @@ only from them in one transaction, so the models stay a fold of what the log hol
 `retention.advanced` audit record that `retain` appends to the log (see `pruning`, `retention`).
 The rows themselves are built and written by `rows`.
 
+Records that do not decode are quarantined: kept in the `quarantine` table in the same
+transaction as the checkpoint that moves past them, in live projection and replay alike, so
+projections stay a fold of the log. A projector that fails otherwise is restarted by its owner
+(`services.readmodels`), which notes why in `failure` until it moves on again.
+
 Crash points for tests: INCIDENTS_PROJECTOR_CRASH=before_write|after_write|after_commit makes
 the process exit abruptly at that point of the first batch it applies.
 """
@@ -30,8 +35,9 @@ import msgspec
 import nats.errors
 
 from events.incident import INITIAL, Incident, evolve
+from events.records import Quarantined
 from events.store import EventStore, Stored, StoreUnavailableError
-from projections import pruning, retention, rows, schema
+from projections import pruning, quarantine, retention, rows, schema
 from projections.tasks import finish, stop
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,13 @@ class Projector:
         self.projected = 0  # events applied by this process
         self.expired = 0  # events removed by retention in this process
         self.pending = 0  # records in the log past the checkpoint, as last seen
+        self.quarantined = quarantine.count(con)  # records in the quarantine table
+        if self.quarantined:
+            self._release()
+        self.quarantined_here = 0  # records this process quarantined
+        # Set by whoever restarts `run` after it failed; cleared once it moves on again.
+        self.failure: str | None = None
+        self.restarts = 0
 
     def _upgrade(self) -> None:
         """Fold every incident again from its stored events: a file of an older schema version
@@ -108,6 +121,25 @@ class Projector:
         finally:
             cur.close()
         log.info("read models upgraded to schema version %s", schema.SCHEMA_VERSION)
+
+    def _release(self) -> None:
+        """Fold in the quarantined records this version decodes (an older one could not)."""
+        cur = self._con.cursor()
+        try:
+            events = quarantine.decodable(cur)
+            if not events:
+                return
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                pruning.refold(cur, quarantine.release(cur, events))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        finally:
+            cur.close()
+        self.quarantined -= len(events)
+        log.info("%s quarantined records decode now: folded into the read models", len(events))
 
     @contextlib.contextmanager
     def _transaction(
@@ -132,18 +164,25 @@ class Projector:
         finally:
             cur.close()
 
-    def apply(self, events: Sequence[Stored], position: int) -> int:
-        """Commit `events` (stream order) and the new checkpoint `position` as one transaction."""
+    def apply(
+        self, events: Sequence[Stored], position: int, quarantined: Sequence[Quarantined] = ()
+    ) -> int:
+        """Commit `events` (stream order), the records among them that do not decode and the new
+        checkpoint `position` as one transaction."""
         with self._writing:
-            return self._apply(events, position)
+            return self._apply(events, position, quarantined)
 
-    def _apply(self, events: Sequence[Stored], position: int) -> int:
+    def _apply(
+        self, events: Sequence[Stored], position: int, quarantined: Sequence[Quarantined]
+    ) -> int:
         # Pruning moves the checkpoint past expired records: none is applied after its prune.
         fresh = [s for s in events if s.seq > self.checkpoint]
+        strays = [q for q in quarantined if self.checkpoint < q.seq <= position]
         if position <= self.checkpoint:
             return self.checkpoint
         _crash_point("before_write")
         with self._transaction(position) as cur:
+            quarantine.keep(cur, strays)
             known = self._states_of(cur, {s.event.incident_id for s in fresh})
             states = self._fold(known, fresh)
             if fresh:
@@ -163,6 +202,8 @@ class Projector:
         self._remember({k: (st, first) for k, (st, first, _) in states.items()})
         self.checkpoint = position
         self.projected += len(fresh)
+        self.quarantined += len(strays)
+        self.quarantined_here += len(strays)
         _crash_point("after_commit")
         return position
 
@@ -200,6 +241,7 @@ class Projector:
         self.first_retained = first_seq
         self.checkpoint = position
         self.expired += pruned.events
+        self.quarantined -= pruned.unquarantined
         pruned.report()
         return pruned.record
 
@@ -248,6 +290,7 @@ class Projector:
         if self._store is None:
             raise RuntimeError("a projector without a store cannot read the log's retention")
         first_seq, last_seq = await self._store.bounds()
+        self.pending = max(last_seq - self.checkpoint, 0)
         if first_seq > self.first_retained:
             self.carry_every_s = (await self._store.max_age()) / 2 or None
             await self._in_thread(self.prune, first_seq, last_seq)
@@ -287,13 +330,18 @@ class Projector:
             while True:
                 try:
                     await self.retain()
+                    if self.pending == 0:
+                        self.failure = None  # caught up: nothing left to fail on
                     async for batch in self._store.follow(self.checkpoint + 1):
                         if batch.first_seq > self.checkpoint + 1:
                             # Records expired before they reached us: prune up to the batch.
                             last_seq = batch.last_seq + batch.pending
                             await self._in_thread(self.prune, batch.first_seq, last_seq)
-                        await self._in_thread(self.apply, batch.events, batch.last_seq)
+                        await self._in_thread(
+                            self.apply, batch.events, batch.last_seq, batch.quarantined
+                        )
                         self.pending = batch.pending
+                        self.failure = None
                         await self._notify()
                 except (StoreUnavailableError, nats.errors.Error) as exc:
                     log.warning(

@@ -18,7 +18,7 @@ from msgspec import Struct
 
 from events.incident import fold
 from events.store import Stored, StoreUnavailableError
-from projections import retention, rows
+from projections import quarantine, retention, rows
 from projections.retention import Expired, RetentionAdvanced
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Pruned(Struct, frozen=True, kw_only=True):
     expired: dict[str, Expired]
     kept: rows.States  # incidents re-folded from their retained events
     record: RetentionAdvanced | None  # queued for the log, None when not witnessed
+    unquarantined: int = 0  # quarantined records that aged out with the rest
 
     @property
     def events(self) -> int:
@@ -68,12 +69,14 @@ def prune(
     """Forget records below `first_seq` (the first retained sequence was `before`) in `cur`'s
     transaction, for a projector whose checkpoint is `seen_to`.
 
-    Deletes their event rows, re-folds every incident that had some from its retained events
-    (corrections and retractions included: as a fresh fold would, which never saw the expired
-    ones), rebuilds its alerts, and records the new first retained sequence. `last_seq`: the
-    stream's last sequence when `first_seq` was read. `carry_every_s`: see `retention.carry`.
+    Deletes their event rows and quarantined records, re-folds every incident that had some
+    from its retained events (corrections and retractions included: as a fresh fold would,
+    which never saw the expired ones), rebuilds its alerts, and records the new first retained
+    sequence. `last_seq`: the stream's last sequence when `first_seq` was read.
+    `carry_every_s`: see `retention.carry`.
     """
     expired = retention.expire(cur, first_seq)
+    unquarantined = quarantine.expire(cur, first_seq)
     kept = refold(cur, set(expired))
     retention.remember(cur, expired, now)
     record = None
@@ -101,6 +104,7 @@ def prune(
         expired=expired,
         kept=kept,
         record=record,
+        unquarantined=unquarantined,
     )
 
 

@@ -101,10 +101,13 @@ def audit(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 1000,
+    principal: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Who did what: every event, newest first, filtered by actor, type, incident and time."""
+    """Who did what: every event, newest first, filtered by actor (as claimed) or principal
+    (as authenticated), type, incident and time."""
     filters = {
         "actor = ?": actor,
+        "principal = ?": principal,
         "type = ?": type_,
         "incident_id = ?": incident_id,
         "recorded_at >= ?": since,

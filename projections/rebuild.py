@@ -33,6 +33,7 @@ COMPARED: Final = {
     "incidents": "incident_id",
     "alerts": "incident_id, fingerprint",
     "partial_incidents": "incident_id",
+    "quarantine": "seq",
 }
 
 
@@ -81,22 +82,37 @@ async def rebuild(
     try:
         projector = Projector(con, None)
         target = await store.last_seq() if until_seq is None else until_seq
-        progress = Progress(projector.checkpoint, target, projector.checkpoint)
-        if projector.checkpoint < target:
-            async for batch in store.read(projector.checkpoint + 1, target, batch_size=batch_size):
-                await asyncio.to_thread(projector.apply, batch, batch[-1].seq)
-                progress.done_seq = projector.checkpoint
-                if on_progress:
-                    on_progress(progress)
-            # Service records after the last incident event still count for the position.
-            await asyncio.to_thread(projector.apply, [], target)
-        progress.done_seq = projector.checkpoint
-        if on_progress:
-            on_progress(progress)
+        await catch_up(store, projector, target, on_progress, batch_size)
         con.execute("CHECKPOINT")
         return projector.checkpoint
     finally:
         con.close()
+
+
+async def catch_up(
+    store: EventStore,
+    projector: Projector,
+    target: int,
+    on_progress: Callable[[Progress], None] | None = None,
+    batch_size: int = 5000,
+) -> None:
+    """Fold the log into `projector` from its checkpoint to `target`, quarantining the records
+    that do not decode as live projection does."""
+    progress = Progress(projector.checkpoint, target, projector.checkpoint)
+    if projector.checkpoint < target:
+        start = projector.checkpoint + 1
+        async for batch in store.scan(start, target, batch_size=batch_size):
+            await asyncio.to_thread(
+                projector.apply, batch.events, batch.last_seq, batch.quarantined
+            )
+            progress.done_seq = projector.checkpoint
+            if on_progress:
+                on_progress(progress)
+        # Service records after the last incident record still count for the position.
+        await asyncio.to_thread(projector.apply, [], target)
+    progress.done_seq = projector.checkpoint
+    if on_progress:
+        on_progress(progress)
 
 
 def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:

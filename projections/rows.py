@@ -11,6 +11,7 @@ import duckdb
 import msgspec
 
 from events.incident import Incident
+from events.records import Stored
 from events.schema import (
     AlertFired,
     AlertResolved,
@@ -20,7 +21,6 @@ from events.schema import (
     Role,
     type_name,
 )
-from events.store import Stored
 
 # Folded states per incident: (state, first sequence, last sequence).
 States = dict[str, tuple[Incident, int, int]]

@@ -2,7 +2,8 @@
 
 `events` holds every incident event (timeline, audit) with the effect of later corrections
 (`effective_at`, `retracted`); `incidents` holds each incident folded by the domain's `evolve`;
-`alerts` and `comms` are narrow tables the metrics and breach queries scan.
+`alerts` and `comms` are narrow tables the metrics and breach queries scan; `quarantine` holds
+the records of the log that do not decode (sequence, subject, reason, exact bytes).
 """
 
 from typing import Final
@@ -11,7 +12,11 @@ import duckdb
 
 # 2: lifecycle times are effective (corrected, retractions taken back); `declared_at`,
 # `first_comms_at`; `status` is `closed` once closed. Older files are upgraded by the projector.
-SCHEMA_VERSION: Final = 2
+# 3: the `quarantine` table. Created where missing: nothing to fold again (a projector of an
+# older version stopped at the first such record instead of passing it).
+SCHEMA_VERSION: Final = 3
+# Files older than this hold folded states this version folds differently.
+FOLDED_SINCE: Final = 2
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -81,6 +86,12 @@ CREATE TABLE IF NOT EXISTS alerts (
     last_seq BIGINT NOT NULL,
     PRIMARY KEY (incident_id, fingerprint)
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq BIGINT PRIMARY KEY,
+    subject VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    raw BLOB NOT NULL
+);
 """
 
 # Views over the tables: the read models DESIGN section 8 names, for SQL users (README) and for
@@ -92,13 +103,20 @@ SELECT i.*, now() - i.opened_at AS age
 FROM incidents i
 WHERE i.resolved_at IS NULL AND i.closed_at IS NULL;
 
+-- `principal`, `principal_role`: who was authenticated (NULL for events stored before the log
+-- recorded it); `actor` is who the event says did it, which a person may claim.
 CREATE OR REPLACE VIEW timeline AS
-SELECT incident_id, seq, event_id, type, occurred_at, effective_at, recorded_at, actor, source,
-       trace_id, span_id, correlation_id, causation_id, retracted, body
+SELECT incident_id, seq, event_id, type, occurred_at, effective_at, recorded_at, actor,
+       body -> 'principal' ->> 'name' AS principal,
+       body -> 'principal' ->> 'role' AS principal_role,
+       source, trace_id, span_id, correlation_id, causation_id, retracted, body
 FROM events;
 
 CREATE OR REPLACE VIEW audit AS
-SELECT recorded_at, actor, source, type, incident_id, event_id, seq, occurred_at, trace_id
+SELECT recorded_at, actor,
+       body -> 'principal' ->> 'name' AS principal,
+       body -> 'principal' ->> 'role' AS principal_role,
+       source, type, incident_id, event_id, seq, occurred_at, trace_id
 FROM events;
 """
 
@@ -111,7 +129,7 @@ ALTER TABLE incidents ADD COLUMN IF NOT EXISTS first_comms_at TIMESTAMPTZ;
 
 
 def create(con: duckdb.DuckDBPyConnection) -> bool:
-    """Create what is missing. True when the file was written by an older schema version: its
+    """Create what is missing. True when the file was written before `FOLDED_SINCE`: its
     folded states must be folded again from its events (`Projector` does, then `upgraded`)."""
     con.execute(DDL)
     con.execute(_ADDED)
@@ -121,7 +139,12 @@ def create(con: duckdb.DuckDBPyConnection) -> bool:
     if found is None:
         upgraded(con)
         return False
-    return int(found[0]) < SCHEMA_VERSION
+    version = int(found[0])
+    if version < FOLDED_SINCE:
+        return True
+    if version < SCHEMA_VERSION:
+        upgraded(con)  # what it lacked, DDL created above
+    return False
 
 
 def upgraded(cur: duckdb.DuckDBPyConnection) -> None:

@@ -6,6 +6,7 @@ not the sections.
 
 from typing import Final
 
+from events.schema import LOCAL_PRINCIPAL
 from projections.chronicle import Entry
 from projections.markdown import because, when, words
 
@@ -43,6 +44,27 @@ _LABELS: Final = {
     "event.retracted": "Retraction",
 }
 _NOTES: Final = {"decision": "Decision", "root_cause": "Root cause", "impact": "Impact"}
+
+
+def attribution(actor: str, principal: str | None, role: str | None) -> str:
+    """Who was authenticated, when the actor is someone else (a claimed actor, a monitor's
+    name): `(authenticated as alice, responder)`. Empty for events stored before principals were
+    recorded, and without tokens (`local`: nobody was authenticated, every actor is as claimed)."""
+    if principal in (None, actor, LOCAL_PRINCIPAL):
+        return ""
+    return f"(authenticated as {principal}, {role})"
+
+
+def attributed(actor: str, principal: str | None, role: str | None) -> str:
+    """Who did it, for people: `ceo@example.com (authenticated as alice, responder)`."""
+    return " ".join(part for part in (actor, attribution(actor, principal, role)) if part)
+
+
+def by(e: Entry) -> str:
+    principal = e.body.get("principal")
+    if not isinstance(principal, dict):
+        return e.actor
+    return attributed(e.actor, principal.get("name"), principal.get("role"))
 
 
 def label(e: Entry) -> str:

@@ -9,17 +9,23 @@ Tokens live in `INCIDENTS_TOKENS_FILE` (TOML) as SHA-256 hashes, never in clear:
 
 `incidents token ROLE NAME` prints a new token and the entry to add. Without a tokens file
 there is no authentication, and the service refuses to listen beyond loopback.
+
+A producer entry with `nats = true` is also a NATS user of the embedded nats-server, named
+like the entry (so the name must be a NATS subject token); see services/natsauth.py.
 """
 
 import enum
 import hashlib
 import ipaddress
+import re
 import secrets
 import tomllib
 from pathlib import Path
 from typing import Final
 
 import msgspec
+
+from events.schema import LOCAL_PRINCIPAL
 
 
 class Role(enum.StrEnum):
@@ -53,13 +59,18 @@ class Principal(msgspec.Struct, frozen=True):
         return permission in GRANTS[self.role]
 
 
-LOCAL: Final = Principal("local", Role.ADMIN)
+LOCAL: Final = Principal(LOCAL_PRINCIPAL, Role.ADMIN)
+# A NATS producer's name is a token of its subjects (`intake.<name>.events`) and its user name.
+NATS_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The NATS user of the service itself (embedded nats-server with tokens on, compose.yaml).
+NATS_SERVICE_USER: Final = "incidents"
 
 
 class _Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     role: Role
     sha256: str
+    nats: bool = False
 
 
 class _File(msgspec.Struct, frozen=True):
@@ -94,7 +105,21 @@ class Tokens:
             parsed = msgspec.convert(tomllib.loads(path.read_text()), _File)
         except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
             raise TokensError(f"INCIDENTS_TOKENS_FILE {path}: {exc}") from exc
+        seen: set[str] = set()
+        for entry in parsed.token:
+            if not entry.nats:
+                continue
+            problem = nats_name_problem(entry.name, entry.role)
+            if problem is None and entry.name in seen:
+                problem = "another NATS producer has the same name"
+            if problem is not None:
+                raise TokensError(f"INCIDENTS_TOKENS_FILE {path}: {entry.name!r}: {problem}")
+            seen.add(entry.name)
         return cls(parsed.token)
+
+    def nats_producers(self) -> list[tuple[str, str]]:
+        """(name, token SHA-256) of every producer that may publish over NATS."""
+        return [(e.name, e.sha256.lower()) for e in self._by_hash.values() if e.nats]
 
     def authenticate(self, token: str | None) -> Principal | None:
         if not self.enabled:
@@ -126,5 +151,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def token_entry(name: str, role: Role, token: str) -> str:
-    return f'[[token]]\nname = "{name}"\nrole = "{role.value}"\nsha256 = "{digest(token)}"\n'
+def nats_name_problem(name: str, role: Role) -> str | None:
+    """Why `name` cannot be a NATS producer, or None."""
+    if role is not Role.PRODUCER:
+        return "only producer tokens may have NATS credentials"
+    if not NATS_NAME.fullmatch(name):
+        return "a NATS producer name has 1 to 64 letters, digits, '_' or '-'"
+    if name == NATS_SERVICE_USER:
+        return f"{NATS_SERVICE_USER!r} is the service's own NATS user"
+    return None
+
+
+def token_entry(name: str, role: Role, token: str, nats: bool = False) -> str:
+    entry = f'[[token]]\nname = "{name}"\nrole = "{role.value}"\nsha256 = "{digest(token)}"\n'
+    return entry + ("nats = true\n" if nats else "")

@@ -1,9 +1,10 @@
 """Composition root: turns a Config into running parts, started and stopped in order.
 
-nats-server (embedded unless INCIDENTS_NATS_URL) -> connection -> stream -> store, handler,
-correlator, intake -> HTTP API (uvicorn) and NATS intake (faststream). `running()` is the one
-place that starts and stops things, so a start-up that fails half way still stops whatever it
-had started (an embedded nats-server above all).
+data dir lock -> nats-server (embedded unless INCIDENTS_NATS_URL; supervised; with users when
+tokens are on) -> connection -> stream -> store, handler, correlator, intake -> HTTP API
+(uvicorn) and NATS intake (faststream). `running()` is the one place that starts and stops
+things, so a start-up that fails half way still stops whatever it had started (an embedded
+nats-server above all).
 """
 
 import asyncio
@@ -32,9 +33,12 @@ from services.api.server import serving
 from services.auth import Tokens, is_loopback
 from services.clock import Clock, utc_now
 from services.config import Config, ConfigError
+from services.datadir import holding
 from services.nats_intake import create_broker
+from services.natsauth import SERVICE_INBOX, ServiceCredentials, embedded_auth
 from services.natsserver import EmbeddedNatsServer
-from services.readmodels import LiveModels
+from services.readmodels import LiveModels, supervise
+from services.supervisor import LogHealth, Supervisor, quiet_errors
 from services.write.correlation import Correlator
 from services.write.handler import CommandHandler
 from services.write.intake import Intake
@@ -71,14 +75,30 @@ def stream_settings(config: Config) -> StreamSettings:
     )
 
 
-async def connect(url: str, name: str = "incidents") -> NATS:
-    return await nats.connect(
+async def connect(url: str, name: str = "incidents", health: LogHealth | None = None) -> NATS:
+    """The service's connection: reconnects forever, one log line per error (not a traceback
+    per attempt); its inboxes are out of the producers' `_INBOX.>` (services/natsauth.py)."""
+    callbacks = health.callbacks() if health is not None else {"error_cb": quiet_errors(name)}
+    nc = await nats.connect(
         servers=url.split(","),
         name=name,
         connect_timeout=5,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
+        inbox_prefix=SERVICE_INBOX,
+        **callbacks,
     )
+    if health is not None:
+        health.nc = nc
+    return nc
+
+
+def embedded_server(config: Config, tokens: Tokens) -> EmbeddedNatsServer:
+    """The embedded nats-server: open on loopback, or with users when tokens are on."""
+    auth = None
+    if tokens.enabled:
+        auth = embedded_auth(ServiceCredentials.load_or_create(config.data_dir), tokens)
+    return EmbeddedNatsServer(config.nats_store_dir, port=config.nats_port, auth=auth)
 
 
 def check_exposure(config: Config, tokens: Tokens) -> None:
@@ -94,17 +114,31 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
     tokens = Tokens.load(config.tokens_file)
     check_exposure(config, tokens)
     async with AsyncExitStack() as stack:
+        # Before anything touches the data dir: a second instance stops here, naming the first.
+        stack.enter_context(holding(config.data_dir, "serve"))
         server: EmbeddedNatsServer | None = None
-        url = config.nats_url
+        supervisor: Supervisor | None = None
+        url = client_url = config.nats_url
         if url is None:
-            server = EmbeddedNatsServer(config.nats_store_dir, port=config.nats_port)
+            server = embedded_server(config, tokens)
             stack.callback(server.stop)  # before start: a failed start is stopped too
             await server.astart()
-            url = server.url
+            url, client_url = server.url, server.client_url
             log.info(
-                "embedded nats-server %s (store %s, pid %s)", url, server.store_dir, server.pid
+                "embedded nats-server %s (store %s, pid %s%s)",
+                url,
+                server.store_dir,
+                server.pid,
+                ", NATS users from the tokens file" if server.auth else "",
             )
-        nc = await connect(url)
+            supervisor = Supervisor(server)
+            # Registered after server.stop, so it runs first: nothing restarts a server
+            # that is being stopped.
+            watching = asyncio.create_task(supervisor.run(), name="nats-server supervisor")
+            stack.push_async_callback(stop, watching)
+        assert client_url is not None
+        health = LogHealth(config.unhealthy_after_s, supervisor)
+        nc = await connect(client_url, health=health)
         stack.push_async_callback(_quietly, nc.close, "the NATS connection")
         changed = await ensure_stream(nc, stream_settings(config))
         if changed:
@@ -136,11 +170,12 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             models.reader.projector.checkpoint,
         )
 
-        broker = create_broker(url.split(","), intake, clock)
+        broker = create_broker(client_url.split(","), intake, clock)
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
 
-        app = create_app(intake, tokens, clock, models, store)
+        app = create_app(intake, tokens, clock, models, store, config.allowed_hosts)
+        app.state.health = health  # /healthz
         http_url = await stack.enter_async_context(serving(app, config.http_host, config.http_port))
         log.info("HTTP API %s (OpenAPI at %s/schema), NATS intake on intake.>", http_url, http_url)
         yield Service(
@@ -171,13 +206,19 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
     """
     if config.nats_url is None:
         raise ConfigError("INCIDENTS_NATS_URL: `incidents project` joins an existing NATS")
+    with holding(config.data_dir, "project"):
+        return await _project(config, until_caught_up)
+
+
+async def _project(config: Config, until_caught_up: bool) -> int:
+    assert config.nats_url is not None
     nc = await connect(config.nats_url, name="incidents-projector")
     con = open_database(live_path(config.data_dir))
     try:
         store = EventStore(nc, config.stream)
         projector = Projector(con, store)
         target = await store.last_seq()
-        following = asyncio.create_task(projector.run(), name="projector")
+        following = asyncio.create_task(supervise(projector), name="projector")
         try:
             if until_caught_up:
                 await projector.wait(target, timeout=3600)

@@ -38,6 +38,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     nats_port: int = 0
     tokens_file: Path | None = None
     policy_file: Path | None = None
+    # More names the HTTP API answers for (Host), besides loopback and its own address.
+    allowed_hosts: frozenset[str] = frozenset()
+    # /healthz fails once NATS has been unreachable this long, so an outer supervisor can act.
+    unhealthy_after_s: float = 30.0
 
     @property
     def embedded_nats(self) -> bool:
@@ -75,6 +79,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             nats_port=_parsed(env, "INCIDENTS_NATS_PORT", _int_in(0, 65535), default.nats_port),
             tokens_file=_parsed(env, "INCIDENTS_TOKENS_FILE", _path, default.tokens_file),
             policy_file=_parsed(env, "INCIDENTS_POLICY_FILE", _path, default.policy_file),
+            allowed_hosts=_parsed(env, "INCIDENTS_ALLOWED_HOSTS", _names, default.allowed_hosts),
+            unhealthy_after_s=_parsed(
+                env, "INCIDENTS_UNHEALTHY_AFTER", _positive_duration, default.unhealthy_after_s
+            ),
         )
         if config.duplicate_window_s > config.retention_s:
             # JetStream refuses a dedup window longer than max_age; say which knob to turn.
@@ -96,6 +104,10 @@ def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], _T], defau
         return parse(value)
     except ValueError as exc:
         raise ConfigError(f"{name}={value!r}: {exc}") from None
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
 
 
 def _path(value: str) -> Path:

@@ -14,6 +14,7 @@ from events.decisions import Rejected, RejectionKind
 class ErrorKind(enum.StrEnum):
     MALFORMED = "malformed"  # not even JSON of the right shape
     NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"  # the principal's role may not do this
     CONFLICT = "conflict"  # refused by the lifecycle, or a damaged log
     TOO_LARGE = "too_large"
     INVALID = "invalid"  # well-formed, but a field is wrong

@@ -1,9 +1,13 @@
-"""NATS intake (faststream): `intake.events` and `intake.alertmanager` into the same intake.
+"""NATS intake (faststream): `intake.events` and `intake.alertmanager` into the same intake,
+and their per-producer forms `intake.<name>.events`, `intake.<name>.alertmanager` (with tokens
+on, producer `name` is the only one the server lets publish there: services/natsauth.py).
 
 Request/reply answers exactly what HTTP would (the stored events, or the error body). A bad
-message is answered with its error and never stops the subscriber.
+message is answered with its error and never stops the subscriber; a failure that is a bug is
+logged with its traceback and answered `{"error": "internal"}`, never left without a reply.
 """
 
+import logging
 from typing import Final
 
 import msgspec
@@ -11,9 +15,13 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from events.store import StoreUnavailableError
+from services.auth import Principal, Role
 from services.clock import Clock
 from services.errors import ErrorKind, ServiceError
+from services.natsauth import PRODUCER_ALERTMANAGER, PRODUCER_EVENTS, SERVICE_INBOX
+from services.supervisor import quiet_errors
 from services.write.intake import Intake, decode_events
+from services.write.principals import NATS
 
 EVENTS_SUBJECT: Final = "intake.events"
 ALERTMANAGER_SUBJECT: Final = "intake.alertmanager"
@@ -21,6 +29,7 @@ ALERTMANAGER_SUBJECT: Final = "intake.alertmanager"
 QUEUE: Final = "incidents-intake"
 
 _encode: Final = msgspec.json.encode
+log = logging.getLogger(__name__)
 
 
 def _failure(exc: ServiceError | StoreUnavailableError) -> bytes:
@@ -29,22 +38,52 @@ def _failure(exc: ServiceError | StoreUnavailableError) -> bytes:
     return _encode(ServiceError(ErrorKind.UNAVAILABLE, str(exc)).body())
 
 
+def _bug(subject: str, exc: Exception) -> bytes:
+    log.error("message on %s failed", subject, exc_info=exc)
+    detail = f"internal error ({type(exc).__name__}); it has been logged"
+    return _encode({"error": "internal", "field": None, "detail": detail})
+
+
+def principal_of(subject: str) -> Principal:
+    """A producer: the one named by its subject (`intake.<name>.events`, which with tokens on
+    only that producer may publish to), else `nats` on the shared subjects."""
+    parts = subject.split(".")
+    return Principal(parts[1], Role.PRODUCER) if len(parts) == 3 else NATS
+
+
 def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroker:
     # Raw bodies (NatsMessage), not faststream's JSON decoding: intake validates with msgspec.
-    broker = NatsBroker(servers, logger=None)
+    broker = NatsBroker(
+        servers,
+        logger=None,
+        name="incidents-intake",
+        # Like the service's own connection: reconnect forever, one line per error.
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        error_cb=quiet_errors("NATS intake connection"),
+        inbox_prefix=SERVICE_INBOX,
+    )
 
+    @broker.subscriber(PRODUCER_EVENTS, queue=QUEUE)
     @broker.subscriber(EVENTS_SUBJECT, queue=QUEUE)
     async def on_events(msg: NatsMessage) -> bytes:
         try:
-            return _encode(await intake.events(decode_events(msg.body)))
+            events = decode_events(msg.body)
+            return _encode(await intake.events(events, principal_of(msg.raw_message.subject)))
         except (ServiceError, StoreUnavailableError) as exc:
             return _failure(exc)
+        except Exception as exc:
+            return _bug(msg.raw_message.subject, exc)
 
+    @broker.subscriber(PRODUCER_ALERTMANAGER, queue=QUEUE)
     @broker.subscriber(ALERTMANAGER_SUBJECT, queue=QUEUE)
     async def on_alertmanager(msg: NatsMessage) -> bytes:
         try:
-            return _encode(await intake.alertmanager(msg.body, clock()))
+            principal = principal_of(msg.raw_message.subject)
+            return _encode(await intake.alertmanager(msg.body, clock(), principal))
         except (ServiceError, StoreUnavailableError) as exc:
             return _failure(exc)
+        except Exception as exc:
+            return _bug(msg.raw_message.subject, exc)
 
     return broker

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
+from urllib.parse import quote
 
 import msgspec
 
@@ -33,6 +34,25 @@ class NatsServerError(RuntimeError):
 
 class _ApiReply(msgspec.Struct):
     error: dict[str, object] | None = None
+
+
+class NatsUser(msgspec.Struct, frozen=True):
+    """A user of the server; `publish`/`subscribe` None means unrestricted on that side."""
+
+    name: str
+    password: str
+    publish: tuple[str, ...] | None = None
+    subscribe: tuple[str, ...] | None = None
+
+
+class NatsAuth(msgspec.Struct, frozen=True):
+    """Who may connect: `service` (unrestricted; the readiness probe uses it too) and `users`.
+
+    Without a NatsAuth the server accepts anyone who reaches its (loopback) port.
+    """
+
+    service: NatsUser
+    users: tuple[NatsUser, ...] = ()
 
 
 def find_binary() -> Path:
@@ -61,13 +81,19 @@ class EmbeddedNatsServer:
     """One nats-server process over `store_dir`; restartable on the same store and port."""
 
     def __init__(
-        self, store_dir: Path, host: str = "127.0.0.1", port: int = 0, sync_always: bool = True
+        self,
+        store_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sync_always: bool = True,
+        auth: NatsAuth | None = None,
     ) -> None:
         self.store_dir = Path(store_dir).resolve()
         self.host = host
         # Resolved once so kill() + start() comes back on the same URL.
         self.port = port or free_port(host)
         self.sync_always = sync_always
+        self.auth = auth
         self.config_file = self.store_dir / "nats-server.conf"
         self.log_file = self.store_dir / "nats-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -80,12 +106,26 @@ class EmbeddedNatsServer:
         return f"nats://{host}:{self.port}"
 
     @property
+    def client_url(self) -> str:
+        """`url` with the service's credentials when the server requires them (never log it)."""
+        if self.auth is None:
+            return self.url
+        user = self.auth.service
+        credentials = f"{quote(user.name, safe='')}:{quote(user.password, safe='')}"
+        return self.url.replace("nats://", f"nats://{credentials}@", 1)
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """How the latest process ended (negative: killed by that signal); None while running."""
+        return self._proc.poll() if self._proc is not None else None
 
     def start(self, timeout: float = 10.0) -> None:
         """Spawn the server and block until JetStream answers; a no-op if already running.
@@ -160,7 +200,7 @@ class EmbeddedNatsServer:
         binary = find_binary()
         try:
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            self.config_file.write_text(self._config_text())
+            _write_private(self.config_file, self._config_text())
             # The log also receives stderr, so fatal errors from before logging starts show up.
             log = self.log_file.open("ab")
         except OSError as exc:
@@ -185,20 +225,18 @@ class EmbeddedNatsServer:
         self._log = log
 
     def _config_text(self) -> str:
-        def quoted(value: str) -> str:
-            return msgspec.json.encode(value).decode()
-
-        jetstream = [f"  store_dir: {quoted(str(self.store_dir))}"]
+        jetstream = [f"  store_dir: {_quoted(str(self.store_dir))}"]
         if self.sync_always:
             # fsync every write: an acked publish survives a power cut (DESIGN section 9).
             jetstream.append("  sync_interval: always")
         return "\n".join(
             [
                 "server_name: incidents-embedded",
-                f"listen: {quoted(f'{self.host}:{self.port}')}",
+                f"listen: {_quoted(f'{self.host}:{self.port}')}",
                 "jetstream {",
                 *jetstream,
                 "}",
+                *_authorization(self.auth),
                 "",
             ]
         )
@@ -213,7 +251,7 @@ class EmbeddedNatsServer:
                     f"nats-server exited with code {code} during start-up; log tail:\n"
                     + self.log_tail()
                 )
-            if _jetstream_ready(self.host, self.port):
+            if _jetstream_ready(self.host, self.port, self.auth):
                 return
             if time.monotonic() >= deadline:
                 raise NatsServerError(
@@ -226,6 +264,40 @@ class EmbeddedNatsServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _quoted(value: str) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only: the config may hold passwords."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+        file.write(text)
+
+
+def _authorization(auth: NatsAuth | None) -> list[str]:
+    """The `authorization` block: users, and the permissions of the restricted ones."""
+    if auth is None:
+        return []
+
+    def allow(subjects: tuple[str, ...]) -> str:
+        return "{ allow: [" + ", ".join(_quoted(s) for s in subjects) + "] }"
+
+    lines = ["authorization {", "  users: ["]
+    for user in (auth.service, *auth.users):
+        fields = [f"user: {_quoted(user.name)}", f"password: {_quoted(user.password)}"]
+        rights = []
+        if user.publish is not None:
+            rights.append(f"publish: {allow(user.publish)}")
+        if user.subscribe is not None:
+            rights.append(f"subscribe: {allow(user.subscribe)}")
+        if rights:
+            fields.append("permissions: { " + ", ".join(rights) + " }")
+        lines.append("    { " + ", ".join(fields) + " }")
+    return [*lines, "  ]", "}"]
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -245,15 +317,18 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def _jetstream_ready(host: str, port: int) -> bool:
+def _jetstream_ready(host: str, port: int, auth: NatsAuth | None = None) -> bool:
     """Ask `$JS.API.INFO` over the raw NATS protocol; no event loop needed."""
+    connect: dict[str, object] = {"verbose": False, "pedantic": False, "name": "readiness-probe"}
+    if auth is not None:
+        connect |= {"user": auth.service.name, "pass": auth.service.password}
     try:
         with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
             stream = sock.makefile("rb")
             if not stream.readline().startswith(b"INFO "):
                 return False
             sock.sendall(
-                b'CONNECT {"verbose":false,"pedantic":false,"name":"readiness-probe"}\r\n'
+                b"CONNECT " + msgspec.json.encode(connect) + b"\r\n"
                 b"SUB _probe.reply 1\r\n"
                 b"PUB $JS.API.INFO _probe.reply 0\r\n\r\n"
             )

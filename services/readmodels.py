@@ -6,6 +6,10 @@ projects into, with its follower. `replay()` rebuilds into a shadow file while t
 service keeps answering and projecting, stops the follower, catches the shadow up to the same
 checkpoint (optionally comparing the two), promotes the shadow and switches readers to it.
 Requests that started on the old generation finish there; it is closed and deleted later.
+
+The follower is supervised: a projector that fails is started again after a delay that doubles
+while it keeps failing (`RESTART_AFTER_S` up to `RESTART_AT_MOST_S`), and its `failure` says why
+until it moves on again (`/readyz` answers 503 meanwhile, `/metrics` counts the restarts).
 """
 
 import asyncio
@@ -31,6 +35,8 @@ from services.telemetry import watch
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 RETIRE_AFTER_S: Final = 15.0  # longer than any read may run (the SQL sandbox stops at 10 s)
+RESTART_AFTER_S: Final = 0.5  # first restart of a failed projector; doubles while it fails
+RESTART_AT_MOST_S: Final = 30.0
 
 
 class Reader(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,7 +98,7 @@ class LiveModels:
 
     def _follow(self, projector: Projector) -> "asyncio.Task[None]":
         watch(projector)
-        return asyncio.create_task(projector.run(), name="projector")
+        return asyncio.create_task(supervise(projector), name="projector")
 
     async def close(self) -> None:
         for task in [self._follower, *self._tasks]:
@@ -174,3 +180,26 @@ class LiveModels:
         finally:
             con.close()
             rebuilds.retire(path)
+
+
+async def supervise(projector: Projector) -> None:
+    """Run `projector` for ever: when it fails, note why, and start it again after a delay that
+    doubles while it keeps failing without moving on in between."""
+    delay = RESTART_AFTER_S
+    while True:
+        try:
+            await projector.run()
+            reason = "stopped following the log"  # `run` follows for ever: returning is a fault
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if projector.failure is None:
+                log.exception("projector failed at checkpoint %s", projector.checkpoint)
+        if projector.failure is None:
+            delay = RESTART_AFTER_S  # it had recovered since: a new run of failures
+        elif reason != projector.failure:
+            log.error("projector failed again: %s", reason)
+        projector.failure = reason
+        log.warning("projector restarts in %.1f s (%s)", delay, reason)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RESTART_AT_MOST_S)
+        projector.restarts += 1

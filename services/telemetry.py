@@ -1,4 +1,5 @@
-"""Prometheus metrics: events appended and projected, projector position and lag, HTTP timings.
+"""Prometheus metrics: events appended and projected, projector position and lag, HTTP timings;
+records quarantined, projector up and its restarts.
 
 HTTP request counts and latencies come from Litestar's Prometheus middleware (per route
 template); the rest is counted here and read off the projectors at scrape time.
@@ -22,9 +23,11 @@ APPENDED: Final = Counter(
 class _Projectors(Collector):
     def __init__(self) -> None:
         self.watched: weakref.WeakSet[Projector] = weakref.WeakSet()
+        self.current: weakref.ref[Projector] | None = None  # the one serving reads now
 
     def collect(self) -> Iterator[Metric]:
         projectors = list(self.watched)
+        current = self.current() if self.current else None
         yield CounterMetricFamily(
             "incidents_events_projected",
             "Events this process folded into its read models",
@@ -40,6 +43,26 @@ class _Projectors(Collector):
             "Log records not yet in the read models, as last seen by the projector",
             value=max((p.pending for p in projectors), default=0),
         )
+        yield CounterMetricFamily(
+            "incidents_records_quarantined",
+            "Log records that do not decode, quarantined by this process",
+            value=sum(p.quarantined_here for p in projectors),
+        )
+        yield GaugeMetricFamily(
+            "incidents_quarantined_records",
+            "Records in the read models' quarantine table",
+            value=current.quarantined if current else 0,
+        )
+        yield GaugeMetricFamily(
+            "incidents_projector_up",
+            "1 while the projector runs, 0 from a failure until it moves on again",
+            value=1 if current is not None and current.failure is None else 0,
+        )
+        yield CounterMetricFamily(
+            "incidents_projector_restarts",
+            "Times a failed projector was started again",
+            value=sum(p.restarts for p in projectors),
+        )
 
 
 _PROJECTORS: Final = _Projectors()
@@ -47,4 +70,6 @@ REGISTRY.register(_PROJECTORS)
 
 
 def watch(projector: Projector) -> None:
+    """Count `projector` in, and make it the current one (a replay swaps in a new one)."""
     _PROJECTORS.watched.add(projector)
+    _PROJECTORS.current = weakref.ref(projector)

@@ -93,6 +93,9 @@ def _value(info: mi.Type, offsets: bool, stdlib_floats: bool) -> st.SearchStrate
             )
         case mi.VarTupleType():
             return st.lists(_value(info.item_type, offsets, stdlib_floats), max_size=3).map(tuple)
+        case mi.StructType():  # a nested Struct (the envelope's `principal`)
+            fields = {f.name: _value(f.type, offsets, stdlib_floats) for f in info.fields}
+            return st.fixed_dictionaries(fields).map(lambda kwargs: info.cls(**kwargs))
     raise NotImplementedError(f"no strategy for {info!r}")
 
 

@@ -1,10 +1,16 @@
 """The HTTP API (Litestar): its routes, and every error in one JSON shape.
 
 Errors: `{"error": kind, "field": path-or-null, "detail": reason}` with 400 malformed, 401/403
-auth, 404 unknown incident, 409 refused by the lifecycle, 413 too large, 422 invalid, 503
-with Retry-After when JetStream does not answer. PagerDuty routes answer like PagerDuty.
+auth, 403 a state-changing request from another origin, 404 unknown incident, 409 refused by
+the lifecycle, 413 too large, 415 not `application/json`, 421 a Host that is not this
+service's (see `origin.py`), 422 invalid, 503 with Retry-After when JetStream does not
+answer. PagerDuty routes answer like PagerDuty. Anything else is a bug: logged with its
+traceback and answered 500 `{"error": "internal"}`.
 """
 
+import asyncio
+import logging
+from collections.abc import Collection
 from typing import Any, Final
 
 from litestar import Litestar, Request, Response
@@ -15,18 +21,23 @@ from litestar.params import ParameterKwarg
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from events.store import EventStore, StoreUnavailableError
+from projections import sandbox
 from services.api import admin, commands, health, pages, reads
 from services.api import intake as intake_routes
+from services.api.json_request import JsonRequest
+from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
 from services.clock import Clock
 from services.errors import ErrorKind, ServiceError, located
 from services.readmodels import LiveModels
 from services.write.intake import MAX_BODY_BYTES, Intake
 
+log = logging.getLogger(__name__)
 RETRY_AFTER_S: Final = "2"
 STATUS: Final[dict[ErrorKind, int]] = {
     ErrorKind.MALFORMED: 400,
     ErrorKind.NOT_FOUND: 404,
+    ErrorKind.FORBIDDEN: 403,
     ErrorKind.CONFLICT: 409,
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.INVALID: 422,
@@ -40,6 +51,7 @@ _HTTP_KINDS: Final = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    415: "unsupported_media_type",
 }
 
 
@@ -89,9 +101,25 @@ def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _error(exc.status_code, kind, str(exc.detail))
 
 
+def _on_browser(_: Request[Any, Any, Any], exc: BrowserRefusal) -> Response[Any]:
+    return _error(exc.status, exc.kind, exc.detail, exc.field)
+
+
+def _on_bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal", f"internal error ({type(exc).__name__}); it has been logged")
+
+
 def create_app(
-    intake: Intake, tokens: Tokens, clock: Clock, models: LiveModels, store: EventStore
+    intake: Intake,
+    tokens: Tokens,
+    clock: Clock,
+    models: LiveModels,
+    store: EventStore,
+    allowed_hosts: Collection[str] = (),
 ) -> Litestar:
+    """`allowed_hosts`: names the service answers for besides its own (INCIDENTS_ALLOWED_HOSTS)."""
+    hosts = host_policy(tokens.enabled, allowed_hosts)
     app = Litestar(
         route_handlers=[
             *commands.ROUTES,
@@ -109,7 +137,10 @@ def create_app(
             StoreUnavailableError: _on_unavailable,
             HTTPException: _on_http,
             RecursionError: _on_too_deep,
+            BrowserRefusal: _on_browser,
+            Exception: _on_bug,
         },
+        request_class=JsonRequest,
         openapi_config=OpenAPIConfig(
             title="incident-timeline",
             version="1",
@@ -118,7 +149,8 @@ def create_app(
         ),
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[
-            PrometheusConfig(app_name="incidents", prefix="incidents", group_path=True).middleware
+            BrowserGuard(hosts),
+            PrometheusConfig(app_name="incidents", prefix="incidents", group_path=True).middleware,
         ],
     )
     app.state.intake = intake
@@ -126,4 +158,5 @@ def create_app(
     app.state.clock = clock
     app.state.models = models
     app.state.store = store
+    app.state.sql_gate = asyncio.Semaphore(sandbox.CONCURRENT)
     return app

@@ -40,17 +40,30 @@ _GENERATED: Final[dict[type[Command], tuple[str, Callable[[], str]]]] = {
 _RESERVED: Final = f"ids starting with {SERVICE_ID_PREFIX!r} are the service's own"
 
 
+# Envelope fields the service sets and a body may not carry.
+_SERVICE_SET: Final = frozenset({"principal"})
+
+
+def _field(info: msgspec.structs.FieldInfo) -> tuple[str, Any] | tuple[str, Any, Any]:
+    if info.required:
+        return (info.name, info.type)
+    if info.default_factory is not msgspec.NODEFAULT:
+        return (info.name, info.type, msgspec.field(default_factory=info.default_factory))
+    return (info.name, info.type, info.default)
+
+
 def body_of(command: type[Command]) -> type[msgspec.Struct]:
-    fields = list(_ENVELOPE)
+    """The command's fields, its envelope optional, without what only the service sets."""
+    optional = {name: (name, kind, default) for name, kind, default in _ENVELOPE}
     if command in _GENERATED:
-        fields.append((_GENERATED[command][0], Name | None, None))
+        optional[_GENERATED[command][0]] = (_GENERATED[command][0], Name | None, None)
+    fields = [
+        optional.get(info.name) or _field(info)
+        for info in msgspec.structs.fields(command)
+        if info.name not in _SERVICE_SET
+    ]
     return msgspec.defstruct(
-        f"{command.__name__}Body",
-        fields,
-        bases=(command,),
-        kw_only=True,
-        frozen=True,
-        forbid_unknown_fields=True,
+        f"{command.__name__}Body", fields, kw_only=True, frozen=True, forbid_unknown_fields=True
     )
 
 
@@ -62,8 +75,9 @@ def to_command(
     now: datetime,
     event_id: str | None = None,
 ) -> AnyCommand:
-    """The command `body` asks for; what it leaves out comes from the path, the principal,
-    the clock, and `event_id` (or a fresh id of the service's own)."""
+    """The command `body` asks for; what it leaves out comes from the path, the principal
+    (`actor`: its name), the clock, and `event_id` (or a fresh id of the service's own). An
+    actor the body claims is kept; the principal itself is stamped by intake."""
     given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
     if str(given.get("event_id") or "").startswith(SERVICE_ID_PREFIX):
         raise ServiceError(ErrorKind.INVALID, _RESERVED, "event_id")

@@ -38,7 +38,7 @@ from events.commands import (
 )
 from events.subjects import declared_incident_id, service_event_id
 from services.api.bodies import body_of, to_command
-from services.api.guards import actor_of, requires
+from services.api.guards import actor_of, authenticated, requires
 from services.api.state import AnyRequest, intake_of, now
 from services.auth import Permission
 from services.write.answers import Answer
@@ -78,7 +78,7 @@ async def _command(
 ) -> Answer:
     actor, moment = actor_of(request), now(request)
     command = to_command(command_type, body, incident_id, actor, moment, event_id)
-    answer = await intake_of(request).command(command)
+    answer = await intake_of(request).command(command, authenticated(request))
     return msgspec.structs.replace(answer, incident_id=target_incident(command))
 
 

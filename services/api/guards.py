@@ -31,7 +31,15 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | 
     return principal
 
 
+def authenticated(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The principal a guarded route's guard found (every guarded request has one)."""
+    principal = principal_of(connection)
+    if principal is None:
+        raise NotAuthorizedException("a valid bearer token is required")
+    return principal
+
+
 def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The authenticated name recorded on what this request writes."""
+    """The actor a person's command records unless its body claims another: the principal."""
     principal = principal_of(connection)
     return principal.name if principal else "anonymous"

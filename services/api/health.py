@@ -7,38 +7,65 @@ from litestar import Response, get
 
 from events.store import StoreUnavailableError
 from services.api.state import AnyRequest, reader_of, store_of
+from services.supervisor import LogHealth
 
 
 @get("/healthz", tags=["operations"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz(request: AnyRequest) -> Response[dict[str, Any]]:
+    """Alive; 503 once the log (NATS) has been unreachable longer than
+    INCIDENTS_UNHEALTHY_AFTER, so an outer supervisor can act."""
+    health: LogHealth | None = request.app.state.get("health")
+    if health is None:
+        return Response({"status": "ok"})
+    healthy, body = health.report()
+    # Healthy is just that; the details are for whoever has to find out why it is not.
+    return Response({"status": "ok"}) if healthy else Response(body, status_code=503)
 
 
 @get("/readyz", tags=["operations"])
 async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
-    """Ready when NATS is connected; reports the projector's lag behind the log."""
+    """Ready when NATS is connected and the projector runs; reports the projector's lag behind
+    the log. `status`: `ready`; `degraded` (still 200) while the quarantine holds records that
+    do not decode; `failed` (503) while a failed projector waits for its restart or has not
+    moved on since; `unavailable` (503) when the log does not answer."""
     reader = reader_of(request)
     store = store_of(request)
+    projector = reader.projector
+    supervision = {"failure": projector.failure, "restarts": projector.restarts}
+    quarantine = {"count": projector.quarantined, "table": "quarantine"}
     try:
         first_seq, last_seq = await store.bounds()
         _, oldest_at = await store.first_retained()
     except StoreUnavailableError as exc:
-        return Response({"ready": False, "reason": str(exc)}, status_code=503)
-    projector = reader.projector
-    lag = max(last_seq - projector.checkpoint, 0)
-    return Response(
-        {
-            "ready": True,
-            "stream": {"first_seq": first_seq, "last_seq": last_seq},
-            "projector": {"checkpoint": projector.checkpoint, "lag": lag},
-            "retention": {
-                "first_retained_seq": projector.first_retained,
-                "oldest_record_at": oldest_at,
-                "prune_pending": first_seq > projector.first_retained,
-                "expired_events": projector.expired,
+        return Response(
+            {
+                "ready": False,
+                "status": "unavailable",
+                "reason": str(exc),
+                "projector": {"checkpoint": projector.checkpoint, **supervision},
+                "quarantine": quarantine,
             },
-        }
-    )
+            status_code=503,
+        )
+    lag = max(last_seq - projector.checkpoint, 0)
+    body: dict[str, Any] = {
+        "ready": True,
+        "status": "degraded" if projector.quarantined else "ready",
+        "stream": {"first_seq": first_seq, "last_seq": last_seq},
+        "projector": {"checkpoint": projector.checkpoint, "lag": lag, **supervision},
+        "quarantine": quarantine,
+        "retention": {
+            "first_retained_seq": projector.first_retained,
+            "oldest_record_at": oldest_at,
+            "prune_pending": first_seq > projector.first_retained,
+            "expired_events": projector.expired,
+        },
+    }
+    if projector.failure is not None:
+        reason = f"projector failed ({projector.restarts} restarts): {projector.failure}"
+        failed = {**body, "ready": False, "status": "failed", "reason": reason}
+        return Response(failed, status_code=503)
+    return Response(body)
 
 
 ROUTES: Final = [healthz, readyz]

@@ -9,7 +9,7 @@ from typing import Any, Final
 import msgspec
 from litestar import Response, post
 
-from services.api.guards import requires
+from services.api.guards import authenticated, requires
 from services.api.state import AnyRequest, intake_of, now
 from services.auth import Permission, Tokens, bearer
 from services.formats.pagerduty import PagerDutyError
@@ -19,8 +19,12 @@ from services.write.intake import decode_events
 
 @post("/v1/events", status_code=200, guards=[requires(Permission.APPEND)], tags=["intake"])
 async def post_events(request: AnyRequest) -> Answer:
-    """Append one event (a JSON object) or a batch (an array of up to 1,000), all or nothing."""
-    return await intake_of(request).events(decode_events(await request.body()))
+    """Append one event (a JSON object) or a batch (an array of up to 1,000), all or nothing.
+
+    The principal's role decides which event types it may append (a producer never
+    acknowledges, assigns, resolves, closes, reopens, corrects or retracts)."""
+    events = decode_events(await request.body())
+    return await intake_of(request).events(events, authenticated(request))
 
 
 @post(
@@ -31,7 +35,8 @@ async def post_events(request: AnyRequest) -> Answer:
 )
 async def alertmanager(request: AnyRequest) -> Answer:
     """Alertmanager webhook receiver (payload version 4)."""
-    return await intake_of(request).alertmanager(await request.body(), now(request))
+    body, principal = await request.body(), authenticated(request)
+    return await intake_of(request).alertmanager(body, now(request), principal)
 
 
 class _Routing(msgspec.Struct):
@@ -65,7 +70,7 @@ async def pagerduty(request: AnyRequest) -> Response[Any]:
             status_code=status,
         )
     try:
-        dedup_key, _ = await intake_of(request).pagerduty(body, now(request))
+        dedup_key, _ = await intake_of(request).pagerduty(body, now(request), principal)
     except PagerDutyError as exc:
         return Response(
             {"status": "invalid event", "message": PagerDutyError.message, "errors": exc.errors},

@@ -12,6 +12,7 @@ from litestar.template.config import TemplateConfig
 
 from events.durations import format_duration
 from projections import queries
+from projections.wording import attribution
 from services.api.guards import requires
 from services.api.reads import incident_with_breaches
 from services.api.state import AnyRequest, reader_of
@@ -30,7 +31,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _engine(engine: JinjaTemplateEngine) -> None:
-    engine.engine.filters.update(duration=_duration, when=_when)
+    engine.engine.filters.update(duration=_duration, when=_when, attribution=attribution)
 
 
 TEMPLATES: Final = TemplateConfig(

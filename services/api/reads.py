@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import get, post
+from litestar import Response, get, post
+from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -24,7 +25,10 @@ from services.api.state import AnyRequest, reader_of, store_of
 from services.auth import Permission
 from services.clock import to_utc
 from services.errors import ErrorKind, ServiceError
+from services.formats.instants import OUT_OF_RANGE
 from services.readmodels import Reader
+
+MAX_AUDIT_ENTRIES: Final = 10_000
 
 
 def _utc(moment: datetime | None, field: str) -> datetime | None:
@@ -35,6 +39,8 @@ def _utc(moment: datetime | None, field: str) -> datetime | None:
         return to_utc(moment)
     except ValueError as exc:
         raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
+    except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc
 
 
 async def _fresh(reader: Reader, wait_for: int | None) -> None:
@@ -210,10 +216,13 @@ async def audit(
     to: FromQuery[datetime | None] = None,
     limit: FromQuery[int] = 1000,
 ) -> dict[str, Any]:
+    """Who did what; at most `limit` entries (default 1,000; more than 10,000 gives 10,000)."""
+    if limit < 1:
+        raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
     reader = reader_of(request)
     since, until = _utc(from_, "from"), _utc(to, "to")
     rows = await reader.run(
-        queries.audit, actor, type_, incident_id, since, until, min(limit, 10_000)
+        queries.audit, actor, type_, incident_id, since, until, min(limit, MAX_AUDIT_ENTRIES)
     )
     return {"entries": rows, "snapshot": _snapshot(request, reader)}
 
@@ -222,16 +231,43 @@ class QueryBody(msgspec.Struct, forbid_unknown_fields=True):
     sql: str
 
 
-@post("/v1/query", status_code=200, guards=[requires(Permission.QUERY)], tags=["reads"])
-async def query(request: AnyRequest, data: JSONBody[QueryBody]) -> sandbox.Result:
-    """Read-only SQL over the read models (one statement, 10,000 rows, 10 s)."""
+@post(
+    "/v1/query",
+    status_code=200,
+    guards=[requires(Permission.QUERY)],
+    tags=["reads"],
+    media_type=MediaType.JSON,
+    response_description='{"columns": [...], "rows": [[...]], "truncated": bool}',
+)
+async def query(request: AnyRequest, data: JSONBody[QueryBody]) -> Response[bytes]:
+    """Read-only SQL over the read models: one SELECT; 10,000 rows, 8 MiB of answer, 1 GiB of
+    memory, 10 s, one query at a time (`projections/sandbox.py`)."""
     reader = reader_of(request)
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.get_running_loop().run_in_executor(
-            reader.executor, sandbox.run, reader.con, data.sql
-        )
+        # Refused at once, without waiting for a turn behind a running query.
+        await loop.run_in_executor(reader.executor, sandbox.check, reader.con, data.sql)
+        gate: asyncio.Semaphore = request.app.state.sql_gate
+        try:
+            async with asyncio.timeout(sandbox.TIMEOUT_S):
+                await gate.acquire()
+        except TimeoutError as exc:
+            detail = "another query has been running for a while; try again shortly"
+            raise ServiceError(ErrorKind.UNAVAILABLE, detail, "sql") from exc
+        # Run, fetch and encode in a reader thread: the loop only sends the bytes. The gate
+        # opens when the thread is done, even if this request is given up meanwhile. The
+        # reader is taken again: a replay may have swapped generations while this one waited.
+        try:
+            reader = reader_of(request)
+            running = loop.run_in_executor(reader.executor, sandbox.answer, reader.con, data.sql)
+        except BaseException:
+            gate.release()
+            raise
+        running.add_done_callback(lambda _: gate.release())
+        body = await asyncio.shield(running)
     except sandbox.QueryError as exc:
         raise ServiceError(ErrorKind.MALFORMED, str(exc), "sql") from exc
+    return Response(body, media_type=MediaType.JSON)
 
 
 def _snapshot(request: AnyRequest, reader: Reader) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from events.durations import format_duration
+from projections.wording import attributed
 from services.clock import utc_text
 
 out = Console(highlight=False)
@@ -177,7 +178,7 @@ def timeline(answer: Answer, as_of: datetime | None) -> None:
         details = _details(e, seq_of)
         retracted = bool(e.get("retracted"))
         details = f"[retracted] {details}" if retracted else details
-        cells = (str(e["seq"]), time, e["actor"], e["source"], e["type"], details)
+        cells = (str(e["seq"]), time, _by(e), e["source"], e["type"], details)
         _add_row(table, (*cells, e.get("trace_id") or ""), "strike dim" if retracted else None)
     out.print(table)
 
@@ -215,13 +216,18 @@ def breaches(answer: Answer) -> None:
 
 _AUDIT: Final = (
     *(("seq", "seq"), ("recorded_at", "recorded"), ("occurred_at", "occurred")),
-    *(("actor", "actor"), ("source", "source"), ("type", "type")),
+    *(("by", "actor"), ("source", "source"), ("type", "type")),
     *(("incident_id", "incident"), ("event_id", "event id"), ("trace_id", "trace id")),
 )
 
 
+def _by(event: Answer) -> str:
+    return attributed(str(event.get("actor")), event.get("principal"), event.get("principal_role"))
+
+
 def audit(answer: Answer) -> None:
-    _print_rows("audit", answer.get("entries") or [], _AUDIT)
+    entries: list[Answer] = answer.get("entries") or []
+    _print_rows("audit", [entry | {"by": _by(entry)} for entry in entries], _AUDIT)
 
 
 def result(answer: Answer) -> None:

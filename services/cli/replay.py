@@ -76,8 +76,7 @@ async def _direct(config: Config, verify: bool) -> list[str]:
             con = open_database(live)
             try:
                 projector = Projector(con, store)  # bring the old build to the same position
-                async for batch in store.read(projector.checkpoint + 1, target):
-                    projector.apply(batch, batch[-1].seq)
+                await rebuilds.catch_up(store, projector, target)
                 live_rows = rebuilds.fingerprints(con)
             finally:
                 con.close()

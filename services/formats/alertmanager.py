@@ -1,6 +1,9 @@
 """Alertmanager webhook payloads (version 4) -> alert observations. Pure.
 
 Each alert of a POST is read by its own `status`: one notification may mix firing and resolved.
+A delivery holds at most `MAX_ALERTS` alerts (each is a write of its own); more is refused
+with 413 naming `alerts`: set `max_alerts` on the receiver so Alertmanager truncates instead
+(it then counts the alerts it left out in `truncatedAlerts`).
 """
 
 from datetime import datetime
@@ -10,6 +13,8 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from events.schema import MAX_NAME, MAX_SHORT, MAX_TEXT, MAX_URI, Source
+from services.errors import ErrorKind
+from services.formats import utf8
 from services.formats.observation import (
     AlertObservation,
     WebhookError,
@@ -29,6 +34,9 @@ from services.formats.observation import (
 
 # Grafana's own webhook contact point sends the same shape with version "1": add it here to accept.
 ALERTMANAGER_VERSIONS: Final = frozenset({"4", "1"})
+# Alerts per delivery: each one is correlated and appended on its own (~2 ms apiece), so a
+# bigger delivery would keep its sender waiting past any sensible webhook timeout.
+MAX_ALERTS: Final = 1000
 
 
 class _AmAlert(Struct, kw_only=True):
@@ -58,6 +66,9 @@ _am_decoder: Final = msgspec.json.Decoder(_AmPayload)
 
 def parse_alertmanager(body: bytes, received_at: datetime) -> list[AlertObservation]:
     """One observation per alert, each read by its own `status` (a POST may mix both)."""
+    found = utf8.problem(body)
+    if found is not None:
+        raise WebhookError(found.field or "body", found.detail, ErrorKind.MALFORMED)
     try:
         # Version first, so a v3 body is refused for its version, not for some alert field.
         version = _am_version.decode(body).version
@@ -70,6 +81,12 @@ def parse_alertmanager(body: bytes, received_at: datetime) -> list[AlertObservat
         raise WebhookError("body", f"malformed JSON: {exc}") from exc
     except RecursionError as exc:
         raise WebhookError("body", "nested too deeply") from exc
+    if len(payload.alerts) > MAX_ALERTS:
+        detail = (
+            f"holds {len(payload.alerts)} alerts; a delivery holds at most {MAX_ALERTS} "
+            "(set max_alerts on the Alertmanager receiver)"
+        )
+        raise WebhookError("alerts", detail, ErrorKind.TOO_LARGE)
     now = instant(received_at, "received_at") or received_at
     return [
         recordable(

@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Struct, field
 
 from events.schema import MAX_LABEL_VALUE, MAX_NAME, MAX_SHORT, MAX_TITLE, MAX_URI, Source
+from services.formats import utf8
 from services.formats.observation import (
     AlertObservation,
     WebhookError,
@@ -86,6 +87,9 @@ _NO_PAYLOAD: Final = _PdPayload()
 
 def parse_pagerduty(body: bytes, received_at: datetime) -> AlertObservation | PagerDutyAck:
     """trigger -> firing observation, resolve -> resolved one, acknowledge -> `PagerDutyAck`."""
+    found = utf8.problem(body)
+    if found is not None:
+        raise PagerDutyError([f"'{found.field or 'body'}' {found.detail}"])
     try:
         event = _pd_decoder.decode(body)
         errors = _pd_problems(event)

@@ -1,11 +1,14 @@
 """Alert -> incident correlation kept in the log, safe with any number of intake replicas.
 
-Each correlation key (Alertmanager groupKey, PagerDuty dedup_key) has a last-value subject
-`correlation.<sha256(key)>` whose latest message names the key's incident. A firing alert joins
+Each correlation key (Alertmanager groupKey, PagerDuty dedup_key), scoped by its source and
+producer (the principal that delivered it: one monitor's key never reaches another's incident),
+has a last-value subject `correlation.<sha256(scope)>` whose latest message names the key's
+incident. A firing alert joins
 that incident while it is unresolved. Otherwise the writer claims the subject for a new incident
 with the expected last sequence it read; of racing replicas exactly one claim lands, and the
-others read it and join. The incident id is derived from (key, sequence read), so replicas that
-race on the same claim derive the same id and their declarations deduplicate.
+others read it and join. The incident id is derived from (scope, sequence read), so replicas
+that race on the same claim derive the same id and their declarations deduplicate. Every event
+derived here records the delivery's principal.
 
 A firing alert whose incident is resolved or closed opens a new incident rather than reopening:
 that is what PagerDuty does for a dedup_key, what producers expect, and it keeps the first
@@ -13,7 +16,6 @@ incident's MTTR true; the repeat shows up in the repeat-incidents view.
 """
 
 import hashlib
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -21,12 +23,15 @@ import msgspec
 
 from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
 from events.decisions import Rejected, RejectionKind
-from events.schema import MAX_SHORT, AlertFired, AlertResolved, Category, Source
-from events.store import ConcurrencyError, EventStore, Stored
+from events.schema import MAX_SHORT, Category, Source
+from events.schema import Principal as Recorded
+from events.store import ConcurrencyError, EventStore
 from events.subjects import CORRELATION_PREFIX, SERVICE_ID_PREFIX, derived_incident_id
-from services.formats.observation import AlertObservation
+from services.auth import Principal
+from services.formats.observation import AlertObservation, canonical
 from services.formats.pagerduty import PagerDutyAck
 from services.write.handler import Accepted, CommandHandler, ContentionError
+from services.write.principals import recorded
 
 ATTEMPTS: Final = 8
 
@@ -37,53 +42,50 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     incident_id: str
     claimed_at: datetime
+    source: str = ""  # with `producer`, the key's scope (empty in claims from before scopes)
+    producer: str = ""
 
 
 _claim_decoder: Final = msgspec.json.Decoder(Claim)
 
 
-def claim_subject(key: str) -> str:
-    return f"{CORRELATION_PREFIX}.{hashlib.sha256(key.encode()).hexdigest()}"
+def scope(source: Source, producer: str, key: str) -> str:
+    """A correlation key within its source and producer, unambiguous whatever they contain:
+    `["pagerduty","pd-prod","db-42"]`."""
+    return canonical([source.value, producer, key])
 
 
-def occurrence_id(
-    delivery_id: str,
-    incident_id: str,
-    history: Sequence[Stored],
-    fingerprint: str,
-    after: type[AlertFired] | type[AlertResolved],
-) -> str:
+def claim_subject(scoped: str) -> str:
+    return f"{CORRELATION_PREFIX}.{hashlib.sha256(scoped.encode()).hexdigest()}"
+
+
+def occurrence_id(delivery_id: str, incident_id: str, after_seq: int) -> str:
     """The event id of one occurrence of a foreign delivery in one incident.
 
     A monitor's delivery id (a digest of what it sent) repeats across occurrences: every
-    resolve of a PagerDuty dedup_key looks the same. The incident and the sequence of the
-    alert's last `after` event (the resolve a new firing follows, the firing a resolve ends)
-    tell occurrences apart, while a redelivery of one occurrence gets the same id again.
+    resolve of a PagerDuty dedup_key looks the same. The incident and `after_seq`, the sequence
+    of the alert's last opposite event (the resolve a new firing follows, the firing a resolve
+    ends), tell occurrences apart, while a redelivery of one occurrence gets the same id again.
     """
-    seq = max(
-        (
-            s.seq
-            for s in history
-            if isinstance(s.event, after) and s.event.fingerprint == fingerprint
-        ),
-        default=0,
-    )
-    return f"{SERVICE_ID_PREFIX}{delivery_id}@{incident_id}.{seq}"
+    return f"{SERVICE_ID_PREFIX}{delivery_id}@{incident_id}.{after_seq}"
 
 
 def _alert(
     kind: type[RecordAlertFired] | type[RecordAlertResolved],
     obs: AlertObservation,
     incident_id: str,
-    history: Sequence[Stored],
+    seqs: tuple[int, int],
+    by: Recorded,
 ) -> RecordAlertFired | RecordAlertResolved:
-    after = AlertResolved if kind is RecordAlertFired else AlertFired
+    fired, resolved = seqs
+    after_seq = resolved if kind is RecordAlertFired else fired
     return kind(
         incident_id=incident_id,
-        event_id=occurrence_id(obs.event_id, incident_id, history, obs.fingerprint, after),
+        event_id=occurrence_id(obs.event_id, incident_id, after_seq),
         occurred_at=obs.occurred_at,
         actor=obs.source.value,
         source=obs.source,
+        principal=by,
         correlation_id=obs.key[:MAX_SHORT],
         fingerprint=obs.fingerprint,
         alertname=obs.alertname,
@@ -98,7 +100,9 @@ def _alert(
     )
 
 
-def _declare(obs: AlertObservation, incident_id: str, received_at: datetime) -> Declare:
+def _declare(
+    obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded
+) -> Declare:
     return Declare(
         incident_id=incident_id,
         # One id per incident: replicas declaring the same claim deduplicate.
@@ -107,6 +111,7 @@ def _declare(obs: AlertObservation, incident_id: str, received_at: datetime) -> 
         occurred_at=received_at,
         actor=obs.source.value,
         source=obs.source,
+        principal=by,
         correlation_id=obs.key[:MAX_SHORT],
         title=obs.title,
         severity=obs.severity,
@@ -122,45 +127,54 @@ class Correlator:
         self._store = store
         self._handler = handler
 
-    async def claimed(self, key: str) -> tuple[int, Claim | None]:
-        record = await self._store.last_on_subject(claim_subject(key))
+    async def claimed(self, scoped: str) -> tuple[int, Claim | None]:
+        record = await self._store.last_on_subject(claim_subject(scoped))
         if record is None:
             return 0, None
         seq, data = record
         return seq, _claim_decoder.decode(data)
 
-    async def observe(self, obs: AlertObservation, received_at: datetime) -> Accepted:
+    async def observe(
+        self, obs: AlertObservation, received_at: datetime, principal: Principal
+    ) -> Accepted:
         """Record one alert state: join, open, or resolve within its key's incident."""
+        by, scoped = recorded(principal), scope(obs.source, principal.name, obs.key)
         for _ in range(ATTEMPTS):
-            claim_seq, claim = await self.claimed(obs.key)
+            claim_seq, claim = await self.claimed(scoped)
             if not obs.firing:
-                return await self._resolved(obs, claim)
+                return await self._resolved(obs, claim, by)
             if claim is not None:
-                joined = await self._join(obs, claim.incident_id, received_at)
+                joined = await self._join(obs, claim.incident_id, received_at, by)
                 if joined is not None:
                     return joined
-            incident_id = derived_incident_id(obs.key, claim_seq)
-            record = Claim(key=obs.key, incident_id=incident_id, claimed_at=received_at)
+            incident_id = derived_incident_id(scoped, claim_seq)
+            record = Claim(
+                key=obs.key,
+                incident_id=incident_id,
+                claimed_at=received_at,
+                source=obs.source.value,
+                producer=principal.name,
+            )
             try:
                 await self._store.put_if_last(
-                    claim_subject(obs.key),
+                    claim_subject(scoped),
                     msgspec.json.encode(record),
                     claim_seq,
                     msg_id=f"claim-{incident_id}",
                 )
             except ConcurrencyError:
                 continue  # another replica claimed first: read its claim and join
-            joined = await self._join(obs, incident_id, received_at)
+            joined = await self._join(obs, incident_id, received_at, by)
             if joined is not None:
                 return joined
         raise ContentionError(f"correlation key {obs.key!r} kept moving")
 
     async def _join(
-        self, obs: AlertObservation, incident_id: str, received_at: datetime
+        self, obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded
     ) -> Accepted | None:
         """Append the alert to the incident; None when the incident cannot take it."""
-        history = (await self._handler.history(incident_id)).events
-        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id, history))
+        seqs = await self._handler.alert_seqs(incident_id, obs.fingerprint)
+        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id, seqs, by))
         if isinstance(result, Accepted):
             return result
         if result.kind is RejectionKind.NOT_FOUND:
@@ -169,38 +183,40 @@ class Correlator:
             opened = await self._handler.handle_all(
                 incident_id,
                 [
-                    _declare(obs, incident_id, received_at),
-                    _alert(RecordAlertFired, obs, incident_id, []),
+                    _declare(obs, incident_id, received_at, by),
+                    _alert(RecordAlertFired, obs, incident_id, (0, 0), by),
                 ],
             )
             # Refused only if someone declared it meanwhile: then joining works (or the
             # incident is already resolved and the caller opens a new one).
             if isinstance(opened, Accepted):
                 return opened
-            return await self._join(obs, incident_id, received_at)
+            return await self._join(obs, incident_id, received_at, by)
         return None  # resolved or closed: the caller opens a new incident
 
-    async def _resolved(self, obs: AlertObservation, claim: Claim | None) -> Accepted:
+    async def _resolved(self, obs: AlertObservation, claim: Claim | None, by: Recorded) -> Accepted:
         if claim is None:
             return Accepted([])  # never seen firing here: nothing to resolve
-        history = (await self._handler.history(claim.incident_id)).events
-        alert = _alert(RecordAlertResolved, obs, claim.incident_id, history)
+        seqs = await self._handler.alert_seqs(claim.incident_id, obs.fingerprint)
+        alert = _alert(RecordAlertResolved, obs, claim.incident_id, seqs, by)
         result = await self._handler.handle(alert)
         return result if isinstance(result, Accepted) else Accepted([])
 
-    async def acknowledge(self, ack: PagerDutyAck) -> Accepted | Rejected:
-        _, claim = await self.claimed(ack.key)
+    async def acknowledge(self, ack: PagerDutyAck, principal: Principal) -> Accepted | Rejected:
+        """PagerDuty's acknowledge of a dedup_key: of this sender's own PagerDuty key only."""
+        _, claim = await self.claimed(scope(Source.PAGERDUTY, principal.name, ack.key))
         if claim is None:
             return Rejected(f"no incident for dedup_key {ack.key!r}", RejectionKind.NOT_FOUND)
         incident_id = claim.incident_id
-        history = (await self._handler.history(incident_id)).events
+        fired, _ = await self._handler.alert_seqs(incident_id, ack.key)
         return await self._handler.handle(
             Acknowledge(
                 incident_id=incident_id,
-                event_id=occurrence_id(ack.event_id, incident_id, history, ack.key, AlertFired),
+                event_id=occurrence_id(ack.event_id, incident_id, fired),
                 occurred_at=ack.occurred_at,
                 actor=Source.PAGERDUTY.value,
                 source=Source.PAGERDUTY,
+                principal=recorded(principal),
                 correlation_id=ack.key[:MAX_SHORT],
             )
         )

@@ -26,8 +26,8 @@ from msgspec import Struct
 from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
 from events.decisions import Rejected, decide
-from events.incident import Incident, fold
-from events.schema import AnyEvent, encode
+from events.incident import INITIAL, fold
+from events.schema import AlertFired, AlertResolved, AnyEvent
 from events.store import Appended, ConcurrencyError, EventStore, Loaded, Stored
 from services.clock import Clock, utc_now
 from services.errors import ErrorKind, ServiceError
@@ -56,21 +56,50 @@ class Refused(Struct, frozen=True):
     rejection: Rejected
 
 
-class _Seen(Struct, frozen=True, gc=False):
-    loaded: Loaded
-    state: Incident
+class _Seen:
+    """An incident as this writer last saw it: its events indexed by id, its folded state, and
+    the last firing and resolve of each alert. Extended in place after an append, so a write
+    into an incident of 50,000 events costs what a write into a small one does."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.last_seq = loaded.last_seq
+        self.head_hash = loaded.head_hash
+        self.by_id: dict[str, Stored] = {}
+        self.alerts: dict[str, tuple[int, int]] = {}
+        self.state = INITIAL
+        self._add(loaded.events)
+
+    def extend(self, appended: Sequence[Appended]) -> None:
+        self._add([Stored(a.seq, a.event, b"") for a in appended])
+        self.last_seq = appended[-1].seq
+        self.head_hash = appended[-1].event.hash
+
+    def _add(self, events: Sequence[Stored]) -> None:
+        for stored in events:
+            event = stored.event
+            self.by_id[event.event_id] = stored
+            if isinstance(event, AlertFired | AlertResolved):
+                fired, resolved = self.alerts.get(event.fingerprint, (0, 0))
+                firing = isinstance(event, AlertFired)
+                self.alerts[event.fingerprint] = (
+                    stored.seq if firing else fired,
+                    resolved if firing else stored.seq,
+                )
+        self.state = fold((stored.event for stored in events), self.state)
 
 
-def already_stored(loaded: Loaded, event_id: str) -> list[Appended]:
+def already_stored(seen: _Seen, event_id: str) -> list[Appended]:
     """The events a command with `event_id` stored, if it was handled before.
 
     A decision's later events carry exactly the ids `<event_id>/1`, `/2`... and name the first
     as their cause (see `decisions.decide`): they are found with it, never by a shared prefix.
     """
-    found = [s for s in loaded.events if s.event.event_id == event_id]
-    if found:
-        derived = {f"{event_id}/{n}" for n in range(1, len(loaded.events) + 1)}
-        found += [s for s in loaded.events if s.event.event_id in derived]
+    first = seen.by_id.get(event_id)
+    if first is None:
+        return []
+    found = [first]
+    while (derived := seen.by_id.get(f"{event_id}/{len(found)}")) is not None:
+        found.append(derived)
     return [Appended(stored.event, stored.seq, duplicate=True) for stored in found]
 
 
@@ -110,14 +139,15 @@ class CommandHandler:
         async with self._turn(sorted(groups)):
             return await self._handle(groups)
 
-    async def history(self, incident_id: str) -> Loaded:
-        """The incident as the log holds it now (the cached view, when still current)."""
+    async def alert_seqs(self, incident_id: str, fingerprint: str) -> tuple[int, int]:
+        """Sequences of the alert's last firing and last resolve in the incident as the log
+        holds it now (0: none), which tell one occurrence of the alert from the next."""
         async with self._turn([incident_id]):
             seen = self._seen.get(incident_id)
             if seen is None or not await self._current(incident_id, seen):
                 seen = await self._load(incident_id)
                 self._remember(incident_id, seen)
-            return seen.loaded
+            return seen.alerts.get(fingerprint, (0, 0))
 
     @asynccontextmanager
     async def _turn(self, incident_ids: Iterable[str]) -> AsyncIterator[None]:
@@ -155,7 +185,7 @@ class CommandHandler:
                 continue
             now = self.clock()
             sealed = [
-                (seal(events, views[i].loaded.head_hash, now), views[i].loaded.last_seq)
+                (seal(events, views[i].head_hash, now), views[i].last_seq)
                 for i, events in decided.items()
             ]
             try:
@@ -172,7 +202,8 @@ class CommandHandler:
                 if any(a.duplicate for a in mine):
                     self._seen.pop(incident_id, None)
                 else:
-                    self._remember(incident_id, _extended(views[incident_id], mine))
+                    views[incident_id].extend(mine)
+                    self._remember(incident_id, views[incident_id])
             return Accepted(originals + appended)
         raise ContentionError(
             f"incidents {', '.join(groups)} changed {self._attempts} times while deciding"
@@ -180,16 +211,28 @@ class CommandHandler:
 
     async def _load(self, incident_id: str) -> _Seen:
         loaded = await self.store.load(incident_id)
-        return _Seen(loaded, fold(stored.event for stored in loaded.events))
+        # Folding and indexing a long incident is CPU work: off the event loop.
+        return await asyncio.to_thread(_Seen, loaded)
 
     async def _current(self, incident_id: str, seen: _Seen) -> bool:
-        return await self.store.incident_last_seq(incident_id) == seen.loaded.last_seq
+        return await self.store.incident_last_seq(incident_id) == seen.last_seq
 
     def _remember(self, incident_id: str, seen: _Seen) -> None:
         self._seen[incident_id] = seen
         self._seen.move_to_end(incident_id)
         while len(self._seen) > self._cache_size:
             self._seen.popitem(last=False)
+
+
+class _Known:
+    """Ids an amendment may target: the incident's own events, stored or decided in this batch."""
+
+    def __init__(self, seen: _Seen) -> None:
+        self.stored = seen.by_id
+        self.new: set[str] = set()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.new or event_id in self.stored
 
 
 def _decide_groups(
@@ -199,11 +242,10 @@ def _decide_groups(
     originals: list[Appended] = []
     decided: dict[str, list[AnyEvent]] = {}
     for incident_id, commands in groups.items():
-        loaded, state = views[incident_id].loaded, views[incident_id].state
-        # An amendment may only target an event of its own incident.
-        known = {stored.event.event_id for stored in loaded.events}
+        seen = views[incident_id]
+        state, known = seen.state, _Known(seen)
         for command in commands:
-            original = already_stored(loaded, command_event_id(command))
+            original = already_stored(seen, command_event_id(command))
             if original:
                 originals.extend(original)
                 continue
@@ -212,12 +254,6 @@ def _decide_groups(
                 return originals, decided, Refused(command, decision)
             if decision:
                 decided.setdefault(incident_id, []).extend(decision)
-                known.update(event.event_id for event in decision)
+                known.new.update(event.event_id for event in decision)
             state = fold(decision, state)
     return originals, decided, None
-
-
-def _extended(seen: _Seen, appended: list[Appended]) -> _Seen:
-    stored = [Stored(a.seq, a.event, encode(a.event)) for a in appended]
-    loaded = Loaded([*seen.loaded.events, *stored], appended[-1].seq)
-    return _Seen(loaded, fold((a.event for a in appended), seen.state))

@@ -15,15 +15,19 @@ import msgspec
 from events.commands import AnyCommand, Record, command_event_id, command_time
 from events.decisions import Rejected
 from events.ids import EventIdTakenError
-from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode
+from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode, type_name
 from events.store import EventTooLargeError
 from events.subjects import SERVICE_ID_PREFIX
+from services.auth import Permission, Principal
 from services.errors import ErrorKind, ServiceError, located, refused
+from services.formats import utf8
 from services.formats.alertmanager import parse_alertmanager
+from services.formats.instants import require_utc
 from services.formats.pagerduty import PagerDutyAck, parse_pagerduty
 from services.write.answers import Answer, answer
 from services.write.correlation import Correlator
 from services.write.handler import Accepted, CommandHandler, Refused
+from services.write.principals import forbidden, may_append, recorded, require
 
 MAX_BATCH: Final = 1000
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -42,6 +46,7 @@ def decode_events(body: bytes) -> list[AnyEvent]:
     """One event (a JSON object) or a batch (an array), validated whole."""
     if len(body) > MAX_BODY_BYTES:
         raise ServiceError(ErrorKind.TOO_LARGE, f"body is larger than {MAX_BODY_BYTES} bytes")
+    utf8.require(body)  # names the field: msgspec's UnicodeDecodeError names none
     try:
         parsed = _raw_items.decode(body)
     except msgspec.DecodeError as exc:
@@ -65,6 +70,7 @@ def decode_events(body: bytes) -> list[AnyEvent]:
             path, reason = located(str(exc))
             field = ".".join(p for p in (where, path) if p) or None
             raise ServiceError(ErrorKind.INVALID, reason, field) from exc
+        require_utc(events[-1], where)
     seen: set[str] = set()
     for index, event in enumerate(events):
         where = f"[{index}].event_id" if not single else "event_id"
@@ -84,13 +90,27 @@ def decode_events(body: bytes) -> list[AnyEvent]:
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 
 
+def _by(event: AnyEvent, principal: Principal) -> AnyEvent:
+    return msgspec.structs.replace(event, principal=recorded(principal))
+
+
 class Intake:
+    """Every write names its principal: the role table (`principals`) is checked before
+    anything is decided, and the principal is recorded on every event it appends."""
+
     def __init__(self, handler: CommandHandler, correlator: Correlator) -> None:
         self.handler = handler
         self.correlator = correlator
 
-    async def command(self, command: AnyCommand) -> Answer:
+    async def command(self, command: AnyCommand, principal: Principal) -> Answer:
+        """A person's command; its actor is kept as claimed, next to the recorded principal."""
+        require(principal, Permission.COMMAND)
+        require_utc(command)
         self._not_future(command_time(command), "occurred_at")
+        if isinstance(command, Record):
+            command = Record(_by(command.event, principal))
+        else:
+            command = msgspec.structs.replace(command, principal=recorded(principal))
         try:
             result = await self.handler.handle(command)
         except EventIdTakenError as exc:
@@ -101,12 +121,14 @@ class Intake:
             raise refused(result)
         return answer(result)
 
-    async def events(self, events: Sequence[AnyEvent]) -> Answer:
+    async def events(self, events: Sequence[AnyEvent], principal: Principal) -> Answer:
         """Append producer events, per incident in order, all in one atomic batch.
 
         Every incident's events are decided on its state in the log before anything is
         appended, so a batch with one refused event appends nothing, and a batch whose append
-        fails (a conflict that outlasts the retries, an outage) has stored nothing either.
+        fails (a conflict that outlasts the retries, an outage) has stored nothing either. An
+        event type the principal's role may not append refuses the batch; a `principal` the
+        client put in an event is replaced by the authenticated one.
         """
         position = {event.event_id: index for index, event in enumerate(events)}
 
@@ -115,10 +137,14 @@ class Intake:
             return ".".join(part for part in (index, field) if part) or None
 
         for event in events:
+            if not may_append(principal, type_name(event)):
+                what = f"append {type_name(event)}"
+                raise forbidden(principal, what, where(event.event_id, "type"))
+        for event in events:
             self._not_future(event.occurred_at, where(event.event_id, "occurred_at"))
         groups: dict[str, list[AnyCommand]] = defaultdict(list)
         for event in events:
-            groups[event.incident_id].append(Record(event))
+            groups[event.incident_id].append(Record(_by(event, principal)))
         try:
             result = await self.handler.handle_batch(groups)
         except EventIdTakenError as exc:
@@ -142,22 +168,31 @@ class Intake:
                 field,
             )
 
-    async def alertmanager(self, body: bytes, received_at: datetime) -> Answer:
+    async def alertmanager(
+        self, body: bytes, received_at: datetime, principal: Principal
+    ) -> Answer:
+        require(principal, Permission.APPEND)
         observations = parse_alertmanager(body, received_at)
         try:
-            results = [await self.correlator.observe(obs, received_at) for obs in observations]
+            results = [
+                await self.correlator.observe(obs, received_at, principal) for obs in observations
+            ]
         except (EventIdTakenError, EventTooLargeError) as exc:
             raise _log_refusal(exc, None) from exc
         return answer(*results)
 
-    async def pagerduty(self, body: bytes, received_at: datetime) -> tuple[str, Answer]:
+    async def pagerduty(
+        self, body: bytes, received_at: datetime, principal: Principal
+    ) -> tuple[str, Answer]:
+        require(principal, Permission.APPEND)
         event = parse_pagerduty(body, received_at)
         try:
             if isinstance(event, PagerDutyAck):
-                result = await self.correlator.acknowledge(event)
+                result = await self.correlator.acknowledge(event, principal)
                 if isinstance(result, Rejected):
                     raise refused(result, "dedup_key")
                 return event.key, answer(result)
-            return event.key, answer(await self.correlator.observe(event, received_at))
+            observed = await self.correlator.observe(event, received_at, principal)
+            return event.key, answer(observed)
         except (EventIdTakenError, EventTooLargeError) as exc:
             raise _log_refusal(exc, None) from exc

@@ -225,7 +225,7 @@ async def test_query_and_refusals(service: Service, http: httpx.AsyncClient) -> 
     }
 
     refused = one_line_error(await _run(service, "query", "COPY events TO '/tmp/x'"), 2)
-    assert "file system operations are disabled" in refused and "(field sql)" in refused
+    assert "COPY statements are not allowed" in refused and "(field sql)" in refused
     unknown = one_line_error(await _run(service, "show", "INC-NOSUCH1"), 2)
     assert "does not exist" in unknown
     timeline = one_line_error(await _run(service, "timeline", "INC-NOSUCH1"), 2)

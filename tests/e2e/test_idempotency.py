@@ -18,6 +18,7 @@ from tests_support import fixture_bytes
 
 from events.schema import AlertResolved, IncidentDeclared, IncidentRoleAssigned
 from events.store import EventStore
+from services.auth import LOCAL
 from services.bootstrap import Service, running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer
@@ -186,14 +187,14 @@ async def test_a_batch_is_decided_on_the_log_not_on_a_replica_cache(service: Ser
         return json.dumps(list(items)).encode()
 
     first = decode_events(events(declared("INC-STALE1", "d-stale")))
-    await replica.events(first)  # the replica now remembers INC-STALE1 as open
+    await replica.events(first, LOCAL)  # the replica now remembers INC-STALE1 as open
     resolve = {**note("INC-STALE1", "r-stale"), "type": "incident.resolved"}
     reopen = {**note("INC-STALE1", "o-stale"), "type": "incident.reopened"}
     resolve.pop("text")
     reopen.pop("text")
-    await service.intake.events(decode_events(events(resolve)))  # elsewhere: resolved
+    await service.intake.events(decode_events(events(resolve)), LOCAL)  # elsewhere: resolved
     # Valid on the log (reopen a resolved incident), refused on the replica's stale memory.
-    answer = await replica.events(decode_events(events(reopen)))
+    answer = await replica.events(decode_events(events(reopen)), LOCAL)
     assert [e.event_id for e in answer.events] == ["o-stale"]
 
 
@@ -207,7 +208,7 @@ async def test_pagerduty_resolve_after_a_retrigger_resolves_the_new_alert(
     )
     answers = []
     for minute, body in enumerate((trigger, resolve, trigger, resolve)):
-        _, answer = await service.intake.pagerduty(body, now + timedelta(minutes=minute))
+        _, answer = await service.intake.pagerduty(body, now + timedelta(minutes=minute), LOCAL)
         answers.append(answer)
     # The same alert fired, resolved, fired again and resolved again: four facts, none a copy.
     assert [[e.duplicate for e in a.events if e.type.startswith("alert.")] for a in answers] == [
@@ -224,9 +225,9 @@ async def test_pagerduty_resolve_after_a_retrigger_resolves_the_new_alert(
 async def test_redelivered_pagerduty_events_stay_duplicates(service: Service) -> None:
     now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     for name in ("pagerduty_trigger.json", "pagerduty_acknowledge.json", "pagerduty_resolve.json"):
-        _, first = await service.intake.pagerduty(fixture_bytes(name), now)
+        _, first = await service.intake.pagerduty(fixture_bytes(name), now, LOCAL)
         stored = await service.store.last_seq()
-        _, again = await service.intake.pagerduty(fixture_bytes(name), now)
+        _, again = await service.intake.pagerduty(fixture_bytes(name), now, LOCAL)
         assert again.events and all(e.duplicate for e in again.events), name
         assert {e.seq for e in again.events} <= {e.seq for e in first.events}
         assert await service.store.last_seq() == stored

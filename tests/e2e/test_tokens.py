@@ -39,13 +39,17 @@ async def test_role_matrix(
 ) -> None:
     async with httpx.AsyncClient(base_url=guarded.http_url) as http:
         send = {"content": body} if isinstance(body, bytes) else {"json": body}
-        anonymous = await http.post(path, **send)
+        json_type = {"content-type": "application/json"}
+        anonymous = await http.post(path, headers=json_type, **send)
         assert anonymous.status_code == 401
         assert anonymous.json()["error"] == "unauthorized"
-        forged = await http.post(path, headers={"Authorization": "Bearer nope"}, **send)
+        forged = await http.post(
+            path, headers={"Authorization": "Bearer nope", **json_type}, **send
+        )
         assert forged.status_code == 401
         for role, token in TOKENS.items():
-            answer = await http.post(path, headers={"Authorization": f"Bearer {token}"}, **send)
+            bearer = {"Authorization": f"Bearer {token}", **json_type}
+            answer = await http.post(path, headers=bearer, **send)
             if role in allowed:
                 assert answer.status_code in (200, 201), (role, answer.text)
             else:
@@ -68,7 +72,9 @@ async def test_pagerduty_routing_key_is_a_producer_token(guarded: Service) -> No
     trigger = fixture_bytes("pagerduty_trigger.json").replace(
         b"R0UT1NGKEY0123456789ABCDEFGHIJKL", TOKENS[Role.PRODUCER].encode()
     )
-    async with httpx.AsyncClient(base_url=guarded.http_url) as http:
+    async with httpx.AsyncClient(
+        base_url=guarded.http_url, headers={"content-type": "application/json"}
+    ) as http:
         assert (await http.post("/v2/enqueue", content=trigger)).status_code == 202
         wrong = trigger.replace(TOKENS[Role.PRODUCER].encode(), TOKENS[Role.AUDITOR].encode())
         assert (await http.post("/v2/enqueue", content=wrong)).status_code == 403

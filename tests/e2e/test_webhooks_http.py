@@ -147,7 +147,9 @@ async def test_pagerduty_invalid_event_answers_like_pagerduty(
     assert any("payload.summary" in error for error in body["errors"])
     assert any("payload.severity" in error for error in body["errors"])
     for garbage in (b"{not json", b"[1, 2]", b"\xff\xfe"):
-        answer = await http.post("/v2/enqueue", content=garbage)
+        answer = await http.post(
+            "/v2/enqueue", content=garbage, headers={"content-type": "application/json"}
+        )
         assert answer.status_code == 400, answer.text
         assert answer.json()["status"] == "invalid event"
     assert await service.store.last_seq() == 0

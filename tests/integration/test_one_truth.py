@@ -38,7 +38,7 @@ from events.store import Stored
 from projections import asof, breaches, metrics, postmortem, queries
 from projections.database import open_database
 from projections.projector import Projector
-from projections.schema import VIEWS
+from projections.schema import SCHEMA_VERSION, VIEWS
 
 INC = "INC-ONETRUTH"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -304,7 +304,7 @@ def test_a_file_of_schema_version_1_is_folded_again(tmp_path: Path) -> None:
     Projector(fresh, None).apply(log.stored, log.stored[-1].seq)
     assert snapshot(con) == snapshot(fresh)
     [(version,)] = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-    assert version == "2"
+    assert version == str(SCHEMA_VERSION)
     row = queries.get_incident(con.cursor(), INC, NOW)
     assert row is not None and (row["status"], row["acknowledged_at"]) == ("closed", at(4))
     con.close()

@@ -1,0 +1,111 @@
+"""The closed sets of values events carry: severities, statuses, roles, kinds, channels.
+
+Part of the log's language (`events.schema` re-exports them): a value added here is an additive
+change; a value renamed or removed needs an upcaster (README, "Evolving an event").
+"""
+
+import enum
+
+
+class Severity(enum.StrEnum):
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class Status(enum.StrEnum):
+    """Public-facing status, as used in comms templates."""
+
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+
+
+class Phase(enum.StrEnum):
+    """Internal response phase."""
+
+    DETECTED = "detected"
+    TRIAGE = "triage"
+    INVESTIGATION = "investigation"
+    MITIGATION = "mitigation"
+    VALIDATION = "validation"
+    RESOLVED = "resolved"
+    POSTMORTEM = "postmortem"
+
+
+class Category(enum.StrEnum):
+    INFRASTRUCTURE = "infrastructure"
+    APPLICATION = "application"
+    DATA = "data"
+    SECURITY = "security"
+    EXTERNAL = "external"
+
+
+class Role(enum.StrEnum):
+    COMMANDER = "commander"
+    OPS = "ops"
+    COMMS = "comms"
+    SCRIBE = "scribe"
+    TECH_LEAD = "tech_lead"
+    LIAISON = "liaison"
+
+
+class Audience(enum.StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+    STATUS_PAGE = "status_page"
+    CUSTOMERS = "customers"
+    EXECUTIVES = "executives"
+
+
+class CommsKind(enum.StrEnum):
+    INITIAL = "initial"
+    UPDATE = "update"
+    RESOLUTION = "resolution"
+
+
+class MitigationAction(enum.StrEnum):
+    ROLLBACK = "rollback"
+    SCALE = "scale"
+    FAILOVER = "failover"
+    RESTART = "restart"
+    FEATURE_FLAG = "feature_flag"
+    TRAFFIC_SHIFT = "traffic_shift"
+    DLQ_FLUSH = "dlq_flush"
+    OTHER = "other"
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class NoteKind(enum.StrEnum):
+    NOTE = "note"
+    DECISION = "decision"
+    ROOT_CAUSE = "root_cause"
+    IMPACT = "impact"
+
+
+class EvidenceKind(enum.StrEnum):
+    TRACE = "trace"
+    LOG_QUERY = "log_query"
+    DASHBOARD = "dashboard"
+    FILE = "file"
+
+
+class Source(enum.StrEnum):
+    """The channel an event came through."""
+
+    CLI = "cli"
+    API = "api"
+    WEB = "web"
+    ALERTMANAGER = "alertmanager"
+    PAGERDUTY = "pagerduty"
+    NATS = "nats"
+    SYNTHETIC = "synthetic"
+    SYSTEM = "system"

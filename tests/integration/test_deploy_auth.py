@@ -1,0 +1,91 @@
+"""The users of deploy/nats/nats.conf (compose.yaml's cluster) on a real nats-server: the
+producer reaches only its own intake subjects and its replies; the service everything."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from services.natsserver import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SECRETS = {"INCIDENTS_NATS_PASSWORD": "service-secret", "PRODUCER_NATS_PASSWORD": "prod-secret"}
+
+
+@pytest.fixture
+def deploy_users(tmp_path: Path) -> Iterator[str]:
+    """A single nats-server with JetStream and the authorization block of the deploy config."""
+    deploy = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'jetstream {{ store_dir: "{tmp_path / "store"}" }}\n'
+        + deploy[deploy.index("authorization {") :]
+    )
+    proc = subprocess.Popen(
+        [BIN / "nats-server", "-c", config],
+        env={**os.environ, **SECRETS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _connect(url: str, errors: list[str] | None = None) -> NATS:
+    async def remember(exc: Exception) -> None:
+        if errors is not None:
+            errors.append(str(exc).lower())
+
+    for _ in range(100):  # the server may still be starting
+        try:
+            return await nats.connect(url, error_cb=remember, allow_reconnect=False)
+        except (OSError, nats.errors.NoServersError):
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no nats-server at {url}")
+
+
+async def test_deploy_producer_reaches_only_its_intake(deploy_users: str) -> None:
+    service = await _connect(f"nats://incidents:service-secret@{deploy_users}")
+    errors: list[str] = []
+    producer = await _connect(f"nats://producer:prod-secret@{deploy_users}", errors)
+    try:
+        js = service.jetstream()
+        await js.add_stream(name="INCIDENTS", subjects=["incidents.>"], max_age=3600)
+
+        async def answer(msg: Msg) -> None:
+            await msg.respond(b"stored " + msg.subject.encode())
+
+        await service.subscribe("intake.*.events", cb=answer)
+        await service.flush()
+        reply = await producer.request("intake.producer.events", b"{}", timeout=5)
+        assert reply.data == b"stored intake.producer.events"
+
+        await producer.publish("incidents.INC-X.incident.declared", b"{}")
+        shorter = msgspec.json.encode({"name": "INCIDENTS", "max_age": 1})
+        for subject in ("intake.other.events", "$JS.API.STREAM.UPDATE.INCIDENTS"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await producer.request(subject, shorter, timeout=0.5)
+        await asyncio.sleep(0.3)
+        for subject in ("incidents.inc-x.incident.declared", "$js.api.stream.update.incidents"):
+            assert any(f'publish to "{subject}"' in e for e in errors), errors
+        info = await js.stream_info("INCIDENTS")
+        assert info.state.messages == 0
+        assert info.config.max_age == 3600
+    finally:
+        await producer.close()
+        await service.close()
