@@ -10,6 +10,7 @@ import nats
 import psutil
 import pytest
 from nats.aio.client import Client as NATS
+from serve_process import ServeProcess
 from tests_support import TOKENS
 
 from events.store import EventStore
@@ -90,3 +91,18 @@ async def guarded(nats_server: EmbeddedNatsServer, tmp_path: Path) -> AsyncItera
     )
     async with running(config) as service:
         yield service
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Start `incidents serve` children on the test's data dir; all are killed at the end."""
+    started: list[ServeProcess] = []
+
+    def start(**env: str) -> ServeProcess:
+        process = ServeProcess(tmp_path / "var", **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,14 +1,9 @@
 """`incidents serve` as a user runs it: starts its nats-server, stops it, never orphans it."""
 
 import asyncio
-import os
-import queue
 import signal
 import socket
-import subprocess
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import nats
@@ -16,78 +11,11 @@ import psutil
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamInfo
-from tests_support import INCIDENTS
+from serve_process import ServeProcess as Serve
 
-from services.natsserver import EmbeddedNatsServer, free_port
+from services.natsserver import EmbeddedNatsServer
 
 Finder = Callable[[Path], list[psutil.Process]]
-
-
-class Serve:
-    """`incidents serve` in a child process, with its log lines."""
-
-    def __init__(self, data_dir: Path, **env: str) -> None:
-        self.data_dir = data_dir
-        self.nats_port = free_port()
-        environ = {
-            **os.environ,
-            "INCIDENTS_DATA_DIR": str(data_dir),
-            "INCIDENTS_NATS_PORT": str(self.nats_port),
-            "INCIDENTS_HTTP": "127.0.0.1:0",  # never a fixed port another process may hold
-            **env,
-        }
-        if "INCIDENTS_NATS_URL" not in env:
-            environ.pop("INCIDENTS_NATS_URL", None)
-        self.proc = subprocess.Popen(
-            [INCIDENTS, "serve"], env=environ, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        # A thread, because a buffered pipe hides lines from select().
-        assert self.proc.stderr is not None
-        with self.proc.stderr as lines:
-            for raw in lines:
-                self._queue.put(raw.decode())
-        self._queue.put("")
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if not line:
-                break
-            self.lines.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"{text!r} not seen; output:\n{''.join(self.lines)}")
-
-    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
-        self.proc.wait(timeout)
-        while (line := self._queue.get(timeout=timeout)) != "":
-            self.lines.append(line)
-        return self.proc.returncode, "".join(self.lines)
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
-    started: list[Serve] = []
-
-    def start(**env: str) -> Serve:
-        process = Serve(tmp_path / "var", **env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
 
 
 async def _stream_names(url: str) -> list[str | None]:

@@ -5,30 +5,14 @@ a port held by a real socket so the restart fails for real.
 """
 
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from serve_process import ServeProcess, eventually, hold_port
 
 DECLARE = {"title": "Checkout 5xx", "severity": "P2"}
 # A log record starts a line (either of the two formats `serve` logs in); anything else is a
 # continuation: a traceback or a multi-line message.
 RECORD = re.compile(r"^(\d{4}-\d\d-\d\d |[A-Z]+ - )")
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
-    started: list[ServeProcess] = []
-
-    def start(**env: str) -> ServeProcess:
-        process = ServeProcess(tmp_path / "var", **env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def assert_one_line_per_record(lines: list[str], at_most: int) -> None:

@@ -59,6 +59,17 @@ async def _connect(url: str, errors: list[str] | None = None) -> NATS:
     raise AssertionError(f"no nats-server at {url}")
 
 
+async def _request_when_answered(nc: NATS, subject: str) -> Msg:
+    """A request, retried while the server has not yet seen the responder's interest (a loaded
+    machine can answer "no responders" right after the subscription was flushed)."""
+    for _ in range(50):
+        try:
+            return await nc.request(subject, b"{}", timeout=5)
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"nobody answered on {subject}")
+
+
 async def test_deploy_producer_reaches_only_its_intake(deploy_users: str) -> None:
     service = await _connect(f"nats://incidents:service-secret@{deploy_users}")
     errors: list[str] = []
@@ -72,7 +83,7 @@ async def test_deploy_producer_reaches_only_its_intake(deploy_users: str) -> Non
 
         await service.subscribe("intake.*.events", cb=answer)
         await service.flush()
-        reply = await producer.request("intake.producer.events", b"{}", timeout=5)
+        reply = await _request_when_answered(producer, "intake.producer.events")
         assert reply.data == b"stored intake.producer.events"
 
         await producer.publish("incidents.INC-X.incident.declared", b"{}")
