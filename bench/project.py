@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from events.chain import seal
+from events.records import Stored
 from events.schema import (
     AnyEvent,
     IncidentAcknowledged,
@@ -43,7 +44,7 @@ from events.schema import (
     encode,
     type_name,
 )
-from events.store import EventStore, Stored
+from events.store import EventStore
 from events.stream import StreamSettings, ensure_stream
 from events.subjects import event_subject
 from projections import metrics

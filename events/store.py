@@ -25,10 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from events.batches import Message, publish_atomic
 from events.fetch import FetchStalledError, RawRecord, fetch
 from events.ids import WRONG_LAST_SEQUENCE, EventIds, EventIdTakenError
-from events.records import Batch as Batch
-from events.records import Loaded as Loaded
-from events.records import Record, record, split
-from events.records import Stored as Stored
+from events.records import Batch, Loaded, Record, Stored, record, split
 from events.schema import MAX_EVENT_BYTES, AnyEvent, decode, encode, type_name
 from events.stream import event_ids_stream
 from events.subjects import (

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import duckdb
 
-from events.store import Stored
+from events.records import Stored
 from projections.database import open_database
 from projections.projector import Projector
 

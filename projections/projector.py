@@ -35,8 +35,8 @@ import msgspec
 import nats.errors
 
 from events.incident import INITIAL, Incident, evolve
-from events.records import Quarantined
-from events.store import EventStore, Stored, StoreUnavailableError
+from events.records import Quarantined, Stored
+from events.store import EventStore, StoreUnavailableError
 from projections import pruning, quarantine, retention, rows, schema
 from projections.tasks import finish, stop
 

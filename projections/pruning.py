@@ -17,7 +17,8 @@ import nats.errors
 from msgspec import Struct
 
 from events.incident import fold
-from events.store import Stored, StoreUnavailableError
+from events.records import Stored
+from events.store import StoreUnavailableError
 from projections import quarantine, retention, rows
 from projections.retention import Expired, RetentionAdvanced
 

@@ -17,8 +17,9 @@ import duckdb
 import msgspec
 from msgspec import Struct
 
+from events.records import Stored
 from events.schema import decode
-from events.store import ConcurrencyError, EventStore, Stored
+from events.store import ConcurrencyError, EventStore
 from events.subjects import RETENTION_PREFIX
 
 SUBJECT: Final = f"{RETENTION_PREFIX}.advanced"

@@ -10,8 +10,9 @@ from typing import Any, TypedDict
 import duckdb
 
 from events.commands import AddNote, Declare
+from events.records import Stored
 from events.schema import Severity, Source
-from events.store import EventStore, Stored
+from events.store import EventStore
 from projections.database import open_database
 from projections.projector import Projector
 from services.auth import Role, new_token

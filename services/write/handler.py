@@ -27,8 +27,9 @@ from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
 from events.decisions import Rejected, decide
 from events.incident import INITIAL, fold
+from events.records import Loaded, Stored
 from events.schema import AlertFired, AlertResolved, AnyEvent
-from events.store import Appended, ConcurrencyError, EventStore, Loaded, Stored
+from events.store import Appended, ConcurrencyError, EventStore
 from services.clock import Clock, utc_now
 from services.errors import ErrorKind, ServiceError
 

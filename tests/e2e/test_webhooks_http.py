@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from events.records import Stored
 from events.schema import AlertFired, AlertResolved, IncidentAcknowledged, IncidentDeclared
-from events.store import EventStore, Stored
+from events.store import EventStore
 from services.bootstrap import Service, running
 from services.config import Config
 from services.natsserver import EmbeddedNatsServer

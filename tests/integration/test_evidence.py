@@ -33,6 +33,7 @@ from tests_support import T0, Origin, declare, note
 
 from events.chain import seal, verify
 from events.commands import Acknowledge, AnyCommand, ChangeSeverity, Resolve, SendComms
+from events.records import Stored
 from events.schema import (
     Audience,
     CommsKind,
@@ -40,7 +41,7 @@ from events.schema import (
     Severity,
     Source,
 )
-from events.store import EventStore, Stored
+from events.store import EventStore
 from events.stream import StreamSettings, ensure_stream, event_ids_config, stream_config
 from projections import retention
 from services import evidence

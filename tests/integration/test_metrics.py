@@ -20,6 +20,7 @@ import pytest
 
 from events.chain import GENESIS, seal
 from events.policy import DEFAULT_POLICY, Policy, Targets
+from events.records import Stored
 from events.schema import (
     AlertFired,
     AlertResolved,
@@ -45,7 +46,6 @@ from events.schema import (
     Source,
     encode,
 )
-from events.store import Stored
 from projections.breaches import breaches, repeats
 from projections.database import open_database
 from projections.metrics import GROUPS, METRICS, NO_SERVICE, mttx

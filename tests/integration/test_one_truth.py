@@ -33,8 +33,8 @@ from events.commands import (
 from events.decisions import Rejected, decide
 from events.incident import INITIAL, Incident, fold
 from events.policy import DEFAULT_POLICY
+from events.records import Stored
 from events.schema import Audience, CommsKind, Severity, Source, Status, encode
-from events.store import Stored
 from projections import asof, breaches, metrics, postmortem, queries
 from projections.database import open_database
 from projections.projector import Projector

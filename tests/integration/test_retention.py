@@ -30,6 +30,7 @@ from events.commands import (
     RetractEvent,
 )
 from events.incident import Incident
+from events.records import Stored
 from events.schema import (
     AlertFired,
     AlertResolved,
@@ -43,7 +44,7 @@ from events.schema import (
     Source,
     encode,
 )
-from events.store import EventStore, Stored
+from events.store import EventStore
 from events.stream import StreamSettings, ensure_stream
 from events.subjects import ALL_INCIDENTS
 from projections import retention

@@ -42,8 +42,8 @@ from events.commands import (
 from events.decisions import Rejected, decide
 from events.incident import INITIAL, Incident, fold
 from events.policy import DEFAULT_POLICY
+from events.records import Stored
 from events.schema import AnyEvent, Source, encode
-from events.store import Stored
 from projections import queries
 from projections.database import open_database
 from projections.markdown import cell, humanize
