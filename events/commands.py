@@ -66,6 +66,7 @@ class Declare(Command, frozen=True, kw_only=True, tag="declare"):
     services: tuple[Name, ...] = ()
     summary: Text = ""
     detected_at: UtcDatetime | None = None
+    impact_started_at: UtcDatetime | None = None
     commander: Name | None = None
 
 

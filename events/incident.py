@@ -105,7 +105,8 @@ class Incident(Struct, frozen=True, gc=False):
     status: Status | None = None
     phase: Phase | None = None
     opened_at: datetime | None = None
-    detected_at: datetime | None = None
+    detected_at: datetime | None = None  # the declaration's `detected_at`
+    impact_started_at: datetime | None = None  # the declaration's: users first affected
     acknowledged_at: datetime | None = None
     mitigated_at: datetime | None = None
     resolved_at: datetime | None = None
@@ -304,6 +305,7 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
                 open_status=Status.INVESTIGATING,
                 open_phase=Phase.DETECTED,
                 detected_at=event.detected_at,
+                impact_started_at=event.impact_started_at,
             )
         case IncidentAcknowledged() | IncidentClosed() | MitigationCompleted():
             return _happened(state, event)

@@ -128,6 +128,8 @@ class IncidentDeclared(Event, frozen=True, kw_only=True, tag="incident.declared"
     services: tuple[Name, ...] = ()
     summary: Text = ""
     detected_at: UtcDatetime | None = None
+    # Added with a default (issue 12): when users were first affected, if known (MTTD).
+    impact_started_at: UtcDatetime | None = None
 
 
 class IncidentAcknowledged(Event, frozen=True, tag="incident.acknowledged"):

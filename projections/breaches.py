@@ -53,11 +53,12 @@ marked AS (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 clocks AS (
-    SELECT incident_id, severity, 'ack' AS kind, ack AS target_s, declared_us AS start_us,
+    -- Acknowledgement and first comms run from detection (definitions version 2).
+    SELECT incident_id, severity, 'ack' AS kind, ack AS target_s, detected_us AS start_us,
         coalesce(ack_us, end_us) AS stop_us, is_open AS open
     FROM inc WHERE ack IS NOT NULL
     UNION ALL
-    SELECT incident_id, severity, 'first_comms', first_comms, declared_us,
+    SELECT incident_id, severity, 'first_comms', first_comms, detected_us,
         coalesce(first_comms_us, end_us), is_open
     FROM inc WHERE first_comms IS NOT NULL
     UNION ALL

@@ -88,8 +88,9 @@ def entries(rows: Iterable[Row]) -> list[Entry]:
 
 class Facts(NamedTuple):
     declared: Entry | None
-    detected: datetime | None  # first alert's start, else the declaration's detected_at
+    detected: datetime | None  # earliest of first alert's start, detected_at, the declaration
     detected_from: str
+    impact_started: datetime | None  # the declaration's impact_started_at
     acknowledged: Entry | None
     first_comms: Entry | None
     mitigated: Entry | None
@@ -118,9 +119,13 @@ def facts(live: Sequence[Entry]) -> Facts:
         for e in live
         if e.type == "alert.fired"
     ]
-    detected, detected_from = (min(starts), "first alert") if starts else (None, "")
-    if detected is None and declared is not None and declared.body.get("detected_at"):
-        detected, detected_from = utc(declared.body["detected_at"]), "detected_at"
+    candidates = [(min(starts), "first alert")] if starts else []
+    if declared is not None and declared.body.get("detected_at"):
+        candidates.append((utc(declared.body["detected_at"]), "detected_at"))
+    if declared is not None:
+        candidates.append((declared.at, "declaration"))
+    detected, detected_from = min(candidates, key=lambda c: c[0], default=(None, ""))
+    impact = declared.body.get("impact_started_at") if declared is not None else None
     turns = [e for e in live if e.type in ("incident.resolved", "incident.reopened")]
     resolved = turns[-1] if turns and turns[-1].type == "incident.resolved" else None
     if resolved is not None:
@@ -129,6 +134,7 @@ def facts(live: Sequence[Entry]) -> Facts:
         declared=declared,
         detected=detected,
         detected_from=detected_from,
+        impact_started=utc(impact) if impact else None,
         acknowledged=first("incident.acknowledged"),
         first_comms=first("comms.sent"),
         mitigated=first("mitigation.completed", lambda e: e.body.get("outcome") == "succeeded"),

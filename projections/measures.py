@@ -61,14 +61,16 @@ def response_metrics(
     def at(event: Entry | None) -> datetime | None:
         return event.at if event else None
 
+    detected = facts.detected  # every clock but resolution's starts here (definitions 2)
     rows = [
-        _measure("Time to detect", facts.detected, declared, None, None, "_unknown_"),
-        _measure("Time to acknowledge", declared, at(facts.acknowledged), facts.end, targets.ack_s),
+        _measure("Time to detect", facts.impact_started, detected, None, None, "_unknown_"),
+        _measure("Time to declare", detected, declared, None, None),
+        _measure("Time to acknowledge", detected, at(facts.acknowledged), facts.end, targets.ack_s),
         _measure(
-            "Time to first comms", declared, at(facts.first_comms), facts.end, targets.first_comms_s
+            "Time to first comms", detected, at(facts.first_comms), facts.end, targets.first_comms_s
         ),
-        _measure("Time to mitigate", declared, at(facts.mitigated), facts.end, None),
-        _measure("Time to resolve", declared, resolved, None, targets.resolve_s),
+        _measure("Time to mitigate", detected, at(facts.mitigated), facts.end, None),
+        _measure("Time to resolve", detected, resolved, None, targets.resolve_s),
         _cadence(live, facts, targets.update_s),
         _measure(
             "Postmortem published after resolution",

@@ -1,4 +1,4 @@
-"""MTTD / MTTA / MTTM / MTTR over the read models (DESIGN 8), grouped and published.
+"""MTTD, time to declare, MTTA, MTTM, MTTR over the read models (DESIGN 8), published.
 
 The lifecycle facts are the folded incident's (`incidents`: the domain's `evolve` applies
 corrections and retractions, so the board, `decide` and these figures agree); only detection
@@ -12,7 +12,8 @@ import duckdb
 
 from projections.groups import GroupBy
 
-DEFINITIONS_VERSION: Final = "2026-11.2"
+# Version 2 (issue 12): every response clock starts at detection, as the runbooks measure.
+DEFINITIONS_VERSION: Final = "2"
 
 DEFINITIONS: Final[dict[str, str]] = {
     "declared_at": (
@@ -20,23 +21,37 @@ DEFINITIONS: Final[dict[str, str]] = {
         "An incident whose declaration was retracted is not counted. from/to select incidents "
         "by declared_at, from inclusive, to exclusive."
     ),
-    "mttd": (
-        "Time to detect: from the earliest starts_at of the incident's alert.fired events "
-        "(an alert without starts_at: its occurred_at) to declared_at. An incident without "
-        "alerts uses the declaration's detected_at; with neither it has no MTTD."
+    "detected_at": (
+        "The earliest of: the first starts_at of the incident's alert.fired events (an alert "
+        "without starts_at: its occurred_at), the declaration's detected_at, and declared_at. "
+        "Runbook 001: alert at 14:23:00, declared 14:23:30, so detected 14:23:00."
     ),
-    "mtta": "Time to acknowledge: declared_at to the first incident.acknowledged.",
+    "impact_started_at": (
+        "The declaration's impact_started_at: when users were first affected; optional."
+    ),
+    "mttd": (
+        "Time to detect: impact_started_at to detected_at; only incidents whose impact start "
+        "is known have an MTTD."
+    ),
+    "time_to_declare": "Time to declare: detected_at to declared_at.",
+    "mtta": "Time to acknowledge: detected_at to the first incident.acknowledged.",
     "mttm": (
-        "Time to mitigate: declared_at to the first mitigation.completed with outcome "
+        "Time to mitigate: detected_at to the first mitigation.completed with outcome "
         "succeeded; failed or rolled-back mitigations do not count."
     ),
     "mttr": (
-        "Time to resolve: declared_at to the last incident.resolved, for incidents resolved "
-        "now; a reopened incident that is not resolved again has no MTTR."
+        "Time to resolve: detected_at to the last incident.resolved, for incidents resolved "
+        "now; a reopened incident that is not resolved again has no MTTR. Runbook 001: "
+        "detected 14:23:00, resolved 14:52:00, MTTR 29 min; runbook 003: alert 14:35, "
+        "resolved 15:22, 47 min."
+    ),
+    "breaches": (
+        "The acknowledgement and first-comms clocks start at detected_at; the resolution "
+        "clock at declared_at. The postmortem's duration is detected_at to resolution."
     ),
     "clamping": (
-        "A fact dated before the declaration (an alert that started later than the "
-        "declaration, a backfilled or corrected time) counts as 0 s, never as a negative time."
+        "A fact dated before the start of its clock (a backfilled or corrected time, an impact "
+        "start after detection) counts as 0 s, never as a negative time."
     ),
     "ordering": (
         "'First' and 'last' order events by effective time, then log order; whether an "
@@ -60,7 +75,7 @@ DEFINITIONS: Final[dict[str, str]] = {
     ),
 }
 
-METRICS: Final = ("mttd", "mtta", "mttm", "mttr")
+METRICS: Final = ("mttd", "time_to_declare", "mtta", "mttm", "mttr")
 NO_SERVICE: Final = "(none)"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -80,12 +95,16 @@ GROUPS: Final = tuple(g.value for g in GroupBy)
 
 # One row of facts per incident (metrics and breaches share it), as the fold left them;
 # microseconds since the epoch keep every difference exact. `declared_us` is NULL when the
-# declaration was retracted; `resolved_at` is the last resolution while resolved.
+# declaration was retracted; `resolved_at` is the last resolution while resolved. `detected_us`
+# is the earliest of the first alert, the declaration's detected_at and the declaration (DuckDB's
+# least() skips NULLs); NULL only without a declaration.
 FACTS: Final = """
 SELECT
     i.incident_id,
     epoch_us(i.declared_at) AS declared_us,
-    epoch_us(i.detected_at) AS detected_us,
+    CASE WHEN i.declared_at IS NOT NULL
+        THEN least(a.alert_us, epoch_us(i.detected_at), epoch_us(i.declared_at)) END AS detected_us,
+    epoch_us(i.impact_started_at) AS impact_us,
     a.alert_us,
     epoch_us(i.acknowledged_at) AS ack_us,
     epoch_us(i.mitigated_at) AS mitigated_us,
@@ -148,10 +167,11 @@ def mttx(
     WITH facts AS ({FACTS}),
     durations AS (
         SELECT f.declared_us, i.severity, i.category, i.services,
-            {_clamped("f.declared_us", "coalesce(f.alert_us, f.detected_us)")} AS mttd,
-            {_clamped("f.ack_us", "f.declared_us")} AS mtta,
-            {_clamped("f.mitigated_us", "f.declared_us")} AS mttm,
-            CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.declared_us")} END AS mttr
+            {_clamped("f.detected_us", "f.impact_us")} AS mttd,
+            {_clamped("f.declared_us", "f.detected_us")} AS time_to_declare,
+            {_clamped("f.ack_us", "f.detected_us")} AS mtta,
+            {_clamped("f.mitigated_us", "f.detected_us")} AS mttm,
+            CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.detected_us")} END AS mttr
         FROM facts f JOIN incidents i USING (incident_id)
         WHERE f.declared_us IS NOT NULL
           AND (CAST($since AS BIGINT) IS NULL OR f.declared_us >= $since)

@@ -62,9 +62,9 @@ def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
         incident.get("status"), f"(phase {incident['phase']})" if incident.get("phase") else ""
     )
     detected = f"{when(facts.detected)} ({facts.detected_from})" if facts.detected else "_unknown_"
-    if facts.declared and facts.resolved:
-        duration = f"{humanize((facts.resolved.at - facts.declared.at).total_seconds())}"
-        duration += " (declared → resolved)"
+    if facts.detected and facts.resolved:
+        duration = f"{humanize(max((facts.resolved.at - facts.detected).total_seconds(), 0.0))}"
+        duration += " (detected → resolved)"
     else:
         duration = "_ongoing_"
     rows = [

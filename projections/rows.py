@@ -95,6 +95,8 @@ def incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, .
         # Added in schema version 2, so after `state` (an upgraded file appends them there).
         state.declared_at,
         state.first_comms_at,
+        # Added in schema version 4.
+        state.impact_started_at,
     )
 
 

@@ -14,9 +14,10 @@ import duckdb
 # `first_comms_at`; `status` is `closed` once closed. Older files are upgraded by the projector.
 # 3: the `quarantine` table. Created where missing: nothing to fold again (a projector of an
 # older version stopped at the first such record instead of passing it).
-SCHEMA_VERSION: Final = 3
+# 4: `impact_started_at` (issue 12): folded again, older states lack it.
+SCHEMA_VERSION: Final = 4
 # Files older than this hold folded states this version folds differently.
-FOLDED_SINCE: Final = 2
+FOLDED_SINCE: Final = 4
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -72,7 +73,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     last_seq BIGINT NOT NULL,
     state BLOB NOT NULL,
     declared_at TIMESTAMPTZ,
-    first_comms_at TIMESTAMPTZ
+    first_comms_at TIMESTAMPTZ,
+    impact_started_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS alerts (
     incident_id VARCHAR NOT NULL,
@@ -125,6 +127,7 @@ FROM events;
 _ADDED: Final = """
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS declared_at TIMESTAMPTZ;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS first_comms_at TIMESTAMPTZ;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_started_at TIMESTAMPTZ;
 """
 
 

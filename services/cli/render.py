@@ -183,7 +183,13 @@ def timeline(answer: Answer, as_of: datetime | None) -> None:
     out.print(table)
 
 
-_METRICS: Final = (("mttd", "MTTD"), ("mtta", "MTTA"), ("mttm", "MTTM"), ("mttr", "MTTR"))
+_METRICS: Final = (
+    ("mttd", "MTTD"),
+    ("time_to_declare", "Time to declare"),
+    ("mtta", "MTTA"),
+    ("mttm", "MTTM"),
+    ("mttr", "MTTR"),
+)
 _STATS: Final = (("count", "count"), ("mean_s", "mean"), ("p50_s", "p50"), ("p90_s", "p90"))
 
 

@@ -167,11 +167,22 @@ def declare(
     incident_id: Annotated[
         str | None, typer.Option("--id", parser=parse_incident_id, help="Id instead of INC-...")
     ] = None,
+    detected_at: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=rfc3339, metavar="RFC3339", help="When it was detected (clocks start)."
+        ),
+    ] = None,
+    impact_started_at: Annotated[
+        datetime | None,
+        typer.Option(parser=rfc3339, metavar="RFC3339", help="When users were first affected."),
+    ] = None,
 ) -> _Post:
     """Declare an incident; prints its id, then the stored events."""
     body: dict[str, Any] = {"title": title, "severity": severity, "category": category}
     body["services"] = service
     body |= {"summary": summary, "commander": commander, "incident_id": incident_id}
+    body |= {"detected_at": detected_at, "impact_started_at": impact_started_at}
     return _Post("/v1/incidents", body, note=lambda answer: str(answer.get("incident_id")))
 
 

@@ -192,7 +192,17 @@ async def test_mttr_breaches_and_audit(service: Service, http: httpx.AsyncClient
         ("audit", "--actor", "dave@example.com"),
         ("audit", "--type", "incident.declared", "--limit", "2"),
     )
-    for text in ("MTTD", "MTTA", "MTTM", "MTTR", "P0", "P2", "45m 00s", "10m 00s"):
+    for text in (
+        "MTTD",
+        "Time to declare",
+        "MTTA",
+        "MTTM",
+        "MTTR",
+        "P0",
+        "P2",
+        "45m 00s",
+        "10m 00s",
+    ):
         assert text in mttr, (text, mttr)
     assert "checkout" in by_service and "P2" not in by_service
     mttr_json = json.loads(await _ok(service, "mttr", "--json"))

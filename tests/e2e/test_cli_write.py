@@ -141,6 +141,23 @@ async def test_at_backfills_occurred_at(service: Service) -> None:
     assert acknowledged["occurred_at"] == "2026-01-02T09:20:00Z"
 
 
+async def test_declare_takes_detection_and_impact_start(service: Service) -> None:
+    incident_id = await _declare(
+        service,
+        "--at",
+        "2026-01-02T14:23:30Z",
+        "--detected-at",
+        "2026-01-02T14:23:00Z",
+        "--impact-started-at",
+        "2026-01-02T15:20:00+01:00",
+    )
+    (declared,) = await _events(service, incident_id)
+    assert declared["detected_at"] == "2026-01-02T14:23:00Z"
+    assert declared["impact_started_at"] == "2026-01-02T14:20:00Z"
+    bad = await _run(service.http_url, "declare", "x", "-s", "P1", "--detected-at", "14:23")
+    assert "RFC 3339" in one_line_error(bad, 2)
+
+
 async def test_bad_input_exits_2_with_one_line(service: Service) -> None:
     incident_id = await _declare(service)
     cases = [

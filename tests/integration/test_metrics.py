@@ -98,6 +98,9 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
         category=rng.choice(list(Category)),
         services=tuple(rng.sample(SERVICES, rng.choice([0, 1, 1, 1, 2]))),
         detected_at=declared - timedelta(seconds=rng.randrange(1, 4000)) if detected else None,
+        impact_started_at=(
+            declared - timedelta(seconds=rng.randrange(0, 7200)) if rng.random() < 0.4 else None
+        ),
     )
     timed: list[tuple[float, Callable[..., AnyEvent], dict[str, Any]]] = []
     for k in range(rng.choice([0, 0, 1, 1, 2]) if rng.random() < 0.8 else 0):
@@ -245,6 +248,7 @@ class Ref:
     services: tuple[str, ...]
     declared: int
     mttd: float | None
+    time_to_declare: float | None
     mtta: float | None
     mttm: float | None
     mttr: float | None
@@ -285,7 +289,9 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     alerts = [
         us(e.starts_at) if e.starts_at else t for t, _, e in live if isinstance(e, AlertFired)
     ]
-    source = min(alerts) if alerts else (us(first.detected_at) if first.detected_at else None)
+    # Definitions version 2: detection is the earliest of first alert, detected_at, declaration.
+    detected = min([*alerts, *([us(first.detected_at)] if first.detected_at else []), declared])
+    impact = us(first.impact_started_at) if first.impact_started_at else None
     acks = times(IncidentAcknowledged)
     mitigated = times(MitigationCompleted, lambda e: e.outcome is Outcome.SUCCEEDED)
     comms = times(CommsSent)
@@ -299,8 +305,8 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     end = resolved_at if resolved_at is not None else (min(closes) if closes else now_us)
     targets = policy.for_severity(severity)
     clocks: list[tuple[str, float | None, int, int, bool]] = [
-        ("ack", targets.ack_s, declared, min(acks) if acks else end, is_open),
-        ("first_comms", targets.first_comms_s, declared, min(comms) if comms else end, is_open),
+        ("ack", targets.ack_s, detected, min(acks) if acks else end, is_open),
+        ("first_comms", targets.first_comms_s, detected, min(comms) if comms else end, is_open),
         ("resolution", targets.resolve_s, declared, end, is_open),
     ]
     if resolved_at is not None:
@@ -328,10 +334,11 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
         category=first.category.value,
         services=first.services,
         declared=declared,
-        mttd=_seconds(declared, source),
-        mtta=_seconds(min(acks) if acks else None, declared),
-        mttm=_seconds(min(mitigated) if mitigated else None, declared),
-        mttr=_seconds(resolved_at, declared),
+        mttd=_seconds(detected, impact),
+        time_to_declare=_seconds(declared, detected),
+        mtta=_seconds(min(acks) if acks else None, detected),
+        mttm=_seconds(min(mitigated) if mitigated else None, detected),
+        mttr=_seconds(resolved_at, detected),
         alertnames={e.alertname for _, _, e in live if isinstance(e, AlertFired) and e.alertname},
         clocks=clocks,
         times={
@@ -560,8 +567,9 @@ LATER = T + timedelta(days=3)
 
 
 def _small() -> tuple[list[AnyEvent], list[AnyEvent]]:
-    """A: P1, alert 2 min before declaring, late ack, one long comms gap, no postmortem.
-    B: P0 ignored for two days. C: P2 reopened and left open. D: repeat of A two days on."""
+    """A: P1, detected 10 min and alert 2 min before declaring, late ack, one long comms gap,
+    no postmortem. B: P0 ignored for two days. C: P2 reopened and left open. D: repeat of A
+    two days on."""
     a = Builder("INC-A", T)
     a.add(
         IncidentDeclared,
@@ -571,6 +579,7 @@ def _small() -> tuple[list[AnyEvent], list[AnyEvent]]:
         category=Category.DATA,
         services=("api", "db"),
         detected_at=T - timedelta(minutes=10),
+        impact_started_at=T - timedelta(minutes=15),
     )
     a.add(
         AlertFired,
@@ -637,21 +646,26 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
     assert by_severity["P1"] == {
         "group": "P1",
         "count": 1,
-        "mttd": stat(1, 120.0),
-        "mtta": stat(1, 1200.0),
-        "mttm": stat(1, 3600.0),
-        "mttr": stat(1, 6000.0),
+        # Detected 10 min before declaring (definitions 2: every clock starts there).
+        "mttd": stat(1, 300.0),
+        "time_to_declare": stat(1, 600.0),
+        "mtta": stat(1, 1800.0),
+        "mttm": stat(1, 4200.0),
+        "mttr": stat(1, 6600.0),
     }
     assert by_severity["P0"] == {
         "group": "P0",
         "count": 1,
         "mttd": stat(0),
+        "time_to_declare": stat(1, 0.0),
         "mtta": stat(0),
         "mttm": stat(0),
         "mttr": stat(0),
     }
     assert by_severity["P2"]["mttr"] == stat(0)  # reopened, not resolved again
-    assert by_severity["P3"]["mttd"] == stat(1, 0.0)  # the alert was recorded after declaring
+    assert by_severity["P3"]["mttd"] == stat(0)  # no impact start: no MTTD
+    # The alert started after declaring: detected when declared.
+    assert by_severity["P3"]["time_to_declare"] == stat(1, 0.0)
     services = {row["group"]: row["count"] for row in mttx(cur, "service", None, None)}
     assert services == {"(none)": 1, "api": 1, "db": 2, "web": 1}
 
@@ -666,7 +680,8 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
 
     ignored = 2 * 86400.0
     expected = [
-        ("INC-A", "ack", 1200.0, h(0.25), False),
+        ("INC-A", "ack", 1800.0, h(5 / 60), False),  # from detection, 10 min before declaring
+        ("INC-A", "first_comms", 1200.0, h(5 / 60), False),  # comms 20 min after detection
         ("INC-A", "update_cadence", 2400.0, h(40 / 60), False),  # 10 -> 50 min; 70 -> 100 is 30
         ("INC-C", "ack", 3 * 86400.0, h(1), True),
         ("INC-C", "update_cadence", 3 * 86400 - 7200.0, h(3), True),  # reopened at 2 h, silent
@@ -692,7 +707,7 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
     ]
 
     projector.apply(log[len(first) :], len(log))  # the ack was earlier than typed
-    assert mttx(cur, "severity", None, None)[1]["mtta"] == stat(1, 240.0)
+    assert mttx(cur, "severity", None, None)[1]["mtta"] == stat(1, 840.0)
     assert found() == expected[1:]
     cur.close()
     con.close()

@@ -274,6 +274,28 @@ def _envelope(minute: float, event_id: str) -> dict[str, Any]:
     }
 
 
+def test_a_file_of_schema_version_3_gets_the_impact_start(tmp_path: Path) -> None:
+    """Version 4 added `impact_started_at`: a version 3 file folds its incidents again."""
+    log = Log()
+    log.do(0, Declare, "declare", title="t", severity=Severity.P1, impact_started_at=at(-5))
+    path = tmp_path / "v3.duckdb"
+    con = open_database(path)
+    Projector(con, None).apply(log.stored, log.stored[-1].seq)
+    con.execute("DROP VIEW status_board")
+    con.execute("ALTER TABLE incidents DROP COLUMN impact_started_at")
+    con.execute("UPDATE incidents SET state = ?", [b'{"incident_id":"INC-ONETRUTH"}'])
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute(VIEWS)
+    con.close()
+
+    con = open_database(path)
+    Projector(con, None)
+    assert con.execute("SELECT impact_started_at FROM incidents").fetchall() == [(at(-5),)]
+    [(version,)] = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    assert version == str(SCHEMA_VERSION) == "4"
+    con.close()
+
+
 def test_a_file_of_schema_version_1_is_folded_again(tmp_path: Path) -> None:
     """An older file keeps its events; the projector folds them again with today's rules."""
     log = declared()
@@ -287,7 +309,7 @@ def test_a_file_of_schema_version_1_is_folded_again(tmp_path: Path) -> None:
     # What version 1 wrote: no declared_at/first_comms_at, times as recorded, closed shown as
     # resolved, states of the old shape.
     con.execute("DROP VIEW status_board")
-    for column in ("declared_at", "first_comms_at"):
+    for column in ("declared_at", "first_comms_at", "impact_started_at"):
         con.execute(f"ALTER TABLE incidents DROP COLUMN {column}")
     con.execute(
         "UPDATE incidents SET status = 'resolved', acknowledged_at = ?, state = ?",

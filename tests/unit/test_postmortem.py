@@ -297,9 +297,10 @@ def test_sections_carry_the_facts(text: str) -> None:
     for expected in (
         "| Severity | P0 (declared as P1) |",
         "| Acknowledged | 2026-11-01 12:04:00Z (corrected) |",
-        "| Duration | 45m (declared → resolved) |",
+        "| Duration | 51m (detected → resolved) |",  # definitions 2: from detection
         "**dave@example.com** (since 2026-11-01 12:25:00Z); before: alice@example.com",
-        "| Time to acknowledge | 4m | 5m | met |",
+        "| Time to declare | 6m | none | no target |",
+        "| Time to acknowledge | 10m | 5m | missed by 5m |",
         "| Longest gap between updates | 17m | 15m | missed by 2m |",
         "~~It is DNS.~~",
         "~~Note~~ (retracted)",
