@@ -104,9 +104,7 @@ class Projector:
     def _upgrade(self) -> None:
         """Fold every incident again from its stored events: a file of an older schema version
         holds states and rows this version folds differently."""
-        cur = self._con.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
+        with self._atomically() as cur:
             cur.execute(
                 "SELECT DISTINCT incident_id FROM events UNION SELECT incident_id FROM incidents "
                 "UNION SELECT incident_id FROM partial_incidents"
@@ -114,32 +112,31 @@ class Projector:
             touched = {str(row[0]) for row in cur.fetchall()}
             pruning.refold(cur, touched)
             schema.upgraded(cur)
+        log.info("read models upgraded to schema version %s", schema.SCHEMA_VERSION)
+
+    def _release(self) -> None:
+        """Fold in the quarantined records this version decodes (an older one could not)."""
+        with self._atomically() as cur:
+            events = quarantine.decodable(cur)
+            if events:
+                pruning.refold(cur, quarantine.release(cur, events))
+        if events:
+            self.quarantined -= len(events)
+            log.info("%s quarantined records decode now: folded into the read models", len(events))
+
+    @contextlib.contextmanager
+    def _atomically(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction on a cursor of its own: committed whole, or rolled back."""
+        cur = self._con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         finally:
             cur.close()
-        log.info("read models upgraded to schema version %s", schema.SCHEMA_VERSION)
-
-    def _release(self) -> None:
-        """Fold in the quarantined records this version decodes (an older one could not)."""
-        cur = self._con.cursor()
-        try:
-            events = quarantine.decodable(cur)
-            if not events:
-                return
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                pruning.refold(cur, quarantine.release(cur, events))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-        finally:
-            cur.close()
-        self.quarantined -= len(events)
-        log.info("%s quarantined records decode now: folded into the read models", len(events))
 
     @contextlib.contextmanager
     def _transaction(
@@ -147,9 +144,7 @@ class Projector:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction that also moves the checkpoint to `position`: rows and
         position commit together or not at all."""
-        cur = self._con.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
+        with self._atomically() as cur:
             yield cur
             cur.execute(
                 "UPDATE checkpoint SET seq = ?, updated_at = ? WHERE id = 1",
@@ -157,12 +152,6 @@ class Projector:
             )
             if crash_points:
                 _crash_point("after_write")
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
 
     def apply(
         self, events: Sequence[Stored], position: int, quarantined: Sequence[Quarantined] = ()

@@ -19,6 +19,7 @@ class ErrorKind(enum.StrEnum):
     TOO_LARGE = "too_large"
     INVALID = "invalid"  # well-formed, but a field is wrong
     UNAVAILABLE = "unavailable"  # the log did not answer: try again later
+    INTERNAL = "internal"  # a bug: logged where it happened
 
 
 class ServiceError(Exception):
@@ -39,6 +40,13 @@ _REJECTION_KINDS: Final = {
     RejectionKind.CONFLICT: ErrorKind.CONFLICT,
     RejectionKind.INVALID: ErrorKind.INVALID,
 }
+
+
+def internal(exc: Exception) -> ServiceError:
+    """What a caller is told of a bug (its traceback goes to the log, not to the caller)."""
+    return ServiceError(
+        ErrorKind.INTERNAL, f"internal error ({type(exc).__name__}); it has been logged"
+    )
 
 
 def refused(rejection: Rejected, field: str | None = None) -> ServiceError:

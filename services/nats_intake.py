@@ -17,8 +17,8 @@ from faststream.nats.annotations import NatsMessage
 from events.store import StoreUnavailableError
 from services.auth import Principal, Role
 from services.clock import Clock
-from services.errors import ErrorKind, ServiceError
-from services.natsauth import PRODUCER_ALERTMANAGER, PRODUCER_EVENTS, SERVICE_INBOX
+from services.errors import ErrorKind, ServiceError, internal
+from services.natsauth import PRODUCER_ALERTMANAGER, PRODUCER_EVENTS, SERVICE_INBOX, producer_of
 from services.supervisor import quiet_errors
 from services.write.intake import Intake, decode_events
 from services.write.principals import NATS
@@ -40,15 +40,14 @@ def _failure(exc: ServiceError | StoreUnavailableError) -> bytes:
 
 def _bug(subject: str, exc: Exception) -> bytes:
     log.error("message on %s failed", subject, exc_info=exc)
-    detail = f"internal error ({type(exc).__name__}); it has been logged"
-    return _encode({"error": "internal", "field": None, "detail": detail})
+    return _encode(internal(exc).body())
 
 
 def principal_of(subject: str) -> Principal:
     """A producer: the one named by its subject (`intake.<name>.events`, which with tokens on
     only that producer may publish to), else `nats` on the shared subjects."""
-    parts = subject.split(".")
-    return Principal(parts[1], Role.PRODUCER) if len(parts) == 3 else NATS
+    name = producer_of(subject)
+    return NATS if name is None else Principal(name, Role.PRODUCER)
 
 
 def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroker:

@@ -28,7 +28,7 @@ from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
 from services.clock import Clock
-from services.errors import ErrorKind, ServiceError, located
+from services.errors import ErrorKind, ServiceError, internal, located
 from services.readmodels import LiveModels
 from services.write.intake import MAX_BODY_BYTES, Intake
 
@@ -42,6 +42,7 @@ STATUS: Final[dict[ErrorKind, int]] = {
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.INVALID: 422,
     ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.INTERNAL: 500,
 }
 # Litestar's own refusals, named like ours.
 _HTTP_KINDS: Final = {
@@ -107,7 +108,7 @@ def _on_browser(_: Request[Any, Any, Any], exc: BrowserRefusal) -> Response[Any]
 
 def _on_bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return _error(500, "internal", f"internal error ({type(exc).__name__}); it has been logged")
+    return _on_service_error(request, internal(exc))
 
 
 def create_app(

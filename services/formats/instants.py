@@ -17,16 +17,6 @@ from services.errors import ErrorKind, ServiceError
 OUT_OF_RANGE: Final = "is out of range in UTC: its offset moves it before year 1 or after 9999"
 
 
-def in_utc(moment: datetime, field: str | None) -> datetime:
-    """`moment` in UTC (naive stays naive); refused with 422 naming `field` when impossible."""
-    if moment.utcoffset() is None:
-        return moment
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as exc:
-        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc
-
-
 def require_utc(value: object, where: str = "") -> None:
     """Refuse `value` (a Struct, list, dict or datetime) if any time in it has no UTC form."""
     path = _out_of_range(value, where)
