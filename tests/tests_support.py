@@ -49,6 +49,44 @@ def note(incident_id: str, event_id: str, text: str = "looking") -> AddNote:
     )
 
 
+# What a producer (a synthetic checker) posts to `POST /v1/events` or NATS `intake.events`.
+PRODUCED_AT = "2026-11-20T10:00:00Z"
+
+
+def producer_event(
+    kind: str, incident_id: str, event_id: str, occurred_at: str = PRODUCED_AT, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "event_id": event_id,
+        "incident_id": incident_id,
+        "occurred_at": occurred_at,
+        "actor": "synthetic-checker",
+        "source": "synthetic",
+        **fields,
+    }
+
+
+def producer_note(
+    incident_id: str,
+    event_id: str,
+    text: str = "probe still failing",
+    occurred_at: str = PRODUCED_AT,
+) -> dict[str, Any]:
+    return producer_event("incident.note_added", incident_id, event_id, occurred_at, text=text)
+
+
+def producer_declared(
+    incident_id: str,
+    event_id: str,
+    title: str = "Login probe failing",
+    occurred_at: str = PRODUCED_AT,
+) -> dict[str, Any]:
+    return producer_event(
+        "incident.declared", incident_id, event_id, occurred_at, title=title, severity="P2"
+    )
+
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

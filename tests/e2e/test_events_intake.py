@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import msgspec
 import nats
-from tests_support import fixture_bytes
+from tests_support import fixture_bytes, producer_declared, producer_note
 
 from services.bootstrap import Service
 
@@ -14,28 +14,11 @@ T = "2026-11-20T10:00:00.123456Z"
 
 
 def declared(incident_id: str, event_id: str) -> dict[str, Any]:
-    return {
-        "type": "incident.declared",
-        "event_id": event_id,
-        "incident_id": incident_id,
-        "occurred_at": T,
-        "actor": "synthetic-checker",
-        "source": "synthetic",
-        "title": "Login probe failing",
-        "severity": "P2",
-    }
+    return producer_declared(incident_id, event_id, occurred_at=T)
 
 
 def note(incident_id: str, event_id: str, text: str = "probe still failing") -> dict[str, Any]:
-    return {
-        "type": "incident.note_added",
-        "event_id": event_id,
-        "incident_id": incident_id,
-        "occurred_at": T,
-        "actor": "synthetic-checker",
-        "source": "synthetic",
-        "text": text,
-    }
+    return producer_note(incident_id, event_id, text, occurred_at=T)
 
 
 async def test_single_event_and_batch(http: httpx.AsyncClient, service: Service) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests_support import fixture_bytes
+from tests_support import fixture_bytes, producer_declared, producer_event, producer_note
 
 from events.schema import AlertResolved, IncidentDeclared, IncidentRoleAssigned
 from events.store import EventStore
@@ -26,34 +26,12 @@ from services.write.correlation import Correlator
 from services.write.handler import CommandHandler
 from services.write.intake import Intake
 
-T = "2026-11-20T10:00:00Z"
 # The smallest duplicate window nats-server takes: tests can outwait it.
 WINDOW_S = 0.2
 
 
 def note(incident_id: str, event_id: str, text: str = "looking") -> dict[str, Any]:
-    return {
-        "type": "incident.note_added",
-        "event_id": event_id,
-        "incident_id": incident_id,
-        "occurred_at": T,
-        "actor": "synthetic-checker",
-        "source": "synthetic",
-        "text": text,
-    }
-
-
-def declared(incident_id: str, event_id: str) -> dict[str, Any]:
-    return {
-        "type": "incident.declared",
-        "event_id": event_id,
-        "incident_id": incident_id,
-        "occurred_at": T,
-        "actor": "synthetic-checker",
-        "source": "synthetic",
-        "title": "Login probe failing",
-        "severity": "P2",
-    }
+    return producer_note(incident_id, event_id, text)
 
 
 @pytest.fixture
@@ -106,7 +84,9 @@ async def test_retried_declare_gets_the_original_incident_inside_and_after_the_w
 async def test_an_id_that_prefixes_a_stored_one_is_its_own_event(
     http: httpx.AsyncClient, service: Service
 ) -> None:
-    assert (await http.post("/v1/events", json=declared("INC-PFX1", "decl-pfx"))).is_success
+    assert (
+        await http.post("/v1/events", json=producer_declared("INC-PFX1", "decl-pfx"))
+    ).is_success
     assert (await http.post("/v1/events", json=note("INC-PFX1", "deploy/42"))).is_success
     answer = await http.post("/v1/events", json=note("INC-PFX1", "deploy", "rolled back"))
     assert answer.status_code == 200, answer.text
@@ -120,7 +100,9 @@ async def test_an_id_reused_on_another_incident_is_409_naming_the_holder(
 ) -> None:
     service, http = short_window
     for incident_id in ("INC-HOLD1", "INC-OTHER1"):
-        stored = await http.post("/v1/events", json=declared(incident_id, f"decl-{incident_id}"))
+        stored = await http.post(
+            "/v1/events", json=producer_declared(incident_id, f"decl-{incident_id}")
+        )
         assert stored.is_success
     assert (await http.post("/v1/events", json=note("INC-HOLD1", "shared-id"))).is_success
     inside = await http.post("/v1/events", json=note("INC-OTHER1", "shared-id"))
@@ -143,7 +125,9 @@ async def test_a_batch_with_one_refused_incident_stores_nothing(
     http: httpx.AsyncClient, service: Service
 ) -> None:
     for incident_id in ("INC-BAT1", "INC-BAT2", "INC-BAT3"):
-        stored = await http.post("/v1/events", json=declared(incident_id, f"decl-{incident_id}"))
+        stored = await http.post(
+            "/v1/events", json=producer_declared(incident_id, f"decl-{incident_id}")
+        )
         assert stored.is_success
     assert (await http.post("/v1/events", json=note("INC-BAT3", "taken"))).is_success
     before = await service.store.last_seq()
@@ -162,7 +146,7 @@ async def test_many_concurrent_multi_incident_batches_are_each_whole(
     incidents = [f"INC-CONC{n}" for n in range(4)]
     for incident_id in incidents:
         assert (
-            await http.post("/v1/events", json=declared(incident_id, f"d-{incident_id}"))
+            await http.post("/v1/events", json=producer_declared(incident_id, f"d-{incident_id}"))
         ).is_success
     batches = [[note(incidents[(b + k) % 4], f"b{b}-e{k}") for k in range(3)] for b in range(24)]
     answers = await asyncio.gather(*(http.post("/v1/events", json=batch) for batch in batches))
@@ -186,12 +170,10 @@ async def test_a_batch_is_decided_on_the_log_not_on_a_replica_cache(service: Ser
     def events(*items: dict[str, Any]) -> bytes:
         return json.dumps(list(items)).encode()
 
-    first = decode_events(events(declared("INC-STALE1", "d-stale")))
+    first = decode_events(events(producer_declared("INC-STALE1", "d-stale")))
     await replica.events(first, LOCAL)  # the replica now remembers INC-STALE1 as open
-    resolve = {**note("INC-STALE1", "r-stale"), "type": "incident.resolved"}
-    reopen = {**note("INC-STALE1", "o-stale"), "type": "incident.reopened"}
-    resolve.pop("text")
-    reopen.pop("text")
+    resolve = producer_event("incident.resolved", "INC-STALE1", "r-stale")
+    reopen = producer_event("incident.reopened", "INC-STALE1", "o-stale")
     await service.intake.events(decode_events(events(resolve)), LOCAL)  # elsewhere: resolved
     # Valid on the log (reopen a resolved incident), refused on the replica's stale memory.
     answer = await replica.events(decode_events(events(reopen)), LOCAL)
@@ -253,7 +235,7 @@ async def test_webhook_events_obey_the_per_event_limit(
 
 async def test_times_in_the_future_are_refused(http: httpx.AsyncClient, service: Service) -> None:
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    event = declared("INC-FUT1", "d-fut") | {"occurred_at": soon}
+    event = producer_declared("INC-FUT1", "d-fut") | {"occurred_at": soon}
     answer = await http.post("/v1/events", json=event)
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == "occurred_at"
@@ -266,7 +248,7 @@ async def test_times_in_the_future_are_refused(http: httpx.AsyncClient, service:
     # A little clock skew between hosts is not an error.
     skewed = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
     fine = await http.post(
-        "/v1/events", json=declared("INC-FUT2", "d-fut2") | {"occurred_at": skewed}
+        "/v1/events", json=producer_declared("INC-FUT2", "d-fut2") | {"occurred_at": skewed}
     )
     assert fine.status_code == 200, fine.text
 
@@ -275,7 +257,7 @@ async def test_ids_of_the_services_own_namespace_are_refused_from_clients(
     http: httpx.AsyncClient, service: Service
 ) -> None:
     """`~...` ids are made by the service and go unclaimed: a client must not forge one."""
-    event = await http.post("/v1/events", json=declared("INC-TILDE1", "~forged"))
+    event = await http.post("/v1/events", json=producer_declared("INC-TILDE1", "~forged"))
     assert event.status_code == 422, event.text
     assert event.json()["field"] == "event_id"
     command = await http.post(

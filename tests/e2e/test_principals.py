@@ -7,7 +7,14 @@ from typing import Any
 import httpx
 import msgspec
 import nats
-from tests_support import TOKENS, as_role, fixture_bytes
+from tests_support import (
+    TOKENS,
+    as_role,
+    fixture_bytes,
+    producer_declared,
+    producer_event,
+    producer_note,
+)
 
 from events.chain import verify
 from events.subjects import ALL_INCIDENTS
@@ -15,30 +22,17 @@ from services.auth import Role
 from services.bootstrap import Service
 
 JSON = {"Content-Type": "application/json"}
-T = "2026-11-20T10:00:00Z"
 
 
 def note(incident_id: str, event_id: str) -> dict[str, Any]:
-    return {
-        "type": "incident.note_added",
-        "event_id": event_id,
-        "incident_id": incident_id,
-        "occurred_at": T,
-        "actor": "synthetic-checker",
-        "source": "synthetic",
-        "text": "probe still failing",
-    }
+    return producer_note(incident_id, event_id)
 
 
 def declared(incident_id: str, event_id: str) -> dict[str, Any]:
-    body = note(incident_id, event_id) | {"type": "incident.declared", "title": "Probe failing"}
-    return {k: v for k, v in body.items() if k != "text"} | {"severity": "P2"}
+    return producer_declared(incident_id, event_id, title="Probe failing")
 
 
-def _event(kind: str, incident_id: str, event_id: str, **fields: Any) -> dict[str, Any]:
-    body = note(incident_id, event_id) | {"type": kind} | fields
-    body.pop("text")
-    return body
+_event = producer_event
 
 
 PEOPLES: list[dict[str, Any]] = [
