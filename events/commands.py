@@ -17,6 +17,7 @@ from events.schema import (
     CommsKind,
     EvidenceKind,
     Hex,
+    Impact,
     IncidentId,
     Labels,
     MitigationAction,
@@ -67,6 +68,7 @@ class Declare(Command, frozen=True, kw_only=True, tag="declare"):
     summary: Text = ""
     detected_at: UtcDatetime | None = None
     impact_started_at: UtcDatetime | None = None
+    impact: Impact | None = None
     commander: Name | None = None
 
 
@@ -77,6 +79,10 @@ class Acknowledge(Command, frozen=True, kw_only=True, tag="acknowledge"):
 class ChangeSeverity(Command, frozen=True, kw_only=True, tag="change_severity"):
     to: Severity
     reason: Text = ""
+
+
+class UpdateImpact(Command, frozen=True, kw_only=True, tag="update_impact"):
+    impact: Impact
 
 
 class ChangeStatus(Command, frozen=True, kw_only=True, tag="change_status"):
@@ -167,6 +173,14 @@ class CompleteActionItem(Command, frozen=True, kw_only=True, tag="complete_actio
     item_id: Name
 
 
+class Link(Struct, frozen=True, kw_only=True, gc=False):
+    """A link a monitor sent with an alert; kept as evidence when the alert joins an incident."""
+
+    uri: Uri
+    kind: EvidenceKind = EvidenceKind.LINK
+    description: Text = ""
+
+
 class _AlertCommand(Command, frozen=True, kw_only=True):
     fingerprint: Name
     alertname: Short = ""
@@ -178,14 +192,19 @@ class _AlertCommand(Command, frozen=True, kw_only=True):
     generator_url: Uri | None = None
     group_key: Text | None = None
     dedup_key: Short | None = None
+    truncated_alerts: Annotated[int, Meta(ge=0)] = 0
+    links: tuple[Link, ...] = ()  # attached as evidence, each uri once per incident
 
 
 class RecordAlertFired(_AlertCommand, frozen=True, kw_only=True, tag="record_alert_fired"):
-    pass
+    # The severity the alert's labels map to: an open incident of a lower one is raised to it.
+    raise_to: Severity | None = None
 
 
 class RecordAlertResolved(_AlertCommand, frozen=True, kw_only=True, tag="record_alert_resolved"):
-    pass
+    # Severities at which an incident opened by alerts resolves itself once they all have
+    # (the policy's `auto_resolve`); empty: never.
+    auto_resolve: frozenset[Severity] = frozenset()
 
 
 class CorrectEvent(Command, frozen=True, kw_only=True, tag="correct_event"):
@@ -193,6 +212,8 @@ class CorrectEvent(Command, frozen=True, kw_only=True, tag="correct_event"):
     corrected_occurred_at: UtcDatetime | None = None
     corrected_text: Text | None = None
     corrected_actor: Name | None = None
+    corrected_detected_at: UtcDatetime | None = None
+    corrected_impact_started_at: UtcDatetime | None = None
     reason: NonEmptyText
 
 
@@ -209,6 +230,7 @@ class Record(Struct, frozen=True, gc=False, tag="record", tag_field="command"):
 
 AnyCommand: TypeAlias = (
     Declare
+    | UpdateImpact
     | Acknowledge
     | ChangeSeverity
     | ChangeStatus

@@ -30,6 +30,7 @@ from events.commands import (
     CorrectEvent,
     Declare,
     Escalate,
+    Link,
     PublishPostmortem,
     Record,
     RecordAlertFired,
@@ -40,10 +41,13 @@ from events.commands import (
     RetractEvent,
     SendComms,
     StartMitigation,
+    UpdateImpact,
 )
+from events.facts import DECLARED
 from events.incident import Incident, evolve, fold
 from events.schema import (
     MAX_ESCALATION_LEVEL,
+    MAX_TEXT,
     ActionItemAdded,
     ActionItemCompleted,
     AlertFired,
@@ -57,6 +61,7 @@ from events.schema import (
     IncidentClosed,
     IncidentDeclared,
     IncidentEscalated,
+    IncidentImpactUpdated,
     IncidentNoteAdded,
     IncidentPhaseChanged,
     IncidentReopened,
@@ -70,8 +75,13 @@ from events.schema import (
     Phase,
     PostmortemPublished,
     Role,
+    Severity,
     Status,
 )
+from events.vocabulary import SEVERITY_ORDER
+
+# The actor of a resolution the alerts made: all of an alert-opened incident's alerts resolved.
+AUTO_RESOLVE = "auto-resolve"
 
 
 class RejectionKind(enum.StrEnum):
@@ -264,10 +274,10 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
                 )
             if isinstance(event, EventRetracted) and event.target_event_id in state.retracted:
                 return []
-            if isinstance(event, EventCorrected) and not (
-                event.corrected_occurred_at or event.corrected_text or event.corrected_actor
-            ):
-                return Rejected("a correction must correct something", RejectionKind.INVALID)
+            if isinstance(event, EventCorrected):
+                refusal = _correction_problem(event, state)
+                if refusal is not None:
+                    return refusal
             # Amendments change the lifecycle (a retracted resolution un-resolves), but a closed
             # incident is final: it stays resolved.
             after = evolve(state, event)
@@ -277,6 +287,8 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
                     "unresolved"
                 )
             refusal = None
+        case IncidentImpactUpdated():
+            refusal = _closed(state)
         case IncidentNoteAdded() | EvidenceAttached():
             refusal = None
         case IncidentDeclared():
@@ -284,6 +296,25 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
         case _:
             assert_never(event)
     return refusal if refusal is not None else [event]
+
+
+def _correction_problem(event: EventCorrected, state: Incident) -> Rejected | None:
+    declaration_fields = event.corrected_detected_at or event.corrected_impact_started_at
+    if not (
+        event.corrected_occurred_at
+        or event.corrected_text
+        or event.corrected_actor
+        or declaration_fields
+    ):
+        return Rejected("a correction must correct something", RejectionKind.INVALID)
+    declarations = {f.event_id for f in state.facts if f.kind == DECLARED}
+    if declaration_fields and event.target_event_id not in declarations:
+        return Rejected(
+            "corrected_detected_at and corrected_impact_started_at correct the declaration "
+            f"({', '.join(sorted(declarations))})",
+            RejectionKind.INVALID,
+        )
+    return None
 
 
 def _event(cls: type[AnyEvent], command: Command, **extra: Any) -> AnyEvent:
@@ -308,6 +339,85 @@ def _admit_all(candidates: list[AnyEvent], state: Incident) -> Decision:
     return admitted
 
 
+def more_severe(severity: Severity, than: Severity) -> bool:
+    return SEVERITY_ORDER.index(severity) < SEVERITY_ORDER.index(than)
+
+
+def _evidence(command: RecordAlertFired, state: Incident, first: int) -> list[AnyEvent]:
+    """The alert's links not yet attached, as evidence (ids `<event id>/<n>` from `first`)."""
+    fresh: list[Link] = list({k.uri: k for k in command.links if k.uri not in state.links}.values())
+    return [
+        _event(
+            EvidenceAttached,
+            command,
+            event_id=f"{command.event_id}/{first + n}",
+            causation_id=command.event_id,
+            kind=link.kind,
+            uri=link.uri,
+            description=link.description,
+        )
+        for n, link in enumerate(fresh)
+    ]
+
+
+def _alert_fired(command: RecordAlertFired, state: Incident) -> Decision:
+    """The alert, then what it brings: a higher severity (never lower), its links as evidence."""
+    alert = admit(_event(AlertFired, command), state)
+    if isinstance(alert, Rejected):
+        return alert
+    events: list[AnyEvent] = list(alert)
+    to, current = command.raise_to, state.severity
+    if to is not None and current is not None and more_severe(to, current):
+        label = f" (severity {command.severity})" if command.severity else ""
+        events.append(
+            _event(
+                IncidentSeverityChanged,
+                command,
+                event_id=f"{command.event_id}/1",
+                causation_id=command.event_id,
+                from_=current,
+                to=to,
+                reason=f"alert {command.alertname or command.fingerprint}{label} is {to}"[
+                    :MAX_TEXT
+                ],
+            )
+        )
+    if events:
+        events.extend(_evidence(command, state, 2))
+    return _admit_all(events, state)
+
+
+def resolves_itself(state: Incident, severities: Container[Severity]) -> bool:
+    """Whether an incident is resolved by its alerts: opened by them, never taken over by a
+    person, none firing any more, and the policy says so for its severity."""
+    return (
+        state.alert_opened
+        and not state.taken_over
+        and not state.alerts_firing
+        and not state.is_resolved
+        and state.severity is not None
+        and state.severity in severities
+    )
+
+
+def _alert_resolved(command: RecordAlertResolved, state: Incident) -> Decision:
+    alert = admit(_event(AlertResolved, command), state)
+    if isinstance(alert, Rejected) or not alert:
+        return alert
+    if not resolves_itself(fold(alert, state), command.auto_resolve):
+        return alert
+    names = ", ".join(state.alert_names) or command.fingerprint
+    resolution = _event(
+        IncidentResolved,
+        command,
+        event_id=f"{command.event_id}/1",
+        causation_id=command.event_id,
+        actor=AUTO_RESOLVE,
+        summary=f"All alerts resolved: {names}"[:MAX_TEXT],
+    )
+    return _admit_all([*alert, resolution], state)
+
+
 def decide(command: AnyCommand, state: Incident, known: Container[str] | None = None) -> Decision:
     """`known`: the ids of the incident's events, to refuse amendments of others (see `admit`)."""
     match command:
@@ -327,6 +437,8 @@ def decide(command: AnyCommand, state: Incident, known: Container[str] | None = 
                 person=command.commander,
             )
             return _admit_all([declared, commander], state)
+        case UpdateImpact():
+            return admit(_event(IncidentImpactUpdated, command), state)
         case Acknowledge():
             return admit(_event(IncidentAcknowledged, command), state)
         case ChangeSeverity():
@@ -368,9 +480,9 @@ def decide(command: AnyCommand, state: Incident, known: Container[str] | None = 
         case CompleteActionItem():
             return admit(_event(ActionItemCompleted, command), state)
         case RecordAlertFired():
-            return admit(_event(AlertFired, command), state)
+            return _alert_fired(command, state)
         case RecordAlertResolved():
-            return admit(_event(AlertResolved, command), state)
+            return _alert_resolved(command, state)
         case CorrectEvent():
             return admit(_event(EventCorrected, command), state, known)
         case RetractEvent():

@@ -22,6 +22,9 @@ REOPENED: Final = "incident.reopened"
 CLOSED: Final = "incident.closed"
 POSTMORTEM: Final = "postmortem.published"
 COMMS: Final = "comms.sent"
+# The declaration's own times a correction may move besides `occurred_at`.
+DETECTED_AT: Final = "detected_at"
+IMPACT_STARTED_AT: Final = "impact_started_at"
 
 
 class Fact(Struct, frozen=True, gc=False, omit_defaults=True):
@@ -36,11 +39,21 @@ class Fact(Struct, frozen=True, gc=False, omit_defaults=True):
     mitigation_id: str | None = None
     outcome: Outcome | None = None
     next_update_at: datetime | None = None
+    # A declaration's detected_at and impact_started_at, and their corrections in log order:
+    # (correction's event id, field, time).
+    detected_at: datetime | None = None
+    impact_started_at: datetime | None = None
+    field_fixes: tuple[tuple[str, str, datetime], ...] = ()
 
     @property
     def at(self) -> datetime:
         """The effective time: the latest correction's, else the recorded one."""
         return self.fixes[-1][1] if self.fixes else self.occurred_at
+
+    def effective(self, name: str) -> datetime | None:
+        """A declaration time (`DETECTED_AT`, `IMPACT_STARTED_AT`) as last corrected."""
+        fixed = [at for _, field, at in self.field_fixes if field == name]
+        return fixed[-1] if fixed else getattr(self, name)
 
     @property
     def key(self) -> tuple[datetime, int]:

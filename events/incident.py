@@ -21,6 +21,8 @@ from events.facts import (
     ACKNOWLEDGED,
     CLOSED,
     DECLARED,
+    DETECTED_AT,
+    IMPACT_STARTED_AT,
     MITIGATED,
     POSTMORTEM,
     REOPENED,
@@ -34,6 +36,7 @@ from events.facts import (
     promise,
 )
 from events.schema import (
+    MONITORS,
     ActionItemAdded,
     ActionItemCompleted,
     AlertFired,
@@ -44,10 +47,12 @@ from events.schema import (
     EventCorrected,
     EventRetracted,
     EvidenceAttached,
+    Impact,
     IncidentAcknowledged,
     IncidentClosed,
     IncidentDeclared,
     IncidentEscalated,
+    IncidentImpactUpdated,
     IncidentNoteAdded,
     IncidentPhaseChanged,
     IncidentReopened,
@@ -105,8 +110,10 @@ class Incident(Struct, frozen=True, gc=False):
     status: Status | None = None
     phase: Phase | None = None
     opened_at: datetime | None = None
-    detected_at: datetime | None = None  # the declaration's `detected_at`
-    impact_started_at: datetime | None = None  # the declaration's: users first affected
+    # Detection (definitions 2): the earliest of the first alert's start, the declaration's
+    # detected_at and the declaration; every response clock starts here.
+    detected_at: datetime | None = None
+    impact_started_at: datetime | None = None  # the declaration's, as corrected: users first hit
     acknowledged_at: datetime | None = None
     mitigated_at: datetime | None = None
     resolved_at: datetime | None = None
@@ -115,6 +122,14 @@ class Incident(Struct, frozen=True, gc=False):
     escalation_level: int = 0
     mitigations: tuple[Mitigation, ...] = ()
     alerts_firing: frozenset[str] = frozenset()
+    alert_names: tuple[str, ...] = ()  # distinct alertnames that fired, in order
+    alerts_truncated: int = 0  # the most alerts one delivery said it left out
+    alert_starts: Runs = ()  # each firing's start, for detection (retractable)
+    alert_opened: bool = False  # declared by a monitor (`MONITORS`)
+    # A person took it over: named a commander or set status or phase. Never resolved by alerts.
+    taken_over: bool = False
+    impacts: tuple[tuple[str, Impact], ...] = ()  # (event id, impact) statements, log order
+    links: frozenset[str] = frozenset()  # evidence URIs attached
     comms_count: int = 0
     first_comms_at: datetime | None = None
     last_comms_at: datetime | None = None
@@ -142,6 +157,11 @@ class Incident(Struct, frozen=True, gc=False):
     def declared_at(self) -> datetime | None:
         """When it was declared, None when its declaration was retracted (metrics skip it)."""
         return next((f.at for f in self.facts if f.kind == DECLARED and not f.retracted), None)
+
+    @property
+    def impact(self) -> Impact | None:
+        """The latest impact statement not retracted."""
+        return next((i for e, i in reversed(self.impacts) if e not in self.retracted), None)
 
     @property
     def board_status(self) -> str:
@@ -198,12 +218,15 @@ def _settle(state: Incident) -> Incident:
         resolved_at = max(f.at for f in live if f.kind == RESOLVED)
     declarations = [f for f in state.facts if f.kind == DECLARED]
     opened = [f for f in declarations if not f.retracted] or declarations
+    declaration = opened[0] if opened else None
     completions = [f for f in live if f.kind == MITIGATED]
     live_comms = [c for c in facts_of(state.comms) if not c.retracted]
     latest = max(live_comms, key=lambda c: c.key, default=None)
     settled = msgspec.structs.replace(
         state,
-        opened_at=opened[0].at if opened else state.opened_at,
+        opened_at=declaration.at if declaration else state.opened_at,
+        detected_at=_detection(declaration, state.alert_starts),
+        impact_started_at=declaration.effective(IMPACT_STARTED_AT) if declaration else None,
         acknowledged_at=first(ACKNOWLEDGED),
         mitigated_at=first(MITIGATED, lambda f: f.outcome is Outcome.SUCCEEDED),
         mitigations=tuple(_completed(m, completions) for m in state.mitigations),
@@ -217,6 +240,32 @@ def _settle(state: Incident) -> Incident:
         next_update_at=promise(latest, state.facts),
     )
     return _shown(settled)
+
+
+def _detection(declaration: Fact | None, alert_starts: Runs) -> datetime | None:
+    if declaration is None:
+        return None
+    starts = (f.at for f in facts_of(alert_starts) if not f.retracted)
+    candidates = [declaration.at, declaration.effective(DETECTED_AT), *starts]
+    return min(c for c in candidates if c is not None)
+
+
+def _fired(state: Incident, event: AlertFired) -> Incident:
+    """An alert starts firing: constant time, but for its name (few distinct ones)."""
+    start = _fact(state, event)
+    if event.starts_at is not None:
+        start = msgspec.structs.replace(start, occurred_at=event.starts_at)
+    changes: dict[str, Any] = {
+        "alerts_firing": state.alerts_firing | {event.fingerprint},
+        "alert_starts": appended(state.alert_starts, start),
+    }
+    if state.detected_at is not None and start.at < state.detected_at:
+        changes["detected_at"] = start.at
+    if event.alertname and event.alertname not in state.alert_names:
+        changes["alert_names"] = (*state.alert_names, event.alertname)
+    if event.truncated_alerts > state.alerts_truncated:
+        changes["alerts_truncated"] = event.truncated_alerts
+    return _with(state, **changes)
 
 
 def _completed(mitigation: Mitigation, completions: list[Fact]) -> Mitigation:
@@ -233,6 +282,8 @@ def _happened(state: Incident, event: AnyEvent, **changes: Any) -> Incident:
     extra: dict[str, Any] = {}
     if isinstance(event, MitigationCompleted):
         extra = {"mitigation_id": event.mitigation_id, "outcome": event.outcome}
+    elif isinstance(event, IncidentDeclared):
+        extra = {"detected_at": event.detected_at, "impact_started_at": event.impact_started_at}
     facts = (*state.facts, _fact(state, event, **extra))
     return _settle(_with(state, facts=facts, **changes))
 
@@ -263,18 +314,31 @@ def _amended(state: Incident, change: Callable[[Fact], Fact | None]) -> Incident
     comms = changed(state.comms, change)
     if comms is not None:
         return _settle(msgspec.structs.replace(state, comms=comms))
+    starts = changed(state.alert_starts, change)
+    if starts is not None:
+        return _settle(msgspec.structs.replace(state, alert_starts=starts))
     return state
 
 
 def _corrected(state: Incident, event: EventCorrected) -> Incident:
     at = event.corrected_occurred_at
-    if at is None:
+    fields = [
+        (name, value)
+        for name, value in (
+            (DETECTED_AT, event.corrected_detected_at),
+            (IMPACT_STARTED_AT, event.corrected_impact_started_at),
+        )
+        if value is not None
+    ]
+    if at is None and not fields:
         return state  # text and actor: the timeline's business, not the lifecycle's
 
     def move(fact: Fact) -> Fact | None:
         if fact.event_id != event.target_event_id:
             return None
-        return msgspec.structs.replace(fact, fixes=(*fact.fixes, (event.event_id, at)))
+        fixes = fact.fixes if at is None else (*fact.fixes, (event.event_id, at))
+        field_fixes = (*fact.field_fixes, *((event.event_id, n, v) for n, v in fields))
+        return msgspec.structs.replace(fact, fixes=fixes, field_fixes=field_fixes)
 
     return _amended(state, move)
 
@@ -283,10 +347,20 @@ def _retracted(state: Incident, target: str) -> Incident:
     def take_back(fact: Fact) -> Fact | None:
         if fact.event_id == target:
             return None if fact.retracted else msgspec.structs.replace(fact, retracted=True)
-        kept = tuple(fix for fix in fact.fixes if fix[0] != target)  # a retracted correction
-        return msgspec.structs.replace(fact, fixes=kept) if len(kept) < len(fact.fixes) else None
+        # A retracted correction:
+        kept = tuple(fix for fix in fact.fixes if fix[0] != target)
+        kept_fields = tuple(fix for fix in fact.field_fixes if fix[0] != target)
+        if len(kept) == len(fact.fixes) and len(kept_fields) == len(fact.field_fixes):
+            return None
+        return msgspec.structs.replace(fact, fixes=kept, field_fixes=kept_fields)
 
     return _amended(state, take_back)
+
+
+def _by_hand(state: Incident, event: AnyEvent) -> bool:
+    """Whether the incident is taken over once `event` is applied: a person's (not a
+    monitor's) status, phase or commander."""
+    return state.taken_over or event.source not in MONITORS
 
 
 def evolve(state: Incident, event: AnyEvent) -> Incident:
@@ -304,9 +378,11 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
                 services=event.services,
                 open_status=Status.INVESTIGATING,
                 open_phase=Phase.DETECTED,
-                detected_at=event.detected_at,
-                impact_started_at=event.impact_started_at,
+                alert_opened=event.source in MONITORS,
+                impacts=(*state.impacts, (event.event_id, event.impact)) if event.impact else (),
             )
+        case IncidentImpactUpdated():
+            return _with(state, impacts=(*state.impacts, (event.event_id, event.impact)))
         case IncidentAcknowledged() | IncidentClosed() | MitigationCompleted():
             return _happened(state, event)
         case IncidentResolved():
@@ -324,13 +400,15 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             # Resolved is the resolution's to set (decide refuses it here).
             if event.status is Status.RESOLVED:
                 return _with(state)
-            return _shown(_with(state, open_status=event.status))
+            return _shown(_with(state, open_status=event.status, taken_over=_by_hand(state, event)))
         case IncidentPhaseChanged():
             phase = "resolved_phase" if state.is_resolved else "open_phase"
-            return _shown(_with(state, **{phase: event.phase}))
+            changes = {phase: event.phase, "taken_over": _by_hand(state, event)}
+            return _shown(_with(state, **changes))
         case IncidentRoleAssigned():
             others = tuple(pair for pair in state.roles if pair[0] is not event.role)
-            return _with(state, roles=(*others, (event.role, event.person)))
+            taken = _by_hand(state, event) if event.role is Role.COMMANDER else state.taken_over
+            return _with(state, roles=(*others, (event.role, event.person)), taken_over=taken)
         case IncidentRoleReleased():
             kept = tuple(pair for pair in state.roles if pair != (event.role, event.person))
             return _with(state, roles=kept)
@@ -343,7 +421,7 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
         case CommsSent():
             return _sent(state, event)
         case AlertFired():
-            return _with(state, alerts_firing=state.alerts_firing | {event.fingerprint})
+            return _fired(state, event)
         case AlertResolved():
             return _with(state, alerts_firing=state.alerts_firing - {event.fingerprint})
         case ActionItemAdded():
@@ -360,7 +438,9 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
         case EventRetracted():
             retracted = state.retracted | {event.target_event_id}
             return _retracted(_with(state, retracted=retracted), event.target_event_id)
-        case IncidentNoteAdded() | EvidenceAttached():
+        case EvidenceAttached():
+            return _with(state, links=state.links | {event.uri})
+        case IncidentNoteAdded():
             return _with(state)
         case _:
             assert_never(event)

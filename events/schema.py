@@ -14,6 +14,7 @@ from msgspec import Meta, Struct, field
 from events.upcasting import UpcastError, upcast
 
 # Re-exported: the log's vocabulary is part of its language, imported from here everywhere.
+from events.vocabulary import MONITORS as MONITORS
 from events.vocabulary import Audience as Audience
 from events.vocabulary import Category as Category
 from events.vocabulary import CommsKind as CommsKind
@@ -111,6 +112,8 @@ class _AlertFacts(Event, frozen=True, kw_only=True):
     generator_url: Uri | None = None
     group_key: Text | None = None
     dedup_key: Short | None = None
+    # Added with a default (issue 12): alerts of the delivery its monitor left out.
+    truncated_alerts: Annotated[int, Meta(ge=0)] = 0
 
 
 class AlertFired(_AlertFacts, frozen=True, tag="alert.fired"):
@@ -121,6 +124,23 @@ class AlertResolved(_AlertFacts, frozen=True, tag="alert.resolved"):
     pass
 
 
+class Impact(Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Who and what an incident hurts, as stated at declaration or by `incident.impact_updated`.
+
+    None in a field: not known (not "no"). Each statement replaces the previous one whole.
+    """
+
+    services: tuple[Name, ...] = ()
+    regions: tuple[Name, ...] = ()
+    customers: tuple[Name, ...] = ()  # customers or tenants affected, by name
+    customers_affected: Annotated[int, Meta(ge=0)] | None = None
+    users_affected_pct: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
+    data_loss: bool | None = None
+    security: bool | None = None
+    revenue_at_risk: Annotated[float, Meta(ge=0.0)] | None = None
+    text: Text = ""
+
+
 class IncidentDeclared(Event, frozen=True, kw_only=True, tag="incident.declared"):
     title: Title
     severity: Severity
@@ -128,8 +148,13 @@ class IncidentDeclared(Event, frozen=True, kw_only=True, tag="incident.declared"
     services: tuple[Name, ...] = ()
     summary: Text = ""
     detected_at: UtcDatetime | None = None
-    # Added with a default (issue 12): when users were first affected, if known (MTTD).
+    # Added with defaults (issue 12): when users were first affected, if known (MTTD); impact.
     impact_started_at: UtcDatetime | None = None
+    impact: Impact | None = None
+
+
+class IncidentImpactUpdated(Event, frozen=True, kw_only=True, tag="incident.impact_updated"):
+    impact: Impact
 
 
 class IncidentAcknowledged(Event, frozen=True, tag="incident.acknowledged"):
@@ -236,6 +261,9 @@ class EventCorrected(Event, frozen=True, kw_only=True, tag="event.corrected"):
     corrected_occurred_at: UtcDatetime | None = None
     corrected_text: Text | None = None
     corrected_actor: Name | None = None
+    # Added with defaults (issue 12): a declaration's detection and impact start, correctable.
+    corrected_detected_at: UtcDatetime | None = None
+    corrected_impact_started_at: UtcDatetime | None = None
     reason: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 
 
@@ -248,6 +276,7 @@ AnyEvent: TypeAlias = (
     AlertFired
     | AlertResolved
     | IncidentDeclared
+    | IncidentImpactUpdated
     | IncidentAcknowledged
     | IncidentSeverityChanged
     | IncidentStatusChanged

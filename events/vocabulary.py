@@ -15,6 +15,10 @@ class Severity(enum.StrEnum):
     P4 = "P4"
 
 
+# Most severe first.
+SEVERITY_ORDER: tuple[Severity, ...] = tuple(Severity)
+
+
 class Status(enum.StrEnum):
     """Public-facing status, as used in comms templates."""
 
@@ -96,6 +100,11 @@ class EvidenceKind(enum.StrEnum):
     LOG_QUERY = "log_query"
     DASHBOARD = "dashboard"
     FILE = "file"
+    # Added in issue 12: the links monitors send (runbook_url, generatorURL, PagerDuty links).
+    METRICS = "metrics"
+    RUNBOOK = "runbook"
+    IMAGE = "image"
+    LINK = "link"
 
 
 class Source(enum.StrEnum):
@@ -109,3 +118,7 @@ class Source(enum.StrEnum):
     NATS = "nats"
     SYNTHETIC = "synthetic"
     SYSTEM = "system"
+
+
+# The sources that are monitors: an incident they declared is "opened by alerts".
+MONITORS: frozenset[Source] = frozenset({Source.ALERTMANAGER, Source.PAGERDUTY})

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-from events.schema import MAX_NAME, MAX_SHORT, MAX_TEXT, MAX_URI, Source
+from events.schema import MAX_NAME, MAX_SHORT, MAX_TEXT, MAX_URI, EvidenceKind, Source
 from services.errors import ErrorKind
 from services.formats import utf8
 from services.formats.observation import (
@@ -57,7 +57,7 @@ class _AmPayload(Struct, kw_only=True):
     version: str
     group_key: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)] = field(name="groupKey")
     alerts: list[_AmAlert]
-    truncated_alerts: int = field(name="truncatedAlerts", default=0)
+    truncated_alerts: Annotated[int, Meta(ge=0)] = field(name="truncatedAlerts", default=0)
 
 
 _am_version: Final = msgspec.json.Decoder(_AmVersion)
@@ -89,16 +89,33 @@ def parse_alertmanager(body: bytes, received_at: datetime) -> list[AlertObservat
         raise WebhookError("alerts", detail, ErrorKind.TOO_LARGE)
     now = instant(received_at, "received_at") or received_at
     return [
-        recordable(
-            _from_alertmanager(payload.group_key, alert, f"alerts[{i}]", now), f"alerts[{i}]"
-        )
+        recordable(_from_alertmanager(payload, alert, f"alerts[{i}]", now), f"alerts[{i}]")
         for i, alert in enumerate(payload.alerts)
     ]
 
 
+def _kind_of(annotation: str) -> EvidenceKind:
+    name = annotation.lower()
+    if "runbook" in name or "playbook" in name:
+        return EvidenceKind.RUNBOOK
+    if "dashboard" in name or "grafana" in name:
+        return EvidenceKind.DASHBOARD
+    if "log" in name:
+        return EvidenceKind.LOG_QUERY
+    if "trace" in name:
+        return EvidenceKind.TRACE
+    return EvidenceKind.LINK
+
+
+def _url_annotations(annotations: dict[str, str]) -> list[tuple[str | None, EvidenceKind, str]]:
+    """Every annotation whose value is a URL (`runbook_url`, `dashboard`, ...), kind by its name."""
+    return [(value.strip(), _kind_of(name), name) for name, value in sorted(annotations.items())]
+
+
 def _from_alertmanager(
-    group_key: str, alert: _AmAlert, where: str, received_at: datetime
+    payload: _AmPayload, alert: _AmAlert, where: str, received_at: datetime
 ) -> AlertObservation:
+    group_key = payload.group_key
     firing = alert.status == "firing"
     labels, annotations = clipped(alert.labels), clipped(alert.annotations)
     starts_at = instant(alert.starts_at, f"{where}.startsAt")
@@ -130,5 +147,11 @@ def _from_alertmanager(
         source=Source.ALERTMANAGER,
         event_id="am-" + digest(*parts, *([] if firing else [iso(ends_at)])),
         occurred_at=(starts_at if firing else ends_at) or received_at,
-        links=links([generator_url, annotations.get("runbook_url")]),
+        links=links(
+            [
+                *_url_annotations(annotations),
+                (generator_url, EvidenceKind.METRICS, "generatorURL"),
+            ]
+        ),
+        truncated_alerts=payload.truncated_alerts,
     )

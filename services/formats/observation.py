@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 from msgspec import Struct
 
+from events.commands import Link
 from events.schema import (
     MAX_EVENT_BYTES,
     MAX_LABEL_VALUE,
@@ -19,6 +20,7 @@ from events.schema import (
     MAX_TEXT,
     MAX_TITLE,
     MAX_URI,
+    EvidenceKind,
     Severity,
     Source,
 )
@@ -72,7 +74,8 @@ class AlertObservation(Struct, frozen=True, kw_only=True):
     source: Source
     event_id: str
     occurred_at: datetime
-    links: tuple[str, ...] = ()
+    links: tuple[Link, ...] = ()  # kept as evidence when the alert joins an incident
+    truncated_alerts: int = 0  # alerts the monitor left out of this delivery
 
 
 def severity_from_labels(labels: Mapping[str, str]) -> tuple[Severity, str | None]:
@@ -140,9 +143,14 @@ def unique(values: list[str | None], limit: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v[:limit] for v in values if v and v.strip()))
 
 
-def links(values: list[str | None]) -> tuple[str, ...]:
-    """Distinct URLs; a cut URL would be a wrong one, so an oversized one is left out."""
-    return tuple(dict.fromkeys(v for v in values if v and v.strip() and len(v) <= MAX_URI))
+def links(values: list[tuple[str | None, EvidenceKind, str]]) -> tuple[Link, ...]:
+    """Distinct http(s) URLs as evidence links (uri, kind, description), the first of each
+    uri kept; a cut URL would be a wrong one, so an oversized one is left out."""
+    found: dict[str, Link] = {}
+    for uri, kind, description in values:
+        if uri and len(uri) <= MAX_URI and uri.strip().lower().startswith(("http://", "https://")):
+            found.setdefault(uri, Link(uri=uri, kind=kind, description=description[:MAX_TEXT]))
+    return tuple(found.values())
 
 
 def iso(value: datetime | None) -> str:

@@ -10,7 +10,15 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct, field
 
-from events.schema import MAX_LABEL_VALUE, MAX_NAME, MAX_SHORT, MAX_TITLE, MAX_URI, Source
+from events.schema import (
+    MAX_LABEL_VALUE,
+    MAX_NAME,
+    MAX_SHORT,
+    MAX_TITLE,
+    MAX_URI,
+    EvidenceKind,
+    Source,
+)
 from services.formats import utf8
 from services.formats.observation import (
     AlertObservation,
@@ -173,7 +181,13 @@ def _from_pagerduty(event: _PdEvent, received_at: datetime) -> AlertObservation 
         source=Source.PAGERDUTY,
         event_id=event_id,
         occurred_at=starts_at or received_at,
-        links=links([*(link.href for link in event.links), client_url]),
+        links=links(
+            [
+                *((link.href, EvidenceKind.LINK, link.text) for link in event.links),
+                *((i.src, EvidenceKind.IMAGE, i.alt or "") for i in event.images),
+                (client_url, EvidenceKind.LINK, event.client or "client"),
+            ]
+        ),
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.schema import Severity, Source
+from events.schema import EvidenceKind, Severity, Source
 from services.formats.alertmanager import parse_alertmanager
 from services.formats.observation import AlertObservation, WebhookError, severity_from_labels
 from services.formats.pagerduty import PagerDutyAck, PagerDutyError, parse_pagerduty
@@ -99,7 +99,10 @@ def test_firing_fixture_gives_one_firing_observation_per_alert() -> None:
         assert obs.title == f"{sent['labels']['alertname']}: {sent['annotations']['summary']}"
         assert obs.summary.startswith(sent["annotations"]["summary"])
         assert obs.services == ("checkout",)
-        assert obs.links == (sent["generatorURL"], sent["annotations"]["runbook_url"])
+        assert [(link.uri, link.kind) for link in obs.links] == [
+            (sent["annotations"]["runbook_url"], EvidenceKind.RUNBOOK),
+            (sent["generatorURL"], EvidenceKind.METRICS),
+        ]
         assert obs.source is Source.ALERTMANAGER
         assert obs.event_id.startswith("am-")
     assert len({o.event_id for o in observations}) == 2
@@ -236,7 +239,9 @@ def test_pagerduty_trigger_fixture() -> None:
     assert obs.source is Source.PAGERDUTY
     assert obs.title == raw["payload"]["summary"]
     assert obs.services == ("checkout-api", "checkout")
-    assert obs.links == (raw["links"][0]["href"],)
+    assert [(link.uri, link.kind, link.description) for link in obs.links] == [
+        (raw["links"][0]["href"], EvidenceKind.LINK, raw["links"][0]["text"])
+    ]
     assert obs.annotations["error_ratio"] == "0.053"
     assert "instance: checkout-1:8080" in obs.summary
     assert obs.starts_at is not None and obs.starts_at.tzinfo is UTC

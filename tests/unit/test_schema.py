@@ -44,6 +44,7 @@ CONTRACT_NAMES = {
     "alert.fired",
     "alert.resolved",
     "incident.declared",
+    "incident.impact_updated",
     "incident.acknowledged",
     "incident.severity_changed",
     "incident.status_changed",
@@ -103,7 +104,7 @@ def _stdlib_canonical(data: bytes) -> bytes:
 
 def test_type_names_are_exactly_the_contract_names() -> None:
     assert TYPE_NAMES == CONTRACT_NAMES
-    assert len(EVENT_TYPES) == len(CONTRACT_NAMES) == 23
+    assert len(EVENT_TYPES) == len(CONTRACT_NAMES) == 24
 
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=type_name)
