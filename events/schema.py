@@ -137,7 +137,7 @@ class Impact(Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     users_affected_pct: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
     data_loss: bool | None = None
     security: bool | None = None
-    revenue_at_risk: Annotated[float, Meta(ge=0.0)] | None = None
+    revenue_at_risk: Annotated[int, Meta(ge=0)] | None = None  # whole currency units
     text: Text = ""
 
 
