@@ -1,7 +1,9 @@
-"""The severity policy: response targets per severity (DESIGN 8), the default table and its loader.
+"""The policy: response targets per severity (DESIGN 8), how alerts map to severities and
+categories, when alerts resolve their incident; the defaults and the file loader.
 
 Pure apart from `load_policy`, which reads the one file it is given. Breach queries
-(`projections/breaches.py`) judge incidents against these targets; a `None` target is never missed.
+(`projections/breaches.py`) judge incidents against the targets (a `None` target is never
+missed); correlation (`services/write/correlation.py`) reads the alert rules and `auto_resolve`.
 """
 
 import hashlib
@@ -16,7 +18,7 @@ import yaml
 from msgspec import Struct
 
 from events.durations import parse_duration
-from events.schema import Severity
+from events.schema import Category, Severity
 
 _MIN: Final = 60.0
 _HOUR: Final = 3600.0
@@ -40,9 +42,73 @@ class Targets(Struct, frozen=True, kw_only=True):
 NO_TARGETS: Final = Targets()
 
 
+_SEVERITY_NAMES: Final = frozenset(s.value for s in Severity)
+_CATEGORY_NAMES: Final = frozenset(c.value for c in Category)
+
+
+class AlertRules(Struct, frozen=True, kw_only=True):
+    """How a monitor's labels map to a severity and a category (DESIGN 7), as data.
+
+    A `priority` label P0..P4 (any case) wins; else the `severity` label's value through
+    `severities` (case-insensitive); else `default_severity`. The category is the first of
+    `category_labels` whose value is a category name or a key of `categories`.
+    """
+
+    priority_label: str = "priority"
+    severity_label: str = "severity"
+    severities: dict[str, Severity] = msgspec.field(
+        default_factory=lambda: {
+            "critical": Severity.P1,
+            "error": Severity.P2,
+            "high": Severity.P2,
+            "warning": Severity.P3,
+            "info": Severity.P4,
+        }
+    )
+    default_severity: Severity = Severity.P3
+    category_labels: tuple[str, ...] = ("category", "team")
+    categories: dict[str, Category] = msgspec.field(
+        default_factory=lambda: {
+            "infra": Category.INFRASTRUCTURE,
+            "platform": Category.INFRASTRUCTURE,
+            "network": Category.INFRASTRUCTURE,
+            "sre": Category.INFRASTRUCTURE,
+            "database": Category.DATA,
+            "db": Category.DATA,
+            "dba": Category.DATA,
+            "secops": Category.SECURITY,
+            "vendor": Category.EXTERNAL,
+            "third_party": Category.EXTERNAL,
+        }
+    )
+    default_category: Category = Category.APPLICATION
+
+    def severity(self, labels: Mapping[str, str]) -> tuple[Severity, str | None]:
+        """The severity and the raw label value it came from."""
+        priority = labels.get(self.priority_label)
+        if priority is not None and priority.strip().upper() in _SEVERITY_NAMES:
+            return Severity(priority.strip().upper()), priority
+        raw = labels.get(self.severity_label)
+        return self.severities.get((raw or "").strip().lower(), self.default_severity), raw
+
+    def category(self, labels: Mapping[str, str]) -> Category:
+        for name in self.category_labels:
+            value = labels.get(name, "").strip().lower()
+            if value in _CATEGORY_NAMES or value in self.categories:
+                return self.categories.get(value) or Category(value)
+        return self.default_category
+
+
+DEFAULT_ALERT_RULES: Final = AlertRules()
+
+
 class Policy(Struct, frozen=True, kw_only=True):
     targets: dict[Severity, Targets]
     version: str
+    alerts: AlertRules = DEFAULT_ALERT_RULES
+    # Severities at which an incident opened by alerts resolves itself once all its alerts
+    # have resolved (`auto_resolve = "alerts"`); the others wait for a person ("never").
+    auto_resolve: frozenset[Severity] = frozenset(Severity)
 
     def for_severity(self, severity: Severity | str) -> Targets:
         return self.targets.get(Severity(severity), NO_TARGETS)
@@ -103,35 +169,129 @@ def _target(value: object, where: str) -> float | None:
     return seconds
 
 
+_AUTO_RESOLVE: Final = {"alerts": True, "never": False}
+
+
+def _auto_resolve(value: object, where: str) -> bool:
+    if not isinstance(value, str) or value.strip().lower() not in _AUTO_RESOLVE:
+        raise PolicyError(f"{where}: expected 'alerts' or 'never', got {value!r}")
+    return _AUTO_RESOLVE[value.strip().lower()]
+
+
+def _severity(value: object, where: str) -> Severity:
+    try:
+        return Severity(str(value).strip().upper())
+    except ValueError:
+        raise PolicyError(f"{where}: not a severity (use P0..P4), got {value!r}") from None
+
+
+def _category(value: object, where: str) -> Category:
+    try:
+        return Category(str(value).strip().lower())
+    except ValueError:
+        names = ", ".join(c.value for c in Category)
+        raise PolicyError(f"{where}: not a category (use {names}), got {value!r}") from None
+
+
+def _table(value: object, where: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
+def _label(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"{where}: expected a label name, got {value!r}")
+    return value.strip()
+
+
+def _alert_rules(document: object, base: AlertRules) -> AlertRules:
+    """`[alerts]`: label names, `severities` and `categories` tables (merged over the base's:
+    a value maps a label value, lower case), defaults, `category_labels` (a list)."""
+    changes: dict[str, Any] = {}
+    for key, value in _table(document, "alerts").items():
+        where = f"alerts.{key}"
+        if key in ("priority_label", "severity_label"):
+            changes[key] = _label(value, where)
+        elif key == "severities":
+            mapped = {
+                str(k).lower(): _severity(v, f"{where}.{k}")
+                for k, v in _table(value, where).items()
+            }
+            changes[key] = {**base.severities, **mapped}
+        elif key == "categories":
+            mapped_c = {
+                str(k).lower(): _category(v, f"{where}.{k}")
+                for k, v in _table(value, where).items()
+            }
+            changes[key] = {**base.categories, **mapped_c}
+        elif key == "default_severity":
+            changes[key] = _severity(value, where)
+        elif key == "default_category":
+            changes[key] = _category(value, where)
+        elif key == "category_labels":
+            if not isinstance(value, list):
+                raise PolicyError(f"{where}: expected a list of label names, got {value!r}")
+            changes[key] = tuple(_label(v, where) for v in value)
+        else:
+            known = "priority_label, severity_label, severities, default_severity, " + (
+                "category_labels, categories, default_category"
+            )
+            raise PolicyError(f"{where}: unknown key (use {known})")
+    return msgspec.structs.replace(base, **changes)
+
+
 def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) -> Policy:
     """Overlay a decoded document (`{"P1": {"ack": "10m"}, "version": "..."}`) on `base`.
 
-    Severities and fields the document leaves out keep `base`'s targets.
+    Severities and fields the document leaves out keep `base`'s targets. Besides severity
+    tables: `version`, `auto_resolve` ("alerts" or "never", for every severity; a severity's
+    own `auto_resolve` wins) and `[alerts]` (`AlertRules`).
     """
     if not isinstance(document, Mapping):
         raise PolicyError("a policy is a table of severities (P0..P4), each a table of targets")
     targets = dict(base.targets)
+    alerts = base.alerts
+    resolving = set(base.auto_resolve)
+    if "auto_resolve" in document:
+        everywhere = _auto_resolve(document["auto_resolve"], "auto_resolve")
+        resolving = set(Severity) if everywhere else set()
     for key, fields in document.items():
         if key == "version":
             if not isinstance(fields, str | int | float) or isinstance(fields, bool):
                 raise PolicyError(f"version: expected text, got {fields!r}")
             version = str(fields)
             continue
+        if key == "auto_resolve":
+            continue
+        if key == "alerts":
+            alerts = _alert_rules(fields, alerts)
+            continue
         try:
             severity = Severity(str(key).upper())
         except ValueError:
-            raise PolicyError(f"{key}: not a severity (use P0..P4, and 'version')") from None
+            raise PolicyError(
+                f"{key}: not a severity (use P0..P4, 'version', 'auto_resolve', 'alerts')"
+            ) from None
         if not isinstance(fields, Mapping):
             raise PolicyError(f"{severity}: expected a table of targets, got {fields!r}")
         changes: dict[str, Any] = {}
         for name, value in fields.items():
+            if name == "auto_resolve":
+                on = _auto_resolve(value, f"{severity}.auto_resolve")
+                (resolving.add if on else resolving.discard)(severity)
+                continue
             field = str(name).removesuffix("_s")
             if field not in FIELDS:
-                raise PolicyError(f"{severity}.{name}: unknown target (use {', '.join(FIELDS)})")
+                raise PolicyError(
+                    f"{severity}.{name}: unknown target (use {', '.join(FIELDS)}, auto_resolve)"
+                )
             changes[f"{field}_s"] = _target(value, f"{severity}.{name}")
         current = targets.get(severity, NO_TARGETS)
         targets[severity] = msgspec.structs.replace(current, **changes)
-    return Policy(targets=targets, version=version)
+    return Policy(
+        targets=targets, version=version, alerts=alerts, auto_resolve=frozenset(resolving)
+    )
 
 
 def load_policy(path: Path | str | None) -> Policy:

@@ -145,7 +145,8 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             log.warning("stream %s updated: %s", config.stream, changed)
         store = EventStore(nc, config.stream)
         handler = CommandHandler(store, clock)
-        intake = Intake(handler, Correlator(store, handler))
+        policy = load_policy(config.policy_file)
+        intake = Intake(handler, Correlator(store, handler, policy))
         log.info(
             "stream %s ready (retention %ss, replicas %s), last sequence %s",
             config.stream,
@@ -159,7 +160,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         models = LiveModels.open(
             config.data_dir,
             store,
-            policy=load_policy(config.policy_file),
+            policy=policy,
             clock=clock,
             executor=executor,
         )
@@ -176,7 +177,10 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
 
         app = create_app(intake, tokens, clock, models, store, config.allowed_hosts)
         app.state.health = health  # /healthz
-        http_url = await stack.enter_async_context(serving(app, config.http_host, config.http_port))
+        tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        http_url = await stack.enter_async_context(
+            serving(app, config.http_host, config.http_port, tls)
+        )
         log.info("HTTP API %s (OpenAPI at %s/schema), NATS intake on intake.>", http_url, http_url)
         yield Service(
             config=config,

@@ -42,6 +42,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hosts: frozenset[str] = frozenset()
     # /healthz fails once NATS has been unreachable this long, so an outer supervisor can act.
     unhealthy_after_s: float = 30.0
+    # HTTPS when both are set (PEM files): PagerDuty's maintained client posts to https:// only.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def embedded_nats(self) -> bool:
@@ -83,7 +86,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             unhealthy_after_s=_parsed(
                 env, "INCIDENTS_UNHEALTHY_AFTER", _positive_duration, default.unhealthy_after_s
             ),
+            tls_cert=_parsed(env, "INCIDENTS_TLS_CERT", _path, default.tls_cert),
+            tls_key=_parsed(env, "INCIDENTS_TLS_KEY", _path, default.tls_key),
         )
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ConfigError("INCIDENTS_TLS_CERT and INCIDENTS_TLS_KEY: set both, or neither")
         if config.duplicate_window_s > config.retention_s:
             # JetStream refuses a dedup window longer than max_age; say which knob to turn.
             raise ConfigError(

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
@@ -35,8 +36,13 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Litestar, host: str, port: int) -> AsyncIterator[str]:
-    """Serve `app` on host:port (0: a free port) until the block ends; yields the base URL."""
+async def serving(
+    app: Litestar, host: str, port: int, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` on host:port (0: a free port) until the block ends; yields the base URL.
+
+    `tls`: (certificate chain, private key) PEM files: HTTPS instead of HTTP.
+    """
     with _listen(host, port) as sock:
         http = _EmbeddedUvicorn(
             uvicorn.Config(
@@ -45,6 +51,8 @@ async def serving(app: Litestar, host: str, port: int) -> AsyncIterator[str]:
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=5,
+                ssl_certfile=tls[0] if tls else None,
+                ssl_keyfile=tls[1] if tls else None,
             )
         )
         task = asyncio.create_task(http.serve(sockets=[sock]))
@@ -56,7 +64,7 @@ async def serving(app: Litestar, host: str, port: int) -> AsyncIterator[str]:
                 await asyncio.sleep(0.01)
             bound_host, bound_port = sock.getsockname()[:2]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            yield f"http://{shown}:{bound_port}"
+            yield f"{'https' if tls else 'http'}://{shown}:{bound_port}"
         finally:
             http.should_exit = True
             await task

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Struct
 
 from events.commands import Link
+from events.policy import DEFAULT_ALERT_RULES
 from events.schema import (
     MAX_EVENT_BYTES,
     MAX_LABEL_VALUE,
@@ -26,15 +27,6 @@ from events.schema import (
 )
 from services.errors import ErrorKind, ServiceError, located
 
-DEFAULT_SEVERITY: Final = Severity.P3
-_PRIORITIES: Final[Mapping[str, Severity]] = {s.value: s for s in Severity}
-_SEVERITIES: Final[Mapping[str, Severity]] = {
-    "critical": Severity.P1,
-    "error": Severity.P2,
-    "high": Severity.P2,
-    "warning": Severity.P3,
-    "info": Severity.P4,
-}
 # Sorted keys: the bytes hashed into event ids and derived dedup keys must not depend on order.
 _canonical: Final = msgspec.json.Encoder(order="sorted")
 
@@ -79,16 +71,9 @@ class AlertObservation(Struct, frozen=True, kw_only=True):
 
 
 def severity_from_labels(labels: Mapping[str, str]) -> tuple[Severity, str | None]:
-    """The severity and the raw label value it came from (DESIGN 7).
-
-    A `priority` label P0..P4 (any case) wins; else the `severity` label maps critical -> P1,
-    error/high -> P2, warning -> P3, info -> P4. Anything else, or no label, gives P3.
-    """
-    priority = labels.get("priority")
-    if priority is not None and priority.strip().upper() in _PRIORITIES:
-        return _PRIORITIES[priority.strip().upper()], priority
-    raw = labels.get("severity")
-    return _SEVERITIES.get((raw or "").strip().lower(), DEFAULT_SEVERITY), raw
+    """The severity by the default alert rules (DESIGN 7): what the monitor said, before the
+    policy file's rules, which correlation applies (`events.policy.AlertRules`)."""
+    return DEFAULT_ALERT_RULES.severity(labels)
 
 
 # Room an alert event needs beyond what the monitor sent: envelope, ids, times, hashes.

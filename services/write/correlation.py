@@ -13,17 +13,23 @@ derived here records the delivery's principal.
 A firing alert whose incident is resolved or closed opens a new incident rather than reopening:
 that is what PagerDuty does for a dedup_key, what producers expect, and it keeps the first
 incident's MTTR true; the repeat shows up in the repeat-incidents view.
+
+The policy (`events.policy`) decides the rest, inside `decide` so that each alert and its
+consequences are one atomic append: labels -> severity and category (`AlertRules`), a firing
+alert above the incident's severity raises it, its links become evidence, and the last alert
+of an alert-opened incident to resolve resolves it (`auto_resolve`, actor `auto-resolve`).
 """
 
 import hashlib
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
 from events.decisions import Rejected, RejectionKind
-from events.schema import MAX_SHORT, Category, Source
+from events.policy import DEFAULT_POLICY, Policy
+from events.schema import MAX_SHORT, Source
 from events.schema import Principal as Recorded
 from events.store import ConcurrencyError, EventStore
 from events.subjects import CORRELATION_PREFIX, SERVICE_ID_PREFIX, derived_incident_id
@@ -70,16 +76,28 @@ def occurrence_id(delivery_id: str, incident_id: str, after_seq: int) -> str:
     return f"{SERVICE_ID_PREFIX}{delivery_id}@{incident_id}.{after_seq}"
 
 
-def _alert(
-    kind: type[RecordAlertFired] | type[RecordAlertResolved],
-    obs: AlertObservation,
-    incident_id: str,
-    seqs: tuple[int, int],
-    by: Recorded,
-) -> RecordAlertFired | RecordAlertResolved:
-    fired, resolved = seqs
-    after_seq = resolved if kind is RecordAlertFired else fired
-    return kind(
+def _fired_command(
+    obs: AlertObservation, incident_id: str, seqs: tuple[int, int], by: Recorded, policy: Policy
+) -> RecordAlertFired:
+    _, resolved = seqs
+    return RecordAlertFired(
+        **_alert(obs, incident_id, resolved, by),
+        raise_to=policy.alerts.severity(obs.labels)[0],
+    )
+
+
+def _resolved_command(
+    obs: AlertObservation, incident_id: str, seqs: tuple[int, int], by: Recorded, policy: Policy
+) -> RecordAlertResolved:
+    fired, _ = seqs
+    return RecordAlertResolved(
+        **_alert(obs, incident_id, fired, by), auto_resolve=policy.auto_resolve
+    )
+
+
+def _alert(obs: AlertObservation, incident_id: str, after_seq: int, by: Recorded) -> dict[str, Any]:
+    """The fields of an alert command: `after_seq` tells this occurrence from the others."""
+    return dict(
         incident_id=incident_id,
         event_id=occurrence_id(obs.event_id, incident_id, after_seq),
         occurred_at=obs.occurred_at,
@@ -97,11 +115,13 @@ def _alert(
         generator_url=obs.generator_url,
         group_key=obs.group_key,
         dedup_key=obs.dedup_key,
+        truncated_alerts=obs.truncated_alerts,
+        links=obs.links,
     )
 
 
 def _declare(
-    obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded
+    obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded, policy: Policy
 ) -> Declare:
     return Declare(
         incident_id=incident_id,
@@ -114,8 +134,8 @@ def _declare(
         principal=by,
         correlation_id=obs.key[:MAX_SHORT],
         title=obs.title,
-        severity=obs.severity,
-        category=Category.APPLICATION,
+        severity=policy.alerts.severity(obs.labels)[0],
+        category=policy.alerts.category(obs.labels),
         services=obs.services,
         summary=obs.summary,
         detected_at=obs.starts_at or obs.occurred_at,
@@ -123,9 +143,12 @@ def _declare(
 
 
 class Correlator:
-    def __init__(self, store: EventStore, handler: CommandHandler) -> None:
+    def __init__(
+        self, store: EventStore, handler: CommandHandler, policy: Policy = DEFAULT_POLICY
+    ) -> None:
         self._store = store
         self._handler = handler
+        self._policy = policy
 
     async def claimed(self, scoped: str) -> tuple[int, Claim | None]:
         record = await self._store.last_on_subject(claim_subject(scoped))
@@ -174,7 +197,9 @@ class Correlator:
     ) -> Accepted | None:
         """Append the alert to the incident; None when the incident cannot take it."""
         seqs = await self._handler.alert_seqs(incident_id, obs.fingerprint)
-        result = await self._handler.handle(_alert(RecordAlertFired, obs, incident_id, seqs, by))
+        result = await self._handler.handle(
+            _fired_command(obs, incident_id, seqs, by, self._policy)
+        )
         if isinstance(result, Accepted):
             return result
         if result.kind is RejectionKind.NOT_FOUND:
@@ -183,8 +208,8 @@ class Correlator:
             opened = await self._handler.handle_all(
                 incident_id,
                 [
-                    _declare(obs, incident_id, received_at, by),
-                    _alert(RecordAlertFired, obs, incident_id, (0, 0), by),
+                    _declare(obs, incident_id, received_at, by, self._policy),
+                    _fired_command(obs, incident_id, (0, 0), by, self._policy),
                 ],
             )
             # Refused only if someone declared it meanwhile: then joining works (or the
@@ -198,7 +223,7 @@ class Correlator:
         if claim is None:
             return Accepted([])  # never seen firing here: nothing to resolve
         seqs = await self._handler.alert_seqs(claim.incident_id, obs.fingerprint)
-        alert = _alert(RecordAlertResolved, obs, claim.incident_id, seqs, by)
+        alert = _resolved_command(obs, claim.incident_id, seqs, by, self._policy)
         result = await self._handler.handle(alert)
         return result if isinstance(result, Accepted) else Accepted([])
 
