@@ -8,13 +8,14 @@ import pytest
 
 from events.durations import parse_duration
 from events.policy import (
+    DEFAULT_ALERT_RULES,
     DEFAULT_POLICY,
     NO_TARGETS,
     PolicyError,
     Targets,
     load_policy,
 )
-from events.schema import Severity
+from events.schema import Category, Severity
 
 MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -162,6 +163,12 @@ def test_empty_yaml_is_the_default_table(tmp_path: Path) -> None:
         ("p.yaml", "P1: {ack: 5m\n", "not valid YAML"),
         ("p.yaml", "version: [1]\n", "version"),
         ("p.json", "{}", ".toml, .yaml or .yml"),
+        ("p.toml", 'auto_resolve = "sometimes"\n', "auto_resolve: expected 'alerts' or 'never'"),
+        ("p.toml", "[P1]\nauto_resolve = true\n", "P1.auto_resolve"),
+        ("p.toml", '[alerts.severities]\ncritical = "P9"\n', "alerts.severities.critical"),
+        ("p.toml", '[alerts.categories]\ndba = "db"\n', "alerts.categories.dba: not a category"),
+        ("p.toml", '[alerts]\ncategory_labels = "team"\n', "alerts.category_labels"),
+        ("p.toml", '[alerts]\ncolour = "red"\n', "alerts.colour: unknown key"),
     ],
 )
 def test_invalid_files_name_the_problem(tmp_path: Path, name: str, text: str, message: str) -> None:
@@ -197,3 +204,49 @@ def test_policy_module_stays_pure() -> None:
     assert "events.policy" in loaded
     impure = {"duckdb", "nats", "faststream", "asyncio", "services", "projections", "socket"}
     assert not {name.split(".")[0] for name in loaded} & impure
+
+
+def test_alerts_resolve_their_incidents_at_every_severity_by_default() -> None:
+    assert DEFAULT_POLICY.auto_resolve == frozenset(Severity)
+
+
+def test_auto_resolve_overall_then_per_severity(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('auto_resolve = "never"\n[P3]\nauto_resolve = "alerts"\n')
+    assert load_policy(path).auto_resolve == {Severity.P3}
+    path.write_text('[P0]\nauto_resolve = "never"\n')
+    assert load_policy(path).auto_resolve == frozenset(Severity) - {Severity.P0}
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"severity": "critical"}, (Severity.P1, "critical")),
+        ({"severity": "CRITICAL", "priority": "p0"}, (Severity.P0, "p0")),
+        ({"priority": "urgent", "severity": "warning"}, (Severity.P3, "warning")),
+        ({"severity": "page"}, (Severity.P3, "page")),
+        ({}, (Severity.P3, None)),
+    ],
+)
+def test_default_alert_severities_are_design_7(
+    labels: dict[str, str], expected: tuple[Severity, str | None]
+) -> None:
+    assert DEFAULT_ALERT_RULES.severity(labels) == expected
+
+
+def test_alert_rules_from_a_file_merge_over_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "alerts:\n"
+        "  severity_label: level\n"
+        "  severities: {page: P0}\n"
+        "  category_labels: [team, category]\n"
+        "  categories: {payments-dba: data}\n"
+        "  default_category: infrastructure\n"
+    )
+    rules = load_policy(path).alerts
+    assert rules.severity({"level": "page"}) == (Severity.P0, "page")
+    assert rules.severity({"level": "critical"}) == (Severity.P1, "critical")  # default kept
+    assert rules.category({"team": "payments-dba"}) is Category.DATA
+    assert rules.category({"team": "web", "category": "security"}) is Category.SECURITY
+    assert rules.category({"team": "web"}) is Category.INFRASTRUCTURE
