@@ -29,7 +29,7 @@ from projections.projector import Projector
 from projections.rebuild import live_path
 from projections.tasks import stop
 from services.api.app import create_app
-from services.api.server import serving
+from services.api.server import check_tls, serving
 from services.auth import Tokens, is_loopback
 from services.clock import Clock, utc_now
 from services.config import Config, ConfigError
@@ -113,6 +113,9 @@ def check_exposure(config: Config, tokens: Tokens) -> None:
 async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Service]:
     tokens = Tokens.load(config.tokens_file)
     check_exposure(config, tokens)
+    tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+    if tls:
+        check_tls(*tls)  # before anything starts: a bad file is a configuration error
     async with AsyncExitStack() as stack:
         # Before anything touches the data dir: a second instance stops here, naming the first.
         stack.enter_context(holding(config.data_dir, "serve"))
@@ -177,7 +180,6 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
 
         app = create_app(intake, tokens, clock, models, store, config.allowed_hosts)
         app.state.health = health  # /healthz
-        tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         http_url = await stack.enter_async_context(
             serving(app, config.http_host, config.http_port, tls)
         )

@@ -3,11 +3,24 @@
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
+
+from services.config import ConfigError
+
+
+def check_tls(cert: Path, key: Path) -> None:
+    """Refuse at start, naming the variables, a certificate or key uvicorn could not load."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"INCIDENTS_TLS_CERT={cert}, INCIDENTS_TLS_KEY={key}: cannot load them: {exc}"
+        ) from None
 
 
 class _EmbeddedUvicorn(uvicorn.Server):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from events.durations import parse_duration
+from services.api.server import check_tls
 from services.config import Config, ConfigError
 
 
@@ -133,3 +134,18 @@ def test_config_is_frozen() -> None:
 def test_duplicate_window_longer_than_retention_is_refused() -> None:
     with pytest.raises(ConfigError, match="INCIDENTS_DUPLICATE_WINDOW"):
         Config.from_env({"INCIDENTS_RETENTION": "1m", "INCIDENTS_DUPLICATE_WINDOW": "2m"})
+
+
+def test_tls_needs_both_files() -> None:
+    both = Config.from_env({"INCIDENTS_TLS_CERT": "c.pem", "INCIDENTS_TLS_KEY": "k.pem"})
+    assert (both.tls_cert, both.tls_key) == (Path("c.pem"), Path("k.pem"))
+    with pytest.raises(ConfigError, match="INCIDENTS_TLS_CERT and INCIDENTS_TLS_KEY"):
+        Config.from_env({"INCIDENTS_TLS_CERT": "c.pem"})
+
+
+def test_unloadable_tls_files_are_a_configuration_error(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    with pytest.raises(ConfigError, match="INCIDENTS_TLS_CERT=.*cannot load"):
+        check_tls(cert, key)
