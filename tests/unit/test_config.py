@@ -147,5 +147,5 @@ def test_unloadable_tls_files_are_a_configuration_error(tmp_path: Path) -> None:
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("not a certificate")
     key.write_text("not a key")
-    with pytest.raises(ConfigError, match="INCIDENTS_TLS_CERT=.*cannot load"):
+    with pytest.raises(ConfigError, match=r"INCIDENTS_TLS_CERT=.*cannot load"):
         check_tls(cert, key)
