@@ -43,7 +43,7 @@ from events.commands import (
     StartMitigation,
     UpdateImpact,
 )
-from events.facts import DECLARED
+from events.facts import DECLARED, last_turn
 from events.incident import Incident, evolve, fold
 from events.schema import (
     MAX_ESCALATION_LEVEL,
@@ -77,6 +77,7 @@ from events.schema import (
     Role,
     Severity,
     Status,
+    type_name,
 )
 from events.vocabulary import SEVERITY_ORDER
 
@@ -113,6 +114,19 @@ def _open(state: Incident, what: str) -> Rejected | None:
         )
     if state.is_resolved:
         return Rejected(f"cannot {what}: incident {state.incident_id} is resolved; reopen it first")
+    return None
+
+
+def _before_turn(state: Incident, event: AnyEvent) -> Rejected | None:
+    """A resolve or reopen dated before the latest one would change nothing (the latest in
+    effective time decides), and a retry of it would be taken again: refused."""
+    turn = last_turn(state.facts)
+    if turn is not None and event.occurred_at < turn.at:
+        return Rejected(
+            f"{type_name(event)} at {event.occurred_at.isoformat()} is dated before the "
+            f"incident's latest {turn.kind} at {turn.at.isoformat()}",
+            RejectionKind.INVALID,
+        )
     return None
 
 
@@ -230,7 +244,7 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
         case IncidentResolved():
             if state.is_resolved:
                 return []
-            refusal = _closed(state)
+            refusal = _closed(state) or _before_turn(state, event)
         case IncidentReopened():
             if state.is_closed:
                 return Rejected(
@@ -238,7 +252,7 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
                 )
             if not state.is_resolved:
                 return Rejected(f"incident {state.incident_id} is not resolved")
-            refusal = None
+            refusal = _before_turn(state, event)
         case IncidentClosed():
             if state.is_closed:
                 return []

@@ -41,7 +41,8 @@ async def test_old_records_load_fold_and_take_new_events(
     handler = CommandHandler(store)
     result = await handler.handle(note("INC-GOLDEN0002", "golden-next"))
     assert isinstance(result, Accepted)
-    assert result.events[0].event.prev_hash == json.loads(RECORDS[-1])["hash"]
+    heads = [json.loads(r) for r in RECORDS if json.loads(r)["incident_id"] == "INC-GOLDEN0002"]
+    assert result.events[0].event.prev_hash == heads[-1]["hash"]
     assert verify(await store.records(ALL_INCIDENTS)) == []
     # The read models take old records as they take new ones.
     tables = await fresh_fold(store, tmp_path / "golden.duckdb")
