@@ -1,6 +1,7 @@
 """Missed severity-policy targets and repeat incidents, over the read models (DESIGN 8).
 
-The lifecycle facts are the folded incident's, shared with `projections.metrics` (`FACTS`); the
+The lifecycle facts are the folded incident's, shared with `projections.metrics` (`FACTS`):
+every response clock starts at the fold's detection (definitions version 2); the
 update cadence walks the comms in the `events` by the same rules (`effective_at`, retracted
 events ignored, resolved when the latest resolve/reopen is a resolve). Targets follow the
 CURRENT severity.
@@ -53,7 +54,7 @@ marked AS (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 clocks AS (
-    -- Acknowledgement and first comms run from detection (definitions version 2).
+    -- Acknowledgement, first comms and resolution run from detection (definitions version 2).
     SELECT incident_id, severity, 'ack' AS kind, ack AS target_s, detected_us AS start_us,
         coalesce(ack_us, end_us) AS stop_us, is_open AS open
     FROM inc WHERE ack IS NOT NULL
@@ -62,7 +63,7 @@ clocks AS (
         coalesce(first_comms_us, end_us), is_open
     FROM inc WHERE first_comms IS NOT NULL
     UNION ALL
-    SELECT incident_id, severity, 'resolution', resolve, declared_us, end_us, is_open
+    SELECT incident_id, severity, 'resolution', resolve, detected_us, end_us, is_open
     FROM inc WHERE resolve IS NOT NULL
     UNION ALL
     -- Still missing: judged against now and still growing, so open although resolved.

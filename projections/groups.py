@@ -11,3 +11,4 @@ class GroupBy(enum.StrEnum):
     SERVICE = "service"
     CATEGORY = "category"
     MONTH = "month"
+    REGION = "region"

@@ -61,7 +61,7 @@ def response_metrics(
     def at(event: Entry | None) -> datetime | None:
         return event.at if event else None
 
-    detected = facts.detected  # every clock but resolution's starts here (definitions 2)
+    detected = facts.detected  # every response clock starts here (definitions 2)
     rows = [
         _measure("Time to detect", facts.impact_started, detected, None, None, "_unknown_"),
         _measure("Time to declare", detected, declared, None, None),

@@ -1,8 +1,8 @@
 """MTTD, time to declare, MTTA, MTTM, MTTR over the read models (DESIGN 8), published.
 
-The lifecycle facts are the folded incident's (`incidents`: the domain's `evolve` applies
-corrections and retractions, so the board, `decide` and these figures agree); only detection
-reads the `events` (first alert). Every figure is computed in DuckDB: one query per call.
+The facts are the folded incident's (`incidents`: the domain's `evolve` applies corrections and
+retractions and folds detection, so the board, `decide` and these figures agree), detection
+included: one concept, one place. Every figure is computed in DuckDB: one query per call.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -22,12 +22,14 @@ DEFINITIONS: Final[dict[str, str]] = {
         "by declared_at, from inclusive, to exclusive."
     ),
     "detected_at": (
-        "The earliest of: the first starts_at of the incident's alert.fired events (an alert "
-        "without starts_at: its occurred_at), the declaration's detected_at, and declared_at. "
-        "Runbook 001: alert at 14:23:00, declared 14:23:30, so detected 14:23:00."
+        "The earliest of: the first starts_at of the incident's alert.fired events that are not "
+        "retracted (an alert without starts_at: its occurred_at), the declaration's detected_at "
+        "(as corrected by event.corrected's corrected_detected_at), and declared_at. Runbook "
+        "001: alert at 14:23:00, declared 14:23:30, so detected 14:23:00."
     ),
     "impact_started_at": (
-        "The declaration's impact_started_at: when users were first affected; optional."
+        "The declaration's impact_started_at (as corrected by event.corrected's "
+        "corrected_impact_started_at): when users were first affected; optional."
     ),
     "mttd": (
         "Time to detect: impact_started_at to detected_at; only incidents whose impact start "
@@ -46,8 +48,9 @@ DEFINITIONS: Final[dict[str, str]] = {
         "resolved 15:22, 47 min."
     ),
     "breaches": (
-        "The acknowledgement and first-comms clocks start at detected_at; the resolution "
-        "clock at declared_at. The postmortem's duration is detected_at to resolution."
+        "Every response clock starts at detected_at: acknowledgement, first comms and "
+        "resolution (the update cadence runs between updates, the postmortem clock from the "
+        "resolution). The postmortem's duration is detected_at to resolution."
     ),
     "clamping": (
         "A fact dated before the start of its clock (a backfilled or corrected time, an impact "
@@ -71,12 +74,16 @@ DEFINITIONS: Final[dict[str, str]] = {
     "groups": (
         "severity: the current severity; category: the declared category; month: the UTC "
         "month (YYYY-MM) of declared_at; service: each of the incident's services, so an "
-        "incident with two services counts in both; one without services in '(none)'."
+        "incident with two services counts in both; one without services in '(none)'; "
+        "region: each region of the incident's impact statement (the latest not retracted: "
+        "the declaration's impact or incident.impact_updated), so an incident in two regions "
+        "counts in both; one without regions or without an impact statement in '(none)'."
     ),
 }
 
 METRICS: Final = ("mttd", "time_to_declare", "mtta", "mttm", "mttr")
 NO_SERVICE: Final = "(none)"
+NO_REGION: Final = NO_SERVICE
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Trusted fragments only: the group key is chosen from this table, never formatted from input.
@@ -88,6 +95,10 @@ _GROUP_KEYS: Final[dict[GroupBy, str]] = {
     ),
     GroupBy.CATEGORY: "category",
     GroupBy.MONTH: "strftime(make_timestamp(declared_us), '%Y-%m')",
+    GroupBy.REGION: (
+        "unnest(CASE WHEN len(coalesce(impact_regions, [])) = 0 THEN ['" + NO_REGION + "'] "
+        "ELSE list_distinct(impact_regions) END)"
+    ),
 }
 if _unkeyed := [g.value for g in GroupBy if g not in _GROUP_KEYS]:
     raise RuntimeError(f"metrics: no SQL group key for {', '.join(_unkeyed)}")
@@ -96,16 +107,14 @@ GROUPS: Final = tuple(g.value for g in GroupBy)
 # One row of facts per incident (metrics and breaches share it), as the fold left them;
 # microseconds since the epoch keep every difference exact. `declared_us` is NULL when the
 # declaration was retracted; `resolved_at` is the last resolution while resolved. `detected_us`
-# is the earliest of the first alert, the declaration's detected_at and the declaration (DuckDB's
-# least() skips NULLs); NULL only without a declaration.
+# is the fold's detection (`Incident.detected_at`: the earliest of the first alert, the
+# declaration's corrected detected_at and the declaration); NULL when no declaration counts.
 FACTS: Final = """
 SELECT
     i.incident_id,
     epoch_us(i.declared_at) AS declared_us,
-    CASE WHEN i.declared_at IS NOT NULL
-        THEN least(a.alert_us, epoch_us(i.detected_at), epoch_us(i.declared_at)) END AS detected_us,
+    CASE WHEN i.declared_at IS NOT NULL THEN epoch_us(i.detected_at) END AS detected_us,
     epoch_us(i.impact_started_at) AS impact_us,
-    a.alert_us,
     epoch_us(i.acknowledged_at) AS ack_us,
     epoch_us(i.mitigated_at) AS mitigated_us,
     epoch_us(i.first_comms_at) AS first_comms_us,
@@ -115,13 +124,6 @@ SELECT
     epoch_us(i.resolved_at) AS last_res_us,
     epoch_us(i.closed_at) AS closed_us
 FROM incidents i
-LEFT JOIN (
-    SELECT incident_id,
-        epoch_us(min(coalesce(CAST(body ->> 'starts_at' AS TIMESTAMPTZ), effective_at))) AS alert_us
-    FROM events
-    WHERE type = 'alert.fired' AND NOT retracted
-    GROUP BY incident_id
-) a USING (incident_id)
 """
 
 
@@ -166,7 +168,7 @@ def mttx(
     sql = f"""
     WITH facts AS ({FACTS}),
     durations AS (
-        SELECT f.declared_us, i.severity, i.category, i.services,
+        SELECT f.declared_us, i.severity, i.category, i.services, i.impact_regions,
             {_clamped("f.detected_us", "f.impact_us")} AS mttd,
             {_clamped("f.declared_us", "f.detected_us")} AS time_to_declare,
             {_clamped("f.ack_us", "f.detected_us")} AS mtta,

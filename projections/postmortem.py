@@ -6,9 +6,9 @@ rules through `projections.chronicle`; `projections.markdown` keeps authored tex
 event reads is `projections.wording`'s; the response metrics section is `projections.measures`'.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 
@@ -61,7 +61,7 @@ def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
     status = words(
         incident.get("status"), f"(phase {incident['phase']})" if incident.get("phase") else ""
     )
-    detected = f"{when(facts.detected)} ({facts.detected_from})" if facts.detected else "_unknown_"
+    detected = words(when(facts.detected), f"({facts.detected_from})" * bool(facts.detected_from))
     if facts.detected and facts.resolved:
         duration = f"{humanize(max((facts.resolved.at - facts.detected).total_seconds(), 0.0))}"
         duration += " (detected → resolved)"
@@ -74,7 +74,7 @@ def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
         ("Category", cell(incident.get("category"))),
         ("Services", cell(", ".join(incident.get("services") or [])) or "_none_"),
         ("Status", cell(status)),
-        ("Detected", detected),
+        ("Detected", detected or "_unknown_"),
         ("Declared", _moment(facts.declared)),
         ("Acknowledged", _moment(facts.acknowledged)),
         ("Mitigated", _moment(facts.mitigated)),
@@ -109,6 +109,67 @@ def _summary(facts: Facts) -> list[str]:
         "",
         f"**Resolution:** {prose(how) or TO_BE_WRITTEN}",
     ]
+
+
+def _truncated(incident: Row) -> list[str]:
+    count = int(incident.get("alerts_truncated") or 0)
+    if count <= 0:
+        return []
+    were = "alert was" if count == 1 else "alerts were"
+    return ["", f"_{count} {were} not delivered by the monitor (truncated)._"]
+
+
+def _known(value: Any, shown: Callable[[Any], str] = str) -> str:
+    return "_unknown_" if value is None else cell(shown(value))
+
+
+def _yes_no(value: Any) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _statement(live: Sequence[Entry]) -> tuple[Row | None, Entry | None]:
+    """The latest impact statement not retracted, and the event that made it (log order, the
+    fold's rule)."""
+    stated = [
+        e
+        for e in live
+        if e.type == "incident.impact_updated"
+        or (e.type == "incident.declared" and isinstance(e.body.get("impact"), dict))
+    ]
+    last = max(stated, key=lambda e: e.seq, default=None)
+    return (last.body["impact"] if last is not None else None), last
+
+
+def _impact(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
+    """The structured impact (the folded row's, else the latest statement), then the notes."""
+    derived, by = _statement(live)
+    impact: Row | None = incident.get("impact", derived)
+    started = when(facts.impact_started) + " (corrected)" * facts.impact_corrected
+    rows = [("Impact started", started or "_unknown_")]
+    if impact is not None:
+
+        def listed(key: str) -> str:
+            return cell(", ".join(impact.get(key) or [])) or "_none stated_"
+
+        pct = impact.get("users_affected_pct")
+        rows += [
+            ("Services", listed("services")),
+            ("Regions", listed("regions")),
+            ("Customers / tenants", listed("customers")),
+            ("Customers affected", _known(impact.get("customers_affected"))),
+            ("Share of users affected", _known(pct, lambda p: f"{p:g}%")),
+            ("Data loss", _yes_no(impact.get("data_loss"))),
+            ("Security", _yes_no(impact.get("security"))),
+            ("Revenue at risk", _known(impact.get("revenue_at_risk"), lambda n: f"{n:,}")),
+            ("Statement", cell(impact.get("text")) or "_none_"),
+        ]
+    lines = ["## Impact", "", *table(["Field", "Value"], rows), ""]
+    if impact is None:
+        lines += ["_No impact statement recorded._", ""]
+    elif by is not None:
+        how = "updated" if by.type == "incident.impact_updated" else "declared"
+        lines += [f"_Impact as {how} by {cell(wording.by(by))}, {when(by.at)}._", ""]
+    return lines + _notes(live, "impact", TO_BE_WRITTEN if impact is None else "_No impact notes._")
 
 
 def _notes(live: Iterable[Entry], kind: str, empty: str) -> list[str]:
@@ -195,12 +256,14 @@ def _evidence(timeline: Sequence[Entry], live: Sequence[Entry]) -> list[str]:
             cell(e.body.get("uri")),
             f"`{cell(e.body['sha256'])}`" if e.body.get("sha256") else "",
             cell(e.body.get("description")),
+            cell(wording.by(e)),
             when(e.at),
         ]
         for e in live
         if e.type == "evidence.attached"
     ]
-    headers = ["Kind", "URI", "SHA-256", "Description", "Attached (UTC)"]
+    # Links the alerts brought (runbook, dashboard, generator URL) are attached by the monitor.
+    headers = ["Kind", "URI", "SHA-256", "Description", "Attached by", "Attached (UTC)"]
     lines = ["## Evidence", "", *(table(headers, rows) if rows else ["_No evidence attached._"])]
     seen: dict[str, list[str]] = {}
     for e in sorted(timeline, key=lambda e: e.seq):
@@ -234,14 +297,14 @@ def draft(incident: Row, events: list[Row], policy: Policy) -> str:
     """The postmortem of `incident` (a `queries.get_incident` row) from its timeline rows."""
     timeline = chronicle.entries(events)
     live = [e for e in timeline if not e.retracted]
-    facts = chronicle.facts(live)
+    facts = chronicle.facts(live, incident)
     seqs = [e.seq for e in timeline] or [incident.get("first_seq", 0), incident.get("last_seq", 0)]
     title = f"# Postmortem: {heading(str(incident.get('incident_id')))}"
     title += f" — {heading(str(incident.get('title') or ''))}"
     sections = [
-        [title, "", *_metadata(incident, live, facts)],
+        [title, "", *_metadata(incident, live, facts), *_truncated(incident)],
         _summary(facts),
-        ["## Impact", "", *_notes(live, "impact", TO_BE_WRITTEN)],
+        _impact(incident, live, facts),
         _timeline(timeline),
         response_metrics(incident, live, facts, policy),
         _mitigations(live),

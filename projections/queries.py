@@ -18,8 +18,22 @@ _INCIDENT_COLUMNS: Final = """
     acknowledged_at, mitigated_at, resolved_at, closed_at, commander, roles, escalation_level,
     open_mitigations, alerts_firing, comms_count, last_comms_at, next_update_at,
     postmortem_published_at, reopen_count, action_items_open, first_seq, last_seq,
-    declared_at, first_comms_at
+    declared_at, first_comms_at, impact_started_at, alerts_truncated, alert_opened, taken_over,
+    impact_services, impact_regions, impact_customers, customers_affected, users_affected_pct,
+    data_loss, security, revenue_at_risk, impact_text
 """
+# The impact statement's columns, as the keys of the row's `impact` object (None without one).
+_IMPACT: Final = {
+    "impact_services": "services",
+    "impact_regions": "regions",
+    "impact_customers": "customers",
+    "customers_affected": "customers_affected",
+    "users_affected_pct": "users_affected_pct",
+    "data_loss": "data_loss",
+    "security": "security",
+    "revenue_at_risk": "revenue_at_risk",
+    "impact_text": "text",
+}
 
 
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -29,6 +43,9 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def _incident(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     row["roles"] = msgspec.json.decode(row["roles"])
+    impact = {key: row.pop(column) for column, key in _IMPACT.items()}
+    # Lists are never NULL in a statement: all NULL means the incident has none.
+    row["impact"] = impact if impact["services"] is not None else None
     row["acknowledged"] = row["acknowledged_at"] is not None
     end = row["resolved_at"] or now
     row["age_s"] = (end - row["opened_at"]).total_seconds()

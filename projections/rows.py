@@ -18,6 +18,7 @@ from events.schema import (
     AnyEvent,
     EventCorrected,
     EventRetracted,
+    Impact,
     Role,
     type_name,
 )
@@ -97,6 +98,28 @@ def incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, .
         state.first_comms_at,
         # Added in schema version 4.
         state.impact_started_at,
+        # Added in schema version 5: the latest impact statement (all NULL without one), what
+        # the alerts said of themselves, who holds the incident.
+        *_impact_columns(state.impact),
+        state.alerts_truncated,
+        state.alert_opened,
+        state.taken_over,
+    )
+
+
+def _impact_columns(impact: Impact | None) -> tuple[Any, ...]:
+    if impact is None:
+        return (None,) * 9
+    return (
+        list(impact.services),
+        list(impact.regions),
+        list(impact.customers),
+        impact.customers_affected,
+        impact.users_affected_pct,
+        impact.data_loss,
+        impact.security,
+        impact.revenue_at_risk,
+        impact.text,
     )
 
 

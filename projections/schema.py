@@ -15,9 +15,12 @@ import duckdb
 # 3: the `quarantine` table. Created where missing: nothing to fold again (a projector of an
 # older version stopped at the first such record instead of passing it).
 # 4: `impact_started_at` (issue 12): folded again, older states lack it.
-SCHEMA_VERSION: Final = 4
+# 5: `detected_at` is the effective detection (issue 12: the earliest of the first alert's start,
+# the declaration's corrected detected_at and the declaration); the impact statement's columns,
+# `alerts_truncated`, `alert_opened`, `taken_over`: folded again, older states lack them.
+SCHEMA_VERSION: Final = 5
 # Files older than this hold folded states this version folds differently.
-FOLDED_SINCE: Final = 4
+FOLDED_SINCE: Final = 5
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -74,7 +77,19 @@ CREATE TABLE IF NOT EXISTS incidents (
     state BLOB NOT NULL,
     declared_at TIMESTAMPTZ,
     first_comms_at TIMESTAMPTZ,
-    impact_started_at TIMESTAMPTZ
+    impact_started_at TIMESTAMPTZ,
+    impact_services VARCHAR[],
+    impact_regions VARCHAR[],
+    impact_customers VARCHAR[],
+    customers_affected INTEGER,
+    users_affected_pct DOUBLE,
+    data_loss BOOLEAN,
+    security BOOLEAN,
+    revenue_at_risk BIGINT,
+    impact_text VARCHAR,
+    alerts_truncated INTEGER,
+    alert_opened BOOLEAN,
+    taken_over BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS alerts (
     incident_id VARCHAR NOT NULL,
@@ -128,6 +143,18 @@ _ADDED: Final = """
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS declared_at TIMESTAMPTZ;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS first_comms_at TIMESTAMPTZ;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_started_at TIMESTAMPTZ;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_services VARCHAR[];
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_regions VARCHAR[];
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_customers VARCHAR[];
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS customers_affected INTEGER;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS users_affected_pct DOUBLE;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS data_loss BOOLEAN;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS security BOOLEAN;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS revenue_at_risk BIGINT;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_text VARCHAR;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS alerts_truncated INTEGER;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS alert_opened BOOLEAN;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS taken_over BOOLEAN;
 """
 
 

@@ -4,7 +4,7 @@ The postmortem's sections lay these out: a new event type or field changes the w
 not the sections.
 """
 
-from typing import Final
+from typing import Any, Final
 
 from events.schema import LOCAL_PRINCIPAL
 from projections.chronicle import Entry
@@ -23,6 +23,7 @@ _LABELS: Final = {
     "alert.fired": "Alert fired",
     "alert.resolved": "Alert resolved",
     "incident.declared": "Declared",
+    "incident.impact_updated": "Impact updated",
     "incident.acknowledged": "Acknowledged",
     "incident.severity_changed": "Severity changed",
     "incident.status_changed": "Status changed",
@@ -73,6 +74,27 @@ def label(e: Entry) -> str:
     return _LABELS.get(e.type, e.type)
 
 
+def impact_summary(impact: dict[str, Any]) -> str:
+    """An impact statement in one line: its text, then what it names and says."""
+    facts = [
+        f"{key} {', '.join(impact[key])}"
+        for key in ("services", "regions", "customers")
+        if impact.get(key)
+    ]
+    if impact.get("customers_affected") is not None:
+        facts.append(f"{impact['customers_affected']} customers affected")
+    if impact.get("users_affected_pct") is not None:
+        facts.append(f"{impact['users_affected_pct']:g}% of users")
+    facts += [
+        f"{key.replace('_', ' ')}: {'yes' if impact[key] else 'no'}"
+        for key in ("data_loss", "security")
+        if impact.get(key) is not None
+    ]
+    if impact.get("revenue_at_risk") is not None:
+        facts.append(f"revenue at risk {impact['revenue_at_risk']:,}")
+    return words(impact.get("text"), f"({'; '.join(facts)})" if facts else "")
+
+
 def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
     """The event's own fields for people: "P1 → P0: all regions", "m1 failed: no change"."""
     b = e.body
@@ -83,10 +105,14 @@ def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
             name = words(b.get("alertname") or b.get("fingerprint"), severity)
             moment = b.get("starts_at") if e.type == "alert.fired" else b.get("ends_at")
             verb = "started" if e.type == "alert.fired" else "ended"
-            return f"{name}, {verb} {when(moment)}" if moment else name
+            text = f"{name}, {verb} {when(moment)}" if moment else name
+            left_out = b.get("truncated_alerts") or 0
+            return f"{text} ({left_out} more not delivered: truncated)" if left_out else text
         case "incident.declared":
             services = f" [{', '.join(b.get('services') or [])}]" if b.get("services") else ""
             return f"{b.get('severity')} {b.get('category')}: {b.get('title')}{services}"
+        case "incident.impact_updated":
+            return impact_summary(b.get("impact") or {})
         case "incident.severity_changed":
             return because(f"{b.get('from')} → {b.get('to')}", b.get("reason"))
         case "incident.status_changed" | "incident.phase_changed":
@@ -131,6 +157,12 @@ def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
                 else "",
                 f"text → “{b['corrected_text']}”" if b.get("corrected_text") is not None else "",
                 f"actor → {b['corrected_actor']}" if b.get("corrected_actor") else "",
+                f"detected_at → {when(b['corrected_detected_at'])}"
+                if b.get("corrected_detected_at")
+                else "",
+                f"impact_started_at → {when(b['corrected_impact_started_at'])}"
+                if b.get("corrected_impact_started_at")
+                else "",
             ]
             what = "; ".join(change for change in changes if change)
             return because(f"corrects {target} ({what})", b.get("reason"))

@@ -31,9 +31,11 @@ from events.schema import (
     CommsSent,
     EventCorrected,
     EventRetracted,
+    Impact,
     IncidentAcknowledged,
     IncidentClosed,
     IncidentDeclared,
+    IncidentImpactUpdated,
     IncidentReopened,
     IncidentResolved,
     IncidentSeverityChanged,
@@ -48,7 +50,7 @@ from events.schema import (
 )
 from projections.breaches import breaches, repeats
 from projections.database import open_database
-from projections.metrics import GROUPS, METRICS, NO_SERVICE, mttx
+from projections.metrics import GROUPS, METRICS, NO_REGION, NO_SERVICE, mttx
 from projections.projector import Projector
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -56,6 +58,7 @@ NOW = BASE + timedelta(days=365, hours=6)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SERVICES = [f"svc-{name}" for name in "abcdefgh"]
 ALERTNAMES = [f"Alert{n}" for n in range(15)]
+REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "ap-south-1"]
 RESOLVE_MEDIAN_S = {"P0": 5400, "P1": 14400, "P2": 40000, "P3": 150000, "P4": 300000}
 
 
@@ -85,7 +88,17 @@ class Builder:
         return event
 
 
+def _impact(rng: random.Random) -> Impact:
+    return Impact(
+        regions=tuple(rng.sample(REGIONS, rng.choice([0, 1, 1, 2, 3]))),
+        users_affected_pct=rng.choice([None, 1.5, 20.0]),
+    )
+
+
 def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
+    # Impact statements and corrections of detection draw from a stream of their own, so the
+    # rest of the history stays what it was before they were added.
+    impact_rng = random.Random(1_000_000 + n)
     severity = rng.choices(list(Severity), weights=[1, 3, 5, 4, 2])[0]
     declared = BASE + timedelta(seconds=rng.randrange(365 * 86400))
     b = Builder(f"INC-{n:05d}", declared)
@@ -101,6 +114,7 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
         impact_started_at=(
             declared - timedelta(seconds=rng.randrange(0, 7200)) if rng.random() < 0.4 else None
         ),
+        impact=_impact(impact_rng) if impact_rng.random() < 0.6 else None,
     )
     timed: list[tuple[float, Callable[..., AnyEvent], dict[str, Any]]] = []
     for k in range(rng.choice([0, 0, 1, 1, 2]) if rng.random() < 0.8 else 0):
@@ -163,8 +177,36 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
     timed = sorted((item for item in timed if item[0] < horizon - 10), key=lambda item: item[0])
     for offset, cls, fields in timed:
         b.add(cls, offset, **fields)
-    _amend(rng, b, max(offset for offset, _, _ in timed) if timed else 0)
+    last = max(offset for offset, _, _ in timed) if timed else 0
+    _amend(rng, b, last)
+    _restate(impact_rng, b, last)
     return b.events
+
+
+def _restate(rng: random.Random, b: Builder, last: float) -> None:
+    """Impact statements replaced (some taken back), the declaration's detection and impact
+    start corrected (some corrections taken back), after every other event."""
+    if rng.random() < 0.25:
+        update = b.add(IncidentImpactUpdated, last + 3, impact=_impact(rng))
+        if rng.random() < 0.2:
+            b.add(EventRetracted, last + 4, target_event_id=update.event_id, reason="wrong")
+    if rng.random() < 0.15:
+        fields: dict[str, Any] = {}
+        if rng.random() < 0.7:
+            fields["corrected_detected_at"] = b.declared - timedelta(seconds=rng.randrange(0, 5400))
+        if not fields or rng.random() < 0.4:
+            fields["corrected_impact_started_at"] = b.declared - timedelta(
+                seconds=rng.randrange(0, 9000)
+            )
+        fix = b.add(
+            EventCorrected,
+            last + 5,
+            target_event_id=b.events[0].event_id,
+            reason="the first page was earlier",
+            **fields,
+        )
+        if rng.random() < 0.15:
+            b.add(EventRetracted, last + 6, target_event_id=fix.event_id, reason="it was not")
 
 
 def _comms_fields(kind: CommsKind) -> dict[str, Any]:
@@ -246,6 +288,7 @@ class Ref:
     severity: str
     category: str
     services: tuple[str, ...]
+    regions: tuple[str, ...]
     declared: int
     mttd: float | None
     time_to_declare: float | None
@@ -289,9 +332,24 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     alerts = [
         us(e.starts_at) if e.starts_at else t for t, _, e in live if isinstance(e, AlertFired)
     ]
+    # The declaration's own times, as its latest corrections (not retracted) left them.
+    detected_at, impact_started_at = first.detected_at, first.impact_started_at
+    for e in events:
+        if (
+            isinstance(e, EventCorrected)
+            and e.target_event_id == first.event_id
+            and e.event_id not in retracted
+        ):
+            detected_at = e.corrected_detected_at or detected_at
+            impact_started_at = e.corrected_impact_started_at or impact_started_at
     # Definitions version 2: detection is the earliest of first alert, detected_at, declaration.
-    detected = min([*alerts, *([us(first.detected_at)] if first.detected_at else []), declared])
-    impact = us(first.impact_started_at) if first.impact_started_at else None
+    detected = min([*alerts, *([us(detected_at)] if detected_at else []), declared])
+    impact = us(impact_started_at) if impact_started_at else None
+    statements = [(first.event_id, first.impact)] + [
+        (e.event_id, e.impact) for e in events if isinstance(e, IncidentImpactUpdated)
+    ]
+    stated = [i for event_id, i in statements if i is not None and event_id not in retracted]
+    regions = stated[-1].regions if stated else ()
     acks = times(IncidentAcknowledged)
     mitigated = times(MitigationCompleted, lambda e: e.outcome is Outcome.SUCCEEDED)
     comms = times(CommsSent)
@@ -307,7 +365,7 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     clocks: list[tuple[str, float | None, int, int, bool]] = [
         ("ack", targets.ack_s, detected, min(acks) if acks else end, is_open),
         ("first_comms", targets.first_comms_s, detected, min(comms) if comms else end, is_open),
-        ("resolution", targets.resolve_s, declared, end, is_open),
+        ("resolution", targets.resolve_s, detected, end, is_open),
     ]
     if resolved_at is not None:
         post = min(posts) if posts else None
@@ -333,6 +391,7 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
         severity=severity,
         category=first.category.value,
         services=first.services,
+        regions=regions,
         declared=declared,
         mttd=_seconds(detected, impact),
         time_to_declare=_seconds(declared, detected),
@@ -343,6 +402,8 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
         clocks=clocks,
         times={
             "declared_at": declared,
+            "detected_at": detected,
+            "impact_started_at": impact,
             "acknowledged_at": min(acks) if acks else None,
             "mitigated_at": min(mitigated) if mitigated else None,
             "first_comms_at": min(comms) if comms else None,
@@ -371,6 +432,9 @@ def expected_mttx(
         if group_by == "service":
             for service in set(r.services) or {NO_SERVICE}:
                 groups[service].append(r)
+        elif group_by == "region":
+            for region in set(r.regions) or {NO_REGION}:
+                groups[region].append(r)
         else:
             key = {
                 "severity": r.severity,
@@ -501,6 +565,12 @@ def test_history_exercises_every_case(world: World) -> None:
     assert any(r.mttr is None and r.mtta is not None for r in refs)
     events = [e for incident in world.incidents for e in incident]
     assert sum(isinstance(e, EventCorrected) for e in events) > 50
+    detection_fixes = [e for e in events if isinstance(e, EventCorrected)]
+    assert sum(e.corrected_detected_at is not None for e in detection_fixes) > 200
+    assert sum(e.corrected_impact_started_at is not None for e in detection_fixes) > 100
+    assert sum(len(r.regions) > 1 for r in refs) > 300
+    assert sum(not r.regions for r in refs) > 1000
+    assert sum(isinstance(e, IncidentImpactUpdated) for e in events) > 500
     assert sum(isinstance(e, IncidentReopened) for e in events) > 100
 
 

@@ -17,6 +17,8 @@ from events.records import Stored
 from events.schema import (
     AlertFired,
     AnyEvent,
+    EventCorrected,
+    EventRetracted,
     IncidentAcknowledged,
     IncidentDeclared,
     IncidentResolved,
@@ -139,8 +141,101 @@ def test_declaration_detected_at_and_impact_start(tmp_path: Path) -> None:
     con.close()
 
 
+def _declared_with_times() -> list[AnyEvent]:
+    """Runbook 001 declared with its own detected_at (after the alert) and impact start."""
+    return timeline(
+        "RB-001",
+        "14:23:00",
+        "14:23:30",
+        "14:52:00",
+        detected_at=at("14:23:10"),
+        impact_started_at=at("14:20:00"),
+    )
+
+
+def _correction(n: int, when: str, **fields: Any) -> AnyEvent:
+    return _event(
+        EventCorrected,
+        "RB-001",
+        n,
+        when,
+        target_event_id="RB-001-1",
+        reason="the first page was earlier",
+        **fields,
+    )
+
+
+def test_a_detection_correction_moves_mttr(tmp_path: Path) -> None:
+    """The declaration's detected_at, corrected to before the alert, becomes the detection:
+    MTTR, MTTA and time to declare move with it; retracting the correction moves them back."""
+    fix = _correction(3, "15:00:00", corrected_detected_at=at("14:13:00"))
+    con = project(tmp_path / "fixed.duckdb", [[*_declared_with_times(), fix]])
+    row = by_incident(con)["P1"]
+    assert row["mttr"]["max_s"] == 39 * 60.0  # 14:13 -> 14:52, not the runbook's 29 min
+    assert row["time_to_declare"]["max_s"] == 10 * 60 + 30.0
+    assert row["mttd"]["max_s"] == 0.0  # impact started 14:20, after the corrected detection
+    [(detected,)] = con.execute("SELECT detected_at FROM incidents").fetchall()
+    assert detected == at("14:13:00")
+    con.close()
+
+    retracted = _event(
+        EventRetracted,
+        "RB-001",
+        4,
+        "15:01:00",
+        target_event_id=fix.event_id,
+        reason="it was the alert after all",
+    )
+    con = project(tmp_path / "retracted.duckdb", [[*_declared_with_times(), fix, retracted]])
+    assert by_incident(con)["P1"]["mttr"]["max_s"] == 29 * 60.0  # the alert at 14:23 again
+    con.close()
+
+
+def test_an_impact_start_correction_moves_mttd(tmp_path: Path) -> None:
+    con = project(tmp_path / "before.duckdb", [_declared_with_times()])
+    assert by_incident(con)["P1"]["mttd"]["max_s"] == 3 * 60.0  # 14:20 -> 14:23
+    con.close()
+    fix = _correction(3, "15:00:00", corrected_impact_started_at=at("14:05:00"))
+    con = project(tmp_path / "after.duckdb", [[*_declared_with_times(), fix]])
+    row = by_incident(con)["P1"]
+    assert row["mttd"]["max_s"] == 18 * 60.0  # 14:05 -> 14:23
+    assert row["mttr"]["max_s"] == 29 * 60.0  # detection did not move
+    [(impact,)] = con.execute("SELECT impact_started_at FROM incidents").fetchall()
+    assert impact == at("14:05:00")
+    con.close()
+
+
+def test_the_resolution_clock_runs_from_detection(tmp_path: Path) -> None:
+    """P1 must resolve within 8 h: detected 8 h 30 min before the resolution but declared
+    7 h 30 min before it, a breach of 30 min counted from detection."""
+    events = [
+        _event(
+            IncidentDeclared,
+            "INC-R",
+            0,
+            "10:00:00",
+            title="t",
+            severity=Severity.P1,
+            detected_at=at("09:00:00"),
+        ),
+        _event(IncidentAcknowledged, "INC-R", 1, "10:01:00"),
+        _event(IncidentResolved, "INC-R", 2, "17:30:00"),
+    ]
+    con = project(tmp_path / "db.duckdb", [events])
+    found = [
+        (b["kind"], b["actual_s"], b["due_at"], b["open"])
+        for b in breaches(con.cursor(), DEFAULT_POLICY, at("23:00:00"), incident_id="INC-R")
+        if b["kind"] == "resolution"
+    ]
+    assert found == [("resolution", 8.5 * 3600, at("17:00:00"), False)]
+    con.close()
+
+
 @pytest.mark.parametrize("key", ["detected_at", "impact_started_at", "time_to_declare"])
 def test_definitions_version_2(key: str) -> None:
     assert DEFINITIONS_VERSION == "2"
     assert key in DEFINITIONS
     assert "time_to_declare" in METRICS
+    assert "resolution" in DEFINITIONS["breaches"] and "declared_at" not in DEFINITIONS["breaches"]
+    assert "corrected_detected_at" in DEFINITIONS["detected_at"]
+    assert "region" in DEFINITIONS["groups"]

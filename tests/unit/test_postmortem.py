@@ -43,7 +43,7 @@ from events.decisions import Rejected, decide
 from events.incident import INITIAL, Incident, fold
 from events.policy import DEFAULT_POLICY
 from events.records import Stored
-from events.schema import AnyEvent, Source, encode
+from events.schema import AnyEvent, Source, decode, encode
 from projections import queries
 from projections.database import open_database
 from projections.markdown import cell, humanize
@@ -346,3 +346,68 @@ def test_escapes_a_hostile_title_and_note() -> None:
 )
 def test_humanize(seconds: float, expected: str) -> None:
     assert humanize(seconds) == expected
+
+
+GOLDEN_LOG = Path(__file__).parents[1] / "golden" / "events" / "events.jsonl"
+
+
+def test_an_alert_opened_incident_shows_impact_links_and_truncation() -> None:
+    """INC-GOLDEN0003 of the golden corpus: opened by Alertmanager, two alerts left out, links
+    the alert brought, the impact restated, the declaration's times corrected, auto-resolved."""
+    records = GOLDEN_LOG.read_bytes().splitlines()
+    stored = [Stored(n, decode(raw), raw) for n, raw in enumerate(records, start=1)]
+    text = drafted(projected(stored), incident_id="INC-GOLDEN0003")
+    for expected in (
+        # Detection as folded: the corrected detected_at (11:54) beats the alert (11:55).
+        "| Detected | 2026-11-01 11:54:00Z (detected_at, corrected) |",
+        "| Duration | 26m (detected → resolved) |",
+        "_2 alerts were not delivered by the monitor (truncated)._",
+        "| Impact started | 2026-11-01 11:50:00Z (corrected) |",
+        "| Services | login, sso |",
+        "| Regions | eu-west-1, eu-central-1 |",
+        "| Customers / tenants | acme |",
+        "| Customers affected | 40 |",
+        "| Share of users affected | 20% |",
+        "| Data loss | no |",
+        "| Security | no |",
+        "| Revenue at risk | 1,500 |",
+        "| Statement | Logins slow; SSO too |",
+        "_Impact as updated by alice@example.com, 2026-11-01 12:03:00Z._",
+        "| Time to detect | 4m | none | no target |",  # 11:50 -> 11:54, both corrected
+        "| runbook | https://runbooks.example/login |  | runbook_url | alertmanager |",
+        "| metrics | http://prometheus:9090/graph?g0.expr=latency |  | generatorURL | alertmanager",
+        "detected_at → 2026-11-01 11:54:00Z; impact_started_at → 2026-11-01 11:50:00Z",
+        "(detected_at originally 2026-11-01 11:55:00Z; impact_started_at originally",
+    ):
+        assert expected in text, expected
+    impact = text.split("## Impact", 1)[1].split("## Timeline", 1)[0]
+    assert impact.index("| Statement |") < impact.index("_No impact notes._")
+
+
+def test_an_impact_statement_keeps_unknown_apart_from_no() -> None:
+    log = Log(incident_id="INC-IMPACT1")
+    log.do(
+        0,
+        Declare,
+        "alice@example.com",
+        title="Slow search",
+        severity="P3",
+        impact={"regions": ["us-east-1"], "security": True, "text": "Search p99 at 4s"},
+    )
+    log.do(5, AddNote, "bob@example.com", kind="impact", text="Mostly mobile users.")
+    text = drafted(projected(log.stored), incident_id="INC-IMPACT1")
+    for expected in (
+        "| Impact started | _unknown_ |",
+        "| Services | _none stated_ |",
+        "| Regions | us-east-1 |",
+        "| Customers affected | _unknown_ |",
+        "| Share of users affected | _unknown_ |",
+        "| Data loss | unknown |",
+        "| Security | yes |",
+        "| Revenue at risk | _unknown_ |",
+        "_Impact as declared by alice@example.com, 2026-11-01 12:00:00Z._",
+        "- Mostly mobile users. — bob@example.com, 2026-11-01 12:05:00Z",
+        "| Detected | 2026-11-01 12:00:00Z (declaration) |",
+    ):
+        assert expected in text, expected
+    assert "truncated" not in text
