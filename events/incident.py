@@ -379,7 +379,9 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
                 open_status=Status.INVESTIGATING,
                 open_phase=Phase.DETECTED,
                 alert_opened=event.source in MONITORS,
-                impacts=(*state.impacts, (event.event_id, event.impact)) if event.impact else (),
+                impacts=(*state.impacts, (event.event_id, event.impact))
+                if event.impact
+                else state.impacts,
             )
         case IncidentImpactUpdated():
             return _with(state, impacts=(*state.impacts, (event.event_id, event.impact)))
