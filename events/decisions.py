@@ -238,7 +238,8 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
             if refusal is None and event.fingerprint in state.alerts_firing:
                 return []
         case AlertResolved():
-            if event.fingerprint not in state.alerts_firing:
+            # A closed incident is final: an alert that ends after it changes nothing there.
+            if event.fingerprint not in state.alerts_firing or state.is_closed:
                 return []
             refusal = None
         case IncidentResolved():

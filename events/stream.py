@@ -1,9 +1,11 @@
 """The JetStream streams the log lives in: their settings, and creating them or repairing drift.
 
-The log's stream holds the events (and correlation and retention records); a second stream,
-`<name>_IDS`, holds one claim per event id, with the same retention, so that an id stays
+The log's stream holds the events (and correlation, retention and change records); a second
+stream, `<name>_IDS`, holds one claim per event id, with the same retention, so that an id stays
 bound to one incident for as long as the log keeps evidence of it. Runs once at start-up,
-before any `EventStore` appends to or reads from the log.
+before any `EventStore` appends to or reads from the log. Subjects are among the settings owned
+here: a stream created by an older version gains the prefixes added since (`changes.>`) at the
+next start, its records untouched.
 """
 
 import logging

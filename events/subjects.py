@@ -11,6 +11,10 @@ from events.schema import INCIDENT_ID_PATTERN
 INCIDENTS_PREFIX: Final = "incidents"
 CORRELATION_PREFIX: Final = "correlation"
 RETENTION_PREFIX: Final = "retention"
+# Change records (deploys, config pushes: PagerDuty change events), outside any incident:
+# `changes.<sender>.<digest>` (`events.changes`).
+CHANGES_PREFIX: Final = "changes"
+ALL_CHANGES: Final = f"{CHANGES_PREFIX}.>"
 # Claims of event ids, one subject per id, in a stream of their own (`<stream>_IDS`).
 EVENT_IDS_PREFIX: Final = "event_ids"
 ALL_INCIDENTS: Final = f"{INCIDENTS_PREFIX}.>"
@@ -18,6 +22,7 @@ STREAM_SUBJECTS: Final = (
     f"{INCIDENTS_PREFIX}.>",
     f"{CORRELATION_PREFIX}.>",
     f"{RETENTION_PREFIX}.>",
+    ALL_CHANGES,
 )
 
 # Crockford base32: no I, L, O, U, so ids survive being read aloud on a bridge call.

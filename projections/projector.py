@@ -16,6 +16,11 @@ transaction as the checkpoint that moves past them, in live projection and repla
 projections stay a fold of the log. A projector that fails otherwise is restarted by its owner
 (`services.readmodels`), which notes why in `failure` until it moves on again.
 
+Change records (`changes.>`, deploys and config pushes outside any incident) are followed by a
+reader of their own while `run` runs, with their own position committed with their rows
+(`projections.changes`): the incident fold and its checkpoint are untouched by them. A rebuilt
+file catches up with them once its projector runs.
+
 Crash points for tests: INCIDENTS_PROJECTOR_CRASH=before_write|after_write|after_commit makes
 the process exit abruptly at that point of the first batch it applies.
 """
@@ -34,16 +39,19 @@ import duckdb
 import msgspec
 import nats.errors
 
+from events.fetch import RawRecord
 from events.incident import INITIAL, Incident, evolve
 from events.records import Quarantined, Stored
 from events.store import EventStore, StoreUnavailableError
-from projections import pruning, quarantine, retention, rows, schema
+from projections import changes, pruning, quarantine, retention, rows, schema
 from projections.tasks import finish, stop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CACHED_STATES: Final = 10_000
+CHANGES_RETRY_S: Final = 1.0  # the change follower's first retry; doubles while it fails
+CHANGES_RETRY_AT_MOST_S: Final = 30.0
 CRASH_ENV: Final = "INCIDENTS_PROJECTOR_CRASH"
 CRASH_POINTS: Final = ("before_write", "after_write", "after_commit")
 _state_codec: Final = msgspec.json.Decoder(Incident)
@@ -71,6 +79,7 @@ class Projector:
         self._con = con
         outdated = schema.create(con)
         retention.create(con)
+        changes.create(con)
         if outdated:
             self._upgrade()
         self._store = store
@@ -81,6 +90,8 @@ class Projector:
         cur = con.cursor()
         try:
             self.first_retained = retention.first_retained(cur)
+            # The last change record folded in (they are followed apart: `follow_changes`).
+            self.changes_seq = changes.position(cur)
         finally:
             cur.close()
         self.retention_check_s = retention_check_s
@@ -120,9 +131,10 @@ class Projector:
             events = quarantine.decodable(cur)
             if events:
                 pruning.refold(cur, quarantine.release(cur, events))
-        if events:
-            self.quarantined -= len(events)
-            log.info("%s quarantined records decode now: folded into the read models", len(events))
+            released = len(events) + changes.release(cur)
+        if released:
+            self.quarantined -= released
+            log.info("%s quarantined records decode now: folded into the read models", released)
 
     @contextlib.contextmanager
     def _atomically(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -196,6 +208,23 @@ class Projector:
         _crash_point("after_commit")
         return position
 
+    def apply_changes(self, records: Sequence[RawRecord]) -> int:
+        """Commit change records (stream order; those that do not decode quarantined) and the
+        changes position as one transaction; returns the position."""
+        with self._writing:
+            fresh = [r for r in records if r[0] > self.changes_seq and r[0] >= self.first_retained]
+            if not fresh:
+                return self.changes_seq
+            found, strays = changes.split(fresh)
+            position = fresh[-1][0]
+            with self._atomically() as cur:
+                changes.apply(cur, found, position)
+                quarantine.keep(cur, strays)
+            self.changes_seq = position
+            self.quarantined += len(strays)
+            self.quarantined_here += len(strays)
+            return position
+
     def prune(
         self, first_seq: int, last_seq: int | None = None
     ) -> retention.RetentionAdvanced | None:
@@ -224,6 +253,7 @@ class Projector:
                 carry_every_s=self.carry_every_s,
                 stream=self._store.stream if self._store else "",
             )
+            changes.expire(cur, first_seq)
         for incident_id in pruned.expired:
             self._states.pop(incident_id, None)
         self._remember({k: (st, first) for k, (st, first, _) in pruned.kept.items()})
@@ -315,6 +345,7 @@ class Projector:
         if self._store is None:
             raise RuntimeError("a projector without a store cannot follow the log")
         watcher = asyncio.create_task(pruning.watch(self), name="projector-retention")
+        follower = asyncio.create_task(self.follow_changes(), name="projector-changes")
         try:
             while True:
                 try:
@@ -338,7 +369,27 @@ class Projector:
                     )
                     await asyncio.sleep(1.0)
         finally:
+            await stop(follower)
             await stop(watcher)
+
+    async def follow_changes(self) -> None:
+        """Fold change records into the `changes` table as they arrive, for ever, from the
+        changes position + 1; an outage or a failed batch (rolled back) is retried."""
+        if self._store is None:
+            raise RuntimeError("a projector without a store cannot follow the log")
+        delay = CHANGES_RETRY_S
+        while True:
+            try:
+                async for records in changes.follow(self._store, self.changes_seq + 1):
+                    await self._in_thread(self.apply_changes, records)
+                    await self._notify()
+                    delay = CHANGES_RETRY_S
+            except (StoreUnavailableError, nats.errors.Error) as exc:
+                log.warning("change records: lost the log (%r); resuming later", exc)
+            except Exception:
+                log.exception("change records: failed after seq %s; retrying", self.changes_seq)
+                delay = min(delay * 2, CHANGES_RETRY_AT_MOST_S)
+            await asyncio.sleep(delay)
 
     @staticmethod
     async def _in_thread(call: Callable[..., T], *args: Any) -> T:

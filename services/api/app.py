@@ -22,7 +22,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from events.store import EventStore, StoreUnavailableError
 from projections import sandbox
-from services.api import admin, commands, health, pages, reads
+from services.api import admin, changes, commands, health, pages, reads
 from services.api import intake as intake_routes
 from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
@@ -125,6 +125,7 @@ def create_app(
         route_handlers=[
             *commands.ROUTES,
             *intake_routes.ROUTES,
+            *changes.ROUTES,
             *health.ROUTES,
             *reads.ROUTES,
             *pages.ROUTES,

@@ -2,9 +2,15 @@
 
 Bodies are derived from the command Structs so the API, its OpenAPI document and the domain
 never disagree. The edge fills what a person should not have to type: the incident id from the
-path, a fresh event id, the time, the authenticated actor.
+path, a fresh event id, the time, the authenticated actor. Structs nested in a body (an
+impact statement) refuse unknown fields like the body itself, and `POST .../impact` takes the
+impact's own fields flat, not wrapped in `{"impact": {...}}`.
 """
 
+import functools
+import operator
+import types
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -17,8 +23,9 @@ from events.commands import (
     Command,
     CommandEventId,
     StartMitigation,
+    UpdateImpact,
 )
-from events.schema import IncidentId, Name, Source, UtcDatetime
+from events.schema import Impact, IncidentId, Name, Source, UtcDatetime
 from events.subjects import SERVICE_ID_PREFIX, new_event_id, service_event_id
 from services.errors import ErrorKind, ServiceError, located
 
@@ -44,12 +51,49 @@ _RESERVED: Final = f"ids starting with {SERVICE_ID_PREFIX!r} are the service's o
 _SERVICE_SET: Final = frozenset({"principal"})
 
 
-def _field(info: msgspec.structs.FieldInfo) -> tuple[str, Any] | tuple[str, Any, Any]:
+def _field(info: msgspec.structs.FieldInfo, kind: Any) -> tuple[str, Any] | tuple[str, Any, Any]:
     if info.required:
-        return (info.name, info.type)
+        return (info.name, kind)
     if info.default_factory is not msgspec.NODEFAULT:
-        return (info.name, info.type, msgspec.field(default_factory=info.default_factory))
-    return (info.name, info.type, info.default)
+        return (info.name, kind, msgspec.field(default_factory=info.default_factory))
+    return (info.name, kind, info.default)
+
+
+def _strict(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """A twin of a lenient log Struct that refuses unknown fields, as command bodies do."""
+    fields = [_field(info, info.type) for info in msgspec.structs.fields(struct)]
+    return msgspec.defstruct(
+        f"{struct.__name__}Body", fields, kw_only=True, frozen=True, forbid_unknown_fields=True
+    )
+
+
+# Log Structs that commands carry, as bodies take them: strict.
+_NESTED: Final[dict[Any, type[msgspec.Struct]]] = {Impact: _strict(Impact)}
+# Commands whose body spreads one nested Struct's fields flat: (field, its Struct).
+_FLAT: Final[dict[type[Command], tuple[str, type[msgspec.Struct]]]] = {
+    UpdateImpact: ("impact", Impact),
+}
+
+
+def _in_body(kind: Any) -> Any:
+    """`kind` with each nested log Struct replaced by its strict twin (`Impact | None`...)."""
+    if kind in _NESTED:
+        return _NESTED[kind]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return functools.reduce(operator.or_, map(_in_body, typing.get_args(kind)))
+    return kind
+
+
+def _own_fields(command: type[Command]) -> list[msgspec.structs.FieldInfo]:
+    """The command's fields a body holds: a flat Struct's fields in place of the Struct."""
+    flat = _FLAT.get(command)
+    infos: list[msgspec.structs.FieldInfo] = []
+    for info in msgspec.structs.fields(command):
+        if flat is not None and info.name == flat[0]:
+            infos.extend(msgspec.structs.fields(flat[1]))
+        elif info.name not in _SERVICE_SET:
+            infos.append(info)
+    return infos
 
 
 def body_of(command: type[Command]) -> type[msgspec.Struct]:
@@ -58,9 +102,8 @@ def body_of(command: type[Command]) -> type[msgspec.Struct]:
     if command in _GENERATED:
         optional[_GENERATED[command][0]] = (_GENERATED[command][0], Name | None, None)
     fields = [
-        optional.get(info.name) or _field(info)
-        for info in msgspec.structs.fields(command)
-        if info.name not in _SERVICE_SET
+        optional.get(info.name) or _field(info, _in_body(info.type))
+        for info in _own_fields(command)
     ]
     return msgspec.defstruct(
         f"{command.__name__}Body", fields, kw_only=True, frozen=True, forbid_unknown_fields=True
@@ -78,7 +121,7 @@ def to_command(
     """The command `body` asks for; what it leaves out comes from the path, the principal
     (`actor`: its name), the clock, and `event_id` (or a fresh id of the service's own). An
     actor the body claims is kept; the principal itself is stamped by intake."""
-    given: dict[str, Any] = msgspec.structs.asdict(body) if body is not None else {}
+    given = _given(command, body)
     if str(given.get("event_id") or "").startswith(SERVICE_ID_PREFIX):
         raise ServiceError(ErrorKind.INVALID, _RESERVED, "event_id")
     if incident_id and given.get("incident_id") not in (None, incident_id):
@@ -101,3 +144,19 @@ def to_command(
         field, reason = located(str(exc))
         raise ServiceError(ErrorKind.INVALID, reason, field) from exc
     return built
+
+
+def _given(command: type[Command], body: msgspec.Struct | None) -> dict[str, Any]:
+    """The body's fields as the command names them; nested Structs as plain data for `convert`."""
+    given = {
+        name: msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+        for name, value in (msgspec.structs.asdict(body) if body is not None else {}).items()
+    }
+    if command in _FLAT:
+        name, struct = _FLAT[command]
+        defaults = {info.name: info.default for info in msgspec.structs.fields(struct)}
+        spread = {key: given.pop(key, default) for key, default in defaults.items()}
+        if spread == defaults:  # an empty statement would say nothing
+            raise ServiceError(ErrorKind.INVALID, f"give at least one of {', '.join(defaults)}")
+        given[name] = spread
+    return given

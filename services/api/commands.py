@@ -34,6 +34,7 @@ from events.commands import (
     RetractEvent,
     SendComms,
     StartMitigation,
+    UpdateImpact,
     target_incident,
 )
 from events.subjects import declared_incident_id, service_event_id
@@ -45,9 +46,11 @@ from services.write.answers import Answer
 
 # Command routes under /v1/incidents/{incident_id}/: the contract of DESIGN 7, plus a few
 # extensions (phase, releasing roles, completing mitigations and action items, corrections).
+# `impact` takes the impact statement's fields flat (`bodies`): it replaces the previous one.
 COMMAND_ROUTES: Final[dict[str, type[Command]]] = {
     "ack": Acknowledge,
     "severity": ChangeSeverity,
+    "impact": UpdateImpact,
     "status": ChangeStatus,
     "phase": ChangePhase,
     "roles": AssignRole,

@@ -1,9 +1,21 @@
 """Intake routes: producer events (`/v1/events`), Alertmanager and PagerDuty webhooks.
 
-PagerDuty routes answer as PagerDuty's Events API v2 does (202, `dedup_key`; 400 with an
-`errors` list), so its official clients work unchanged.
+PagerDuty routes answer as PagerDuty's Events API v2 does, so its official clients work
+unchanged (PagerDuty developer docs, "Events API v2 Overview: Response Codes & Retry Logic",
+and "Send a Change Event"): 202 `{"status": "success", "message": "Event processed",
+"dedup_key": ...}` for every event taken, including an acknowledge or resolve that finds nothing
+to change; 400 `{"status": "invalid event", "message": "Event object is invalid", "errors":
+[...]}` for an invalid event or an unknown routing key (PagerDuty's clients do not retry a 400);
+503 with Retry-After while the log is unavailable (they retry 5xx).
+
+With tokens on, the routing key is the sender's producer token (an `Authorization: Bearer`
+header may carry it instead: a bad one is 401, a token of a role that may not append 403).
+Without tokens any well-formed routing key is taken. Either way keys are scoped by routing key
+(`services.formats.pagerduty`).
 """
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -11,8 +23,8 @@ from litestar import Response, post
 
 from services.api.guards import authenticated, requires
 from services.api.state import AnyRequest, intake_of, now
-from services.auth import Permission, Tokens, bearer
-from services.formats.pagerduty import PagerDutyError
+from services.auth import Permission, Principal, Tokens, bearer
+from services.formats.pagerduty import PagerDutyError, parse_change, parse_pagerduty
 from services.write.answers import Answer
 from services.write.intake import decode_events
 
@@ -52,34 +64,81 @@ def _routing_key(body: bytes) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def _pagerduty(status: int, kind: str, message: str, errors: list[str]) -> Response[Any]:
+    return Response(
+        {"status": kind, "message": message, "errors": errors},
+        status_code=status,
+    )
+
+
+def _invalid(errors: list[str]) -> Response[Any]:
+    return _pagerduty(400, "invalid event", PagerDutyError.message, errors)
+
+
+def _sender(
+    request: AnyRequest, body: bytes, parse: Callable[[bytes, datetime], object]
+) -> Principal | Response[Any]:
+    """Who sent a PagerDuty event, or PagerDuty's answer refusing it."""
+    tokens: Tokens = request.app.state.tokens
+    header = request.headers.get("authorization")
+    if tokens.enabled and header is not None:
+        principal = tokens.authenticate(bearer(header))
+        if principal is None:
+            return _pagerduty(401, "unauthorized", "invalid token", ["'Authorization' is invalid"])
+    else:
+        principal = tokens.authenticate(_routing_key(body))
+        if principal is None:
+            try:  # what is wrong with the event itself comes first (a malformed routing key)
+                parse(body, now(request))
+            except PagerDutyError as exc:
+                return _invalid(exc.errors)
+            return _invalid(["'routing_key' is not a known routing key"])
+    if not principal.may(Permission.APPEND):
+        errors = [f"role {principal.role} may not {Permission.APPEND.value}"]
+        return _pagerduty(403, "forbidden", "routing_key or token may not send events", errors)
+    return principal
+
+
 @post(
     ["/v1/webhooks/pagerduty", "/v2/enqueue", "/v1/webhooks/pagerduty/v2/enqueue"],
     status_code=202,
     tags=["intake"],
 )
 async def pagerduty(request: AnyRequest) -> Response[Any]:
-    """PagerDuty Events API v2: trigger, acknowledge, resolve by dedup_key."""
+    """PagerDuty Events API v2: trigger, acknowledge, resolve by dedup_key (scoped by routing
+    key). Acknowledge or resolve of an unknown or closed dedup_key: 202, nothing stored."""
     body = await request.body()
-    token = bearer(request.headers.get("authorization")) or _routing_key(body)
-    tokens: Tokens = request.app.state.tokens
-    principal = tokens.authenticate(token)
-    if principal is None or not principal.may(Permission.APPEND):
-        status = 401 if principal is None else 403
-        return Response(
-            {"status": "unauthorized", "message": "invalid routing_key or token"},
-            status_code=status,
-        )
+    principal = _sender(request, body, parse_pagerduty)
+    if isinstance(principal, Response):
+        return principal
     try:
         dedup_key, _ = await intake_of(request).pagerduty(body, now(request), principal)
     except PagerDutyError as exc:
-        return Response(
-            {"status": "invalid event", "message": PagerDutyError.message, "errors": exc.errors},
-            status_code=400,
-        )
+        return _invalid(exc.errors)
     return Response(
         {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
         status_code=202,
     )
 
 
-ROUTES: Final = [post_events, alertmanager, pagerduty]
+@post(
+    ["/v2/change/enqueue", "/v1/webhooks/pagerduty/v2/change/enqueue"],
+    status_code=202,
+    tags=["intake"],
+)
+async def pagerduty_change(request: AnyRequest) -> Response[Any]:
+    """PagerDuty change event: one `change.recorded` record outside any incident (a retried
+    delivery stores nothing more); listed by `GET /v1/changes` and shown with the incidents
+    detected within the hour after it."""
+    body = await request.body()
+    principal = _sender(request, body, parse_change)
+    if isinstance(principal, Response):
+        return principal
+    try:
+        await intake_of(request).change(body, now(request), principal)
+    except PagerDutyError as exc:
+        return _invalid(exc.errors)
+    return Response({"status": "success", "message": "Change event processed"}, status_code=202)
+
+
+ROUTES: Final = [post_events, alertmanager, pagerduty, pagerduty_change]

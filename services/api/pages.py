@@ -1,8 +1,13 @@
-"""The web page (jinja2): status board and incident timelines, over the same read queries."""
+"""The web page (jinja2): status board and incident timelines, over the same read queries.
+
+Server-rendered, no external assets. Links come from producers and monitors: only http(s)
+URIs become links (`href`), so a `javascript:` evidence URI stays text.
+"""
 
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from litestar import get
 from litestar.params import FromPath, FromQuery
@@ -11,7 +16,7 @@ from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
 from events.durations import format_duration
-from projections import queries
+from projections import changes, queries
 from projections.wording import attribution
 from services.api.guards import requires
 from services.api.reads import incident_with_breaches
@@ -26,12 +31,32 @@ def _duration(seconds: float | None) -> str:
     return "—" if seconds is None else format_duration(seconds)
 
 
-def _when(moment: datetime | None) -> str:
+def _when(moment: datetime | str | None) -> str:
     return utc_text(moment) if moment else "—"
 
 
+def _href(uri: Any) -> str | None:
+    """`uri` if the page may link to it (http or https), else None."""
+    try:
+        scheme = urlsplit(uri).scheme.lower() if isinstance(uri, str) else ""
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    return uri if scheme in ("http", "https") else None
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
+
+
 def _engine(engine: JinjaTemplateEngine) -> None:
-    engine.engine.filters.update(duration=_duration, when=_when, attribution=attribution)
+    filters = {"duration": _duration, "when": _when, "attribution": attribution}
+    engine.engine.filters.update(filters, href=_href, percent=_percent)
+
+
+def _evidence(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evidence attached and not retracted: kind, uri, description."""
+    attached = (e for e in events if e["type"] == "evidence.attached" and not e["retracted"])
+    return [e["body"] for e in attached]
 
 
 TEMPLATES: Final = TemplateConfig(
@@ -62,7 +87,13 @@ async def incident_page(request: AnyRequest, incident_id: FromPath[str]) -> Temp
     now = reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
     events = await reader.run(queries.timeline, incident_id)
-    context = {"incident": incident, "events": events, "refresh": REFRESH_S}
+    context = {
+        "incident": incident,
+        "events": events,
+        "evidence": _evidence(events),
+        "changes": await reader.run(changes.before, incident["detected_at"]),
+        "refresh": REFRESH_S,
+    }
     return Template(template_name="incident.html", context=context)
 
 

@@ -19,7 +19,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from projections import asof as asofs
-from projections import breaches, metrics, postmortem, queries, sandbox
+from projections import breaches, changes, metrics, postmortem, queries, sandbox
 from services.api.guards import principal_of, requires
 from services.api.state import AnyRequest, reader_of, store_of
 from services.auth import Permission
@@ -98,7 +98,17 @@ async def show_incident(
     await _fresh(reader, wait_for)
     now = reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
-    return {"incident": incident}
+    before = await _changes_before(request, incident)
+    return {"incident": incident, "changes_before_detection": before}
+
+
+async def _changes_before(
+    request: AnyRequest, incident: dict[str, Any], as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Changes (deploys, config pushes) of the hour before the incident was detected, from the
+    live read models (with `as_of`, those the log had recorded by then)."""
+    detected_at = incident.get("detected_at")
+    return await reader_of(request).run(changes.before, detected_at, as_of)
 
 
 @get("/v1/incidents/{incident_id:str}/timeline", guards=[requires(Permission.READ)], tags=["reads"])
@@ -117,7 +127,11 @@ async def incident_timeline(
         await _fresh(reader, wait_for)
     now = as_of or reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
-    answer = {"incident": incident, "events": await reader.run(queries.timeline, incident_id)}
+    answer = {
+        "incident": incident,
+        "events": await reader.run(queries.timeline, incident_id),
+        "changes_before_detection": await _changes_before(request, incident, as_of),
+    }
     return answer | ({"as_of": as_of} if as_of is not None else {})
 
 

@@ -115,3 +115,68 @@ def local_user() -> str:
     except (OSError, KeyError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+# An impact statement, as `incidents impact` and `incidents declare` take it (DESIGN 6).
+_IMPACT: Final = "Impact"
+
+
+def _impact_option(*decls: str, **info: Any) -> Any:
+    return typer.Option(*decls, rich_help_panel=_IMPACT, show_default=False, **info)
+
+
+ImpactServices = Annotated[
+    list[str] | None, _impact_option("--service", help="Service affected; repeat.")
+]
+Regions = Annotated[list[str] | None, _impact_option("--region", help="Region affected; repeat.")]
+Customers = Annotated[
+    list[str] | None,
+    _impact_option("--customer", help="Customer or tenant affected, by name; repeat."),
+]
+CustomersAffected = Annotated[
+    int | None, _impact_option(min=0, metavar="N", help="How many customers are affected.")
+]
+UsersPct = Annotated[
+    float | None,
+    _impact_option(
+        "--users-pct", min=0.0, max=100.0, metavar="PERCENT", help="Share of users affected."
+    ),
+]
+DataLoss = Annotated[
+    bool | None, _impact_option("--data-loss/--no-data-loss", help="Default: not known.")
+]
+Security = Annotated[
+    bool | None, _impact_option("--security/--no-security", help="A security incident?")
+]
+RevenueAtRisk = Annotated[
+    int | None, _impact_option(min=0, metavar="AMOUNT", help="In whole currency units.")
+]
+ImpactText = Annotated[str | None, _impact_option(help="The impact, for people.")]
+
+
+def impact_body(
+    *,
+    services: list[str] | None = None,
+    regions: list[str] | None = None,
+    customers: list[str] | None = None,
+    customers_affected: int | None = None,
+    users_pct: float | None = None,
+    data_loss: bool | None = None,
+    security: bool | None = None,
+    revenue_at_risk: int | None = None,
+    text: str | None = None,
+) -> dict[str, Any]:
+    """The statement the impact options make, as the service takes it; options not given are
+    left out (not known). Empty when none is given."""
+    fields = {
+        "services": services,
+        "regions": regions,
+        "customers": customers,
+        "customers_affected": customers_affected,
+        "users_affected_pct": users_pct,
+        "data_loss": data_loss,
+        "security": security,
+        "revenue_at_risk": revenue_at_risk,
+        "text": text,
+    }
+    return {key: value for key, value in fields.items() if value not in (None, [], ())}

@@ -36,6 +36,7 @@ class _Read(NamedTuple):
     render: Callable[[Answer], None]
     params: dict[str, Any] | None = None
     body: Any = None  # POSTed when given
+    json_path: str | None = None  # what --json prints, when not `path`
 
 
 IncidentOption = Annotated[
@@ -59,8 +60,10 @@ def list_(
 
 
 def show(incident_id: IncidentArg) -> _Read:
-    """One incident: its state, alerts and breaches."""
-    return _Read(incident_path(incident_id), render.incident)
+    """One incident: its state, impact, alerts, breaches, evidence and changes before it."""
+    # People see what the timeline answer adds (evidence, changes); --json stays the incident.
+    timeline = incident_path(incident_id, "/timeline")
+    return _Read(timeline, render.incident, json_path=incident_path(incident_id))
 
 
 def timeline(incident_id: IncidentArg, as_of: Moment = None) -> _Read:
@@ -126,7 +129,8 @@ def _command(build: Callable[..., _Read]) -> Callable[..., None]:
     def command(*, url: str, token: str | None, as_json: bool, **kwargs: Any) -> None:
         read = build(**kwargs)
         method = "GET" if read.body is None else "POST"
-        raw, answer = call(url, token, method, read.path, read.body, _params(read.params))
+        path = read.json_path if as_json and read.json_path else read.path
+        raw, answer = call(url, token, method, path, read.body, _params(read.params))
         if as_json:
             typer.echo(raw.decode())
         elif isinstance(answer, dict):

@@ -91,6 +91,8 @@ def _details(event: Answer, seq_of: dict[str, int]) -> str:
         case "incident.declared":
             services = f"[{', '.join(b.get('services') or [])}]" if b.get("services") else ""
             text = _words(b.get("severity"), f"{b.get('category')}:", b.get("title"), services)
+        case "incident.impact_updated":
+            text = "; ".join(f"{label} {value}" for label, value in _stated(b.get("impact") or {}))
         case "incident.severity_changed":
             text = _because(f"{b.get('from')} -> {b.get('to')}", b.get("reason"))
         case "incident.status_changed" | "incident.phase_changed":
@@ -151,16 +153,77 @@ def board(answer: Answer) -> None:
     _print_rows(f"{len(incidents)} incidents", incidents, _BOARD)
 
 
+# Shown in blocks of their own, not in the incident's grid.
+_BLOCKS: Final = frozenset({"alerts", "breaches", "title", "impact", "alerts_truncated"})
+_IMPACT: Final = (
+    *(("users_affected_pct", "users affected"), ("customers_affected", "customers affected")),
+    *(("customers", "customers"), ("regions", "regions"), ("services", "services")),
+    *(("data_loss", "data loss"), ("security", "security")),
+    *(("revenue_at_risk", "revenue at risk"), ("text", "text")),
+)
+_EVIDENCE: Final = (("kind", "kind"), ("uri", "uri"), ("description", "description"))
+_CHANGES: Final = (
+    *(("occurred_at", "when"), ("summary", "change"), ("source", "source")),
+    *(("host", "host"), ("links", "links")),
+)
+
+
+def _stated(impact: Answer) -> list[tuple[str, str]]:
+    """(label, value) of an impact statement's fields; those not stated are not known."""
+    found = []
+    for key, label in _IMPACT:
+        value = impact.get(key)
+        if value not in (None, "", []):
+            found.append(
+                (label, f"{value:g}%" if key == "users_affected_pct" else _cell(key, value))
+            )
+    return found
+
+
+def _impact(impact: Answer | None) -> None:
+    if not impact:
+        out.print("impact: not stated")
+        return
+    grid = Table.grid(padding=(0, 2))
+    for label, value in _stated(impact):
+        grid.add_row(label, Text(value))
+    out.print(Panel(grid, title="impact", title_align="left", expand=False))
+
+
+def _link(link: Answer) -> str:
+    """A change's link, PagerDuty's `{href, text}`: "text <href>"."""
+    href, text = link.get("href") or "", link.get("text") or ""
+    return f"{text} <{href}>" if text else str(href)
+
+
+def _evidence(events: list[Answer]) -> list[Answer]:
+    """The evidence attached and not retracted, from the timeline's events."""
+    attached = (e for e in events if e.get("type") == "evidence.attached")
+    return [e.get("body") or {} for e in attached if not e.get("retracted")]
+
+
 def incident(answer: Answer) -> None:
+    """One incident from its timeline answer (or the incident answer: then without the
+    evidence); impact, truncated alerts and changes only where the service answers them."""
     incident: Answer = answer.get("incident") or {}
     grid = Table.grid(padding=(0, 2))
     for key, value in incident.items():
-        if key not in ("alerts", "breaches", "title"):
+        if key not in _BLOCKS:
             grid.add_row(key.removesuffix("_s"), Text(_cell(key, value)))
     title = Text(f"{incident.get('incident_id')}: {incident.get('title')}")
     out.print(Panel(grid, title=title, title_align="left", expand=False))
+    if "impact" in incident:
+        _impact(incident["impact"])
     _print_rows("alerts", incident.get("alerts") or [])
+    if truncated := incident.get("alerts_truncated"):
+        out.print(f"{truncated} alerts not delivered (truncated)")
     _print_rows("breaches", incident.get("breaches") or [], _BREACH)
+    if "events" in answer:
+        _print_rows("evidence", _evidence(answer["events"]), _EVIDENCE)
+    changes: list[Answer] | None = answer.get("changes_before_detection")
+    if changes is not None:
+        rows = [c | {"links": [_link(link) for link in c.get("links") or []]} for c in changes]
+        _print_rows("changes before detection", rows, _CHANGES)
 
 
 def timeline(answer: Answer, as_of: datetime | None) -> None:

@@ -1,4 +1,5 @@
-"""CLI write verbs (DESIGN 11): each turns its arguments into one POST to the HTTP intake.
+"""CLI write verbs (DESIGN 11): each turns its arguments into one POST to the HTTP intake
+(`correct` without an EVENT_ID first reads the declaration's id).
 
 A verb is a plain function from arguments to a `_Post` (path and body); `register` adds the
 options every verb shares (service, token, actor, envelope, --json), sends it and prints the
@@ -31,9 +32,19 @@ from events.schema import (
 from events.subjects import new_event_id
 from services.cli.client import call
 from services.cli.options import (
+    Customers,
+    CustomersAffected,
+    DataLoss,
+    ImpactServices,
+    ImpactText,
     IncidentArg,
+    Regions,
+    RevenueAtRisk,
+    Security,
+    UsersPct,
     Verb,
     fail,
+    impact_body,
     incident_path,
     local_user,
     option,
@@ -45,11 +56,16 @@ from services.cli.options import (
 out = Console(soft_wrap=True, highlight=False)
 
 
+Answer = dict[str, Any]
+
+
 class _Post(NamedTuple):
     path: str
     body: dict[str, Any]
     # An extra line for people, made from the answer (the new incident id, a mitigation id).
-    note: Callable[[dict[str, Any]], str] | None = None
+    note: Callable[[Answer], str] | None = None
+    # Body fields read from the service first: a GET path, and the fields out of its answer.
+    lookup: tuple[str, Callable[[Answer], dict[str, Any]]] | None = None
 
 
 class _Common(NamedTuple):
@@ -132,6 +148,10 @@ def _show(answer: dict[str, Any], post: _Post) -> None:
 
 
 def _submit(common: _Common, post: _Post) -> None:
+    if post.lookup is not None:
+        path, pick = post.lookup
+        _, found = call(common.url, common.token, "GET", path)
+        post = post._replace(body=post.body | pick(found if isinstance(found, dict) else {}))
     raw, answer = call(common.url, common.token, "POST", post.path, _body(common, post))
     if common.as_json:
         typer.echo(raw.decode())
@@ -157,6 +177,14 @@ def _command(build: Callable[..., _Post]) -> Callable[..., None]:
 Reason = Annotated[str | None, typer.Option(show_default=False, help="Why, for the timeline.")]
 
 
+def _moment(help: str) -> Any:
+    return typer.Option(parser=rfc3339, metavar="RFC3339", show_default=False, help=help)
+
+
+DetectedAt = Annotated[datetime | None, _moment("When it was detected (clocks start).")]
+ImpactStartedAt = Annotated[datetime | None, _moment("When users were first affected.")]
+
+
 def declare(
     title: Annotated[str, typer.Argument(show_default=False, help="What is broken, for people.")],
     severity: Annotated[Severity, typer.Option("--severity", "-s", help="P0 (worst) to P4.")],
@@ -167,23 +195,67 @@ def declare(
     incident_id: Annotated[
         str | None, typer.Option("--id", parser=parse_incident_id, help="Id instead of INC-...")
     ] = None,
-    detected_at: Annotated[
-        datetime | None,
-        typer.Option(
-            parser=rfc3339, metavar="RFC3339", help="When it was detected (clocks start)."
-        ),
-    ] = None,
-    impact_started_at: Annotated[
-        datetime | None,
-        typer.Option(parser=rfc3339, metavar="RFC3339", help="When users were first affected."),
-    ] = None,
+    detected_at: DetectedAt = None,
+    impact_started_at: ImpactStartedAt = None,
+    region: Regions = None,
+    customer: Customers = None,
+    customers_affected: CustomersAffected = None,
+    users_pct: UsersPct = None,
+    data_loss: DataLoss = None,
+    security: Security = None,
+    revenue_at_risk: RevenueAtRisk = None,
+    impact_text: ImpactText = None,
 ) -> _Post:
-    """Declare an incident; prints its id, then the stored events."""
+    """Declare an incident; prints its id, then the stored events.
+
+    The impact options state who and what it hurts; later statements: `incidents impact`."""
     body: dict[str, Any] = {"title": title, "severity": severity, "category": category}
     body["services"] = service
     body |= {"summary": summary, "commander": commander, "incident_id": incident_id}
     body |= {"detected_at": detected_at, "impact_started_at": impact_started_at}
+    impact = impact_body(
+        regions=region,
+        customers=customer,
+        customers_affected=customers_affected,
+        users_pct=users_pct,
+        data_loss=data_loss,
+        security=security,
+        revenue_at_risk=revenue_at_risk,
+        text=impact_text,
+    )
+    body["impact"] = impact or None
     return _Post("/v1/incidents", body, note=lambda answer: str(answer.get("incident_id")))
+
+
+def impact(
+    incident_id: IncidentArg,
+    service: ImpactServices = None,
+    region: Regions = None,
+    customer: Customers = None,
+    customers_affected: CustomersAffected = None,
+    users_pct: UsersPct = None,
+    data_loss: DataLoss = None,
+    security: Security = None,
+    revenue_at_risk: RevenueAtRisk = None,
+    text: ImpactText = None,
+) -> _Post:
+    """State who and what the incident hurts (replaces the previous statement whole).
+
+    Repeat what still holds: an option left out means not known."""
+    body = impact_body(
+        services=service,
+        regions=region,
+        customers=customer,
+        customers_affected=customers_affected,
+        users_pct=users_pct,
+        data_loss=data_loss,
+        security=security,
+        revenue_at_risk=revenue_at_risk,
+        text=text,
+    )
+    if not body:
+        fail("give at least one impact option (see: incidents impact --help)")
+    return _Post(incident_path(incident_id, "/impact"), body)
 
 
 def ack(incident_id: IncidentArg) -> _Post:
@@ -303,6 +375,42 @@ def note(
     return _Post(incident_path(incident_id, "/notes"), {"text": text, "kind": kind})
 
 
+def _declaration(timeline: Answer) -> dict[str, Any]:
+    found = [e for e in timeline.get("events") or [] if e.get("type") == "incident.declared"]
+    if not found:
+        fail("the incident has no declaration to correct: give the EVENT_ID")
+    return {"target_event_id": found[0]["event_id"]}
+
+
+def correct(
+    incident_id: IncidentArg,
+    reason: Annotated[str, typer.Option(show_default=False, help="Why, for the timeline.")],
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="EVENT_ID",
+            show_default=False,
+            help="The event to correct (`timeline --json` shows ids); default the declaration.",
+        ),
+    ] = None,
+    occurred_at: Annotated[datetime | None, _moment("When it really happened.")] = None,
+    text: Annotated[str | None, typer.Option(help="Its text, corrected.")] = None,
+    corrected_actor: Annotated[str | None, typer.Option(help="Who really did it.")] = None,
+    detected_at: DetectedAt = None,
+    impact_started_at: ImpactStartedAt = None,
+) -> _Post:
+    """Correct an event (default: the declaration); the original stays in the log.
+
+    The timeline shows both, metrics use the correction. --detected-at and
+    --impact-started-at correct the declaration only."""
+    body = {"target_event_id": target, "reason": reason, "corrected_occurred_at": occurred_at}
+    body |= {"corrected_text": text, "corrected_actor": corrected_actor}
+    body |= {"corrected_detected_at": detected_at}
+    body |= {"corrected_impact_started_at": impact_started_at}
+    lookup = None if target else (incident_path(incident_id, "/timeline"), _declaration)
+    return _Post(incident_path(incident_id, "/corrections"), body, lookup=lookup)
+
+
 def resolve(
     incident_id: IncidentArg,
     summary: Annotated[str | None, typer.Option(show_default=False)] = None,
@@ -325,12 +433,14 @@ VERBS: Final[tuple[Callable[..., _Post], ...]] = (
     declare,
     ack,
     severity,
+    impact,
     status,
     assign,
     escalate,
     mitigate,
     comms,
     note,
+    correct,
     resolve,
     reopen,
     close,

@@ -233,7 +233,7 @@ class Correlator:
         if claim is None:
             return Rejected(f"no incident for dedup_key {ack.key!r}", RejectionKind.NOT_FOUND)
         incident_id = claim.incident_id
-        fired, _ = await self._handler.alert_seqs(incident_id, ack.key)
+        fired, _ = await self._handler.alert_seqs(incident_id, ack.dedup_key)
         return await self._handler.handle(
             Acknowledge(
                 incident_id=incident_id,

@@ -12,18 +12,20 @@ from typing import Final
 
 import msgspec
 
+from events import changes
+from events.changes import ChangeError, ChangeRecorded
 from events.commands import AnyCommand, Record, command_event_id, command_time
 from events.decisions import Rejected
 from events.ids import EventIdTakenError
-from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, decode, type_name
-from events.store import EventTooLargeError
+from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, Source, decode, type_name
+from events.store import ConcurrencyError, EventTooLargeError
 from events.subjects import SERVICE_ID_PREFIX
 from services.auth import Permission, Principal
 from services.errors import ErrorKind, ServiceError, located, refused
 from services.formats import utf8
 from services.formats.alertmanager import parse_alertmanager
 from services.formats.instants import require_utc
-from services.formats.pagerduty import PagerDutyAck, parse_pagerduty
+from services.formats.pagerduty import PagerDutyAck, PagerDutyError, parse_change, parse_pagerduty
 from services.write.answers import Answer, answer
 from services.write.correlation import Correlator
 from services.write.handler import Accepted, CommandHandler, Refused
@@ -88,6 +90,14 @@ def decode_events(body: bytes) -> list[AnyEvent]:
 # How far ahead of this host's clock a reported time may be: clocks drift, the future is not
 # a time anything happened at.
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
+class ChangeStored(msgspec.Struct, frozen=True):
+    """A change record as the log holds it; `duplicate`: stored before, by an earlier delivery."""
+
+    record: ChangeRecorded
+    seq: int
+    duplicate: bool
 
 
 def _by(event: AnyEvent, principal: Principal) -> AnyEvent:
@@ -184,15 +194,73 @@ class Intake:
     async def pagerduty(
         self, body: bytes, received_at: datetime, principal: Principal
     ) -> tuple[str, Answer]:
+        """A PagerDuty Events API v2 event; returns the sender's dedup_key and what was stored.
+
+        Acknowledging a dedup_key without an incident of this sender's, or whose incident cannot
+        take it (closed), stores nothing and is no error: PagerDuty answers it 202 as well. So
+        is resolving one (the correlator finds nothing to resolve)."""
         require(principal, Permission.APPEND)
         event = parse_pagerduty(body, received_at)
         try:
             if isinstance(event, PagerDutyAck):
                 result = await self.correlator.acknowledge(event, principal)
                 if isinstance(result, Rejected):
-                    raise refused(result, "dedup_key")
-                return event.key, answer(result)
+                    return event.dedup_key, answer(unchanged=[event.event_id])
+                return event.dedup_key, answer(result)
             observed = await self.correlator.observe(event, received_at, principal)
-            return event.key, answer(observed)
+            return event.dedup_key or event.key, answer(observed)
         except (EventIdTakenError, EventTooLargeError) as exc:
             raise _log_refusal(exc, None) from exc
+
+    async def change(
+        self, body: bytes, received_at: datetime, principal: Principal
+    ) -> ChangeStored:
+        """A PagerDuty change event: one `change.recorded` record, outside any incident.
+
+        A retried delivery is answered as the original and stores nothing: always when the
+        change names its time (`payload.timestamp`, then the same body is the same change);
+        without a time, inside the stream's duplicate window only, because the same deploy
+        announced again later is another change (`events.changes`)."""
+        require(principal, Permission.APPEND)
+        change = parse_change(body, received_at)
+        record = ChangeRecorded(
+            change_id=change.change_id,
+            sender=change.sender,
+            occurred_at=change.occurred_at,
+            recorded_at=self.handler.clock(),
+            actor=Source.PAGERDUTY.value,
+            source=Source.PAGERDUTY,
+            principal=recorded(principal),
+            summary=change.summary,
+            host=change.host,
+            custom_details=change.custom_details,
+            links=change.links,
+        )
+        data = changes.encode(record)
+        try:
+            changes.decode(data)  # encoding does not validate: prove the log can read it back
+        except ChangeError as exc:
+            raise PagerDutyError([f"'payload' cannot be recorded: {exc}"]) from exc
+        if len(data) > MAX_EVENT_BYTES:
+            raise PagerDutyError(
+                [f"'payload' is {len(data)} bytes once recorded; at most {MAX_EVENT_BYTES}"]
+            )
+        return await self._append_change(record, data, once=change.timestamped)
+
+    async def _append_change(self, record: ChangeRecorded, data: bytes, once: bool) -> ChangeStored:
+        """On the change's own subject, with its id as the message id (the duplicate window
+        answers a quick retry with the original); `once`: a record already on the subject is
+        this change, stored by an earlier delivery, at any time inside retention."""
+        store, subject = self.handler.store, changes.subject(record)
+        found = await store.last_on_subject(subject)
+        last = found[0] if found else 0
+        if once and last:
+            return ChangeStored(record, last, True)
+        try:
+            seq = await store.put_if_last(subject, data, last, msg_id=record.change_id)
+        except ConcurrencyError:
+            # The same change, delivered twice at once: the other delivery stored it.
+            found = await store.last_on_subject(subject)
+            return ChangeStored(record, found[0] if found else last, True)
+        # Inside the duplicate window JetStream answers with the original's sequence.
+        return ChangeStored(record, seq, seq <= last)

@@ -2,11 +2,12 @@
 
 Intake checks every write against it, whichever transport brought it (HTTP, NATS, webhooks),
 before anything is decided or appended. A producer is a monitor or a tool: it reports alerts,
-declares, raises severity, escalates, records automated mitigations, notes, evidence and
-comms; it never acknowledges, assigns, changes status or phase (a person's take-over),
-resolves, reopens, closes, writes the postmortem, or corrects or retracts. Commands (people's
-verbs) need a role that may command. Webhooks derive their events in the service from the
-monitor's protocol (`services.write.correlation`), within the sender's own correlation keys.
+declares, states impact (a status-page tool counting affected users), raises severity,
+escalates, records automated mitigations, notes, evidence and comms; it never acknowledges,
+assigns, changes status or phase (a person's take-over), resolves, reopens, closes, writes the
+postmortem, or corrects or retracts. Commands (people's verbs) need a role that may command.
+Webhooks derive their events in the service from the monitor's protocol
+(`services.write.correlation`), within the sender's own correlation keys.
 """
 
 from typing import Final
@@ -21,6 +22,7 @@ PRODUCER_TYPES: Final = frozenset(
         "alert.fired",
         "alert.resolved",
         "incident.declared",
+        "incident.impact_updated",
         "incident.severity_changed",
         "incident.escalated",
         "mitigation.started",

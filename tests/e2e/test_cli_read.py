@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import httpx
-from tests_support import one_line_error, run_cli
+from tests_support import fixture_bytes, one_line_error, run_cli
 
 from services.bootstrap import Service
 
@@ -250,3 +250,60 @@ async def test_unreachable_service_exits_1(service: Service) -> None:
     done = await _run(service, "list", "--url", "http://127.0.0.1:9")
     assert "unreachable at http://127.0.0.1:9" in one_line_error(done, 1)
     assert done.stdout == ""
+
+
+async def test_show_renders_impact_detection_evidence_and_truncated_alerts(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    impact = {"regions": ["eu-west-1"], "customers_affected": 120, "users_affected_pct": 30.5}
+    declared = await http.post(
+        "/v1/incidents",
+        json={
+            "title": "Checkout 5xx",
+            "severity": "P1",
+            "occurred_at": "2026-01-02T10:00:00Z",
+            "detected_at": "2026-01-02T09:50:00Z",
+            "impact_started_at": "2026-01-02T09:45:00Z",
+            "impact": impact | {"data_loss": False, "text": "EU checkout failing"},
+        },
+    )
+    incident_id = declared.json()["incident_id"]
+    on = f"/v1/incidents/{incident_id}"
+    grafana = {"kind": "dashboard", "uri": "https://grafana.example.com/d/1", "description": "5xx"}
+    await http.post(f"{on}/evidence", json=grafana)
+    await http.post(
+        f"{on}/evidence", json={"kind": "trace", "uri": "https://t/x", "event_id": "t1"}
+    )
+    await http.post(f"{on}/retractions", json={"target_event_id": "t1", "reason": "wrong trace"})
+    fired = await http.post(
+        "/v1/webhooks/alertmanager",
+        content=fixture_bytes("alertmanager_firing.json").replace(
+            b'"truncatedAlerts":0', b'"truncatedAlerts":7'
+        ),
+        headers={"Content-Type": "application/json"},
+    )
+    alerted = fired.json()["events"][0]["incident_id"]
+    await service.projector.wait(await service.store.last_seq(), timeout=10)
+
+    shown, other = await _outputs(service, ("show", incident_id), ("show", alerted))
+    for text in (
+        "impact",
+        "users affected",
+        "30.5%",
+        "customers affected  120",
+        "eu-west-1",
+        "data loss",
+        "EU checkout failing",
+        "detected_at",
+        "2026-01-02 09:50:00Z",
+        "impact_started_at",
+        "2026-01-02 09:45:00Z",
+        "evidence",
+        "https://grafana.example.com/d/1",
+    ):
+        assert text in shown, (text, shown)
+    assert "https://t/x" not in shown  # retracted
+    assert "not delivered" not in shown
+    assert "7 alerts not delivered (truncated)" in other
+    assert "impact: not stated" in other
+    assert "https://runbooks.example.invalid/checkout-5xx" in other  # the alert's runbook link

@@ -197,3 +197,108 @@ async def test_unreachable_service_exits_1_with_one_line(service: Service) -> No
     line = one_line_error(done, 1)
     assert f"unreachable at {url}" in line
     assert done.stdout == ""
+
+
+async def test_impact_and_declare_state_who_and_what_is_hurt(service: Service) -> None:
+    incident_id = await _declare(
+        service,
+        "--region",
+        "eu-west-1",
+        "--users-pct",
+        "30",
+        "--no-data-loss",
+        "--impact-text",
+        "EU checkout failing",
+    )
+    stated = [
+        *("--service", "checkout", "--region", "eu-west-1", "--region", "us-east-1"),
+        *("--customer", "acme", "--customers-affected", "120", "--users-pct", "30.5"),
+        *("--data-loss", "--no-security", "--revenue-at-risk", "50000", "--text", "worse"),
+    ]
+    out = await _ok(service, "impact", incident_id, *stated)
+    assert f"{incident_id} incident.impact_updated seq " in out
+    declared, updated = await _events(service, incident_id)
+    assert msgspec.json.decode(msgspec.json.encode(declared["impact"])) == {
+        "regions": ["eu-west-1"],
+        "users_affected_pct": 30.0,
+        "data_loss": False,
+        "text": "EU checkout failing",
+    }
+    assert msgspec.json.decode(msgspec.json.encode(updated["impact"])) == {
+        "services": ["checkout"],
+        "regions": ["eu-west-1", "us-east-1"],
+        "customers": ["acme"],
+        "customers_affected": 120,
+        "users_affected_pct": 30.5,
+        "data_loss": True,
+        "security": False,
+        "revenue_at_risk": 50000,
+        "text": "worse",
+    }
+    assert (updated["actor"], updated["source"]) == (ACTOR, "cli")
+
+    cases = [
+        (["impact", incident_id], "at least one impact option"),
+        (["impact", incident_id, "--users-pct", "150"], "--users-pct"),
+        (["impact", incident_id, "--users-pct", "lots"], "--users-pct"),
+        (["impact", incident_id, "--revenue-at-risk", "-1"], "--revenue-at-risk"),
+        (["impact", incident_id, "--customers-affected", "1.5"], "--customers-affected"),
+        (["declare", "x", "-s", "P1", "--users-pct", "101"], "--users-pct"),
+        (["declare", "x", "-s", "P1", "--text", "hi"], "--text"),  # declare's is --impact-text
+    ]
+    for args, mentioned in cases:
+        line = one_line_error(await _run(service.http_url, *args), 2)
+        assert mentioned in line, (args, line)
+    assert len(await _events(service, incident_id)) == 2
+
+
+async def test_correct_moves_detection_on_the_declaration(service: Service) -> None:
+    incident_id = await _declare(
+        service,
+        "--event-id",
+        "decl-cli-fix",
+        "--at",
+        "2026-01-02T10:00:00Z",
+        "--detected-at",
+        "2026-01-02T09:50:00Z",
+    )
+    fix = ["--detected-at", "2026-01-02T10:40:00+01:00", "--reason", "errors from 09:40"]
+    out = await _ok(
+        service, "correct", incident_id, *fix, "--impact-started-at", "2026-01-02T09:30:00Z"
+    )
+    assert f"{incident_id} event.corrected seq " in out
+    await _ok(service, "note", incident_id, "it is DNS", "--event-id", "cli-fix-note")
+    await _ok(
+        service,
+        "correct",
+        incident_id,
+        "cli-fix-note",
+        "--text",
+        "it is not DNS",
+        "--reason",
+        "typo",
+    )
+    _, corrected, _, retold = await _events(service, incident_id)
+    assert (corrected["target_event_id"], corrected["corrected_detected_at"]) == (
+        "decl-cli-fix",
+        "2026-01-02T09:40:00Z",
+    )
+    assert corrected["corrected_impact_started_at"] == "2026-01-02T09:30:00Z"
+    assert (retold["target_event_id"], retold["corrected_text"]) == (
+        "cli-fix-note",
+        "it is not DNS",
+    )
+    answer = json.loads(await _ok(service, "show", incident_id, "--json"))
+    assert answer["incident"]["detected_at"] == "2026-01-02T09:40:00Z"
+
+    cases = [
+        (["correct", incident_id, "cli-fix-note", *fix], "declaration"),
+        (["correct", incident_id, "--reason", "nothing"], "correct something"),
+        (["correct", incident_id, "--detected-at", "09:40", "--reason", "x"], "RFC 3339"),
+        (["correct", incident_id, "--detected-at", "2026-01-02T09:40:00Z"], "--reason"),
+        (["correct", "INC-NOSUCH1", *fix], "does not exist"),
+    ]
+    for args, mentioned in cases:
+        line = one_line_error(await _run(service.http_url, *args), 2)
+        assert mentioned in line, (args, line)
+    assert len(await _events(service, incident_id)) == 4

@@ -180,7 +180,7 @@ async def test_a_batch_is_decided_on_the_log_not_on_a_replica_cache(service: Ser
     assert [e.event_id for e in answer.events] == ["o-stale"]
 
 
-async def test_pagerduty_resolve_after_a_retrigger_resolves_the_new_alert(
+async def test_pagerduty_fire_resolve_fire_resolve_stores_four_facts(
     service: Service,
 ) -> None:
     now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -199,9 +199,12 @@ async def test_pagerduty_resolve_after_a_retrigger_resolves_the_new_alert(
         [False],
         [False],
     ]
-    incident_id = answers[0].events[0].incident_id
-    log = [s.event for s in (await service.store.load(incident_id)).events]
-    assert sum(isinstance(e, AlertResolved) for e in log) == 2
+    # The first resolve resolved the incident (auto-resolve): the re-trigger opened a new one.
+    first, second = answers[0].events[0].incident_id, answers[2].events[0].incident_id
+    assert first != second
+    for incident_id in (first, second):
+        log = [s.event for s in (await service.store.load(incident_id)).events]
+        assert sum(isinstance(e, AlertResolved) for e in log) == 1
 
 
 async def test_redelivered_pagerduty_events_stay_duplicates(service: Service) -> None:

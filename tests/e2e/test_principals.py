@@ -134,6 +134,9 @@ async def test_every_event_records_its_principal_inside_the_hash_chain(guarded: 
         ("incident.note_added", "synthetic-checker", {"name": "producer", "role": "producer"}),
         ("incident.declared", "alertmanager", {"name": "producer", "role": "producer"}),
         ("alert.fired", "alertmanager", {"name": "producer", "role": "producer"}),
+        # The alert's links (runbook_url, generatorURL) become evidence, once per incident.
+        ("evidence.attached", "alertmanager", {"name": "producer", "role": "producer"}),
+        ("evidence.attached", "alertmanager", {"name": "producer", "role": "producer"}),
         ("alert.fired", "alertmanager", {"name": "producer", "role": "producer"}),
     ]
     assert verify(records) == []

@@ -12,10 +12,18 @@ import httpx
 import pytest
 
 from events.records import Stored
-from events.schema import AlertFired, AlertResolved, IncidentAcknowledged, IncidentDeclared
+from events.schema import (
+    AlertFired,
+    AlertResolved,
+    EvidenceAttached,
+    IncidentAcknowledged,
+    IncidentDeclared,
+    IncidentResolved,
+)
 from events.store import EventStore
 from services.bootstrap import Service, running
 from services.config import Config
+from services.formats.pagerduty import scoped_key
 from services.natsserver import EmbeddedNatsServer
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -37,7 +45,13 @@ async def test_alertmanager_firing_opens_one_incident_and_resolved_closes_alerts
     answer = await http.post("/v1/webhooks/alertmanager", json=firing)
     assert answer.status_code == 200, answer.text
     types = [e["type"] for e in answer.json()["events"]]
-    assert types == ["incident.declared", "alert.fired", "alert.fired"]
+    # Each alert's links (generatorURL, runbook_url...) come with it as evidence.
+    assert [t for t in types if t != "evidence.attached"] == [
+        "incident.declared",
+        "alert.fired",
+        "alert.fired",
+    ]
+    assert "evidence.attached" in types
     incident_id = answer.json()["events"][0]["incident_id"]
 
     loaded = await service.store.load(incident_id)
@@ -58,13 +72,15 @@ async def test_alertmanager_firing_opens_one_incident_and_resolved_closes_alerts
     assert all(e["duplicate"] for e in redelivered.json()["events"])
 
     done = await http.post("/v1/webhooks/alertmanager", json=resolved)
-    assert [e["type"] for e in done.json()["events"]] == ["alert.resolved", "alert.resolved"]
+    # The last alert to resolve resolves the incident the alerts opened (auto-resolve).
+    assert [e["type"] for e in done.json()["events"]][:2] == ["alert.resolved", "alert.resolved"]
     assert {e["incident_id"] for e in done.json()["events"]} == {incident_id}
     again = await http.post("/v1/webhooks/alertmanager", json=resolved)
     assert all(e["duplicate"] for e in again.json()["events"])
 
     log = await everything(service.store)
-    assert Counter(type(s.event) for s in log) == {
+    counted = Counter(type(s.event) for s in log if not isinstance(s.event, EvidenceAttached))
+    assert counted - Counter({IncidentResolved: 1}) == {
         IncidentDeclared: 1,
         AlertFired: 2,
         AlertResolved: 2,
@@ -119,19 +135,33 @@ async def test_pagerduty_trigger_acknowledge_resolve(
     }
     retried = await http.post("/v1/webhooks/pagerduty/v2/enqueue", json=trigger)
     assert retried.status_code == 202
+    assert retried.json() == answer.json()
     ack = await http.post("/v1/webhooks/pagerduty", json=fixture("pagerduty_acknowledge.json"))
     assert ack.status_code == 202
+    assert ack.json() == answer.json()
     resolve = await http.post("/v2/enqueue", json=fixture("pagerduty_resolve.json"))
     assert resolve.status_code == 202
+    assert resolve.json() == answer.json()
 
     log = await everything(service.store)
-    assert [type(s.event) for s in log] == [
+    assert [type(s.event) for s in log if not isinstance(s.event, EvidenceAttached)][:4] == [
         IncidentDeclared,
         AlertFired,
         IncidentAcknowledged,
         AlertResolved,
     ]
     assert len({s.event.incident_id for s in log}) == 1
+    fired = next(s.event for s in log if isinstance(s.event, AlertFired))
+    # The sender's dedup_key as sent; the correlation key scoped by its routing key, which
+    # (a producer's token, with tokens on) is stored nowhere.
+    assert fired.dedup_key == fired.fingerprint == trigger["dedup_key"]
+    assert fired.correlation_id == scoped_key(trigger["routing_key"], trigger["dedup_key"])
+    assert all(trigger["routing_key"].encode() not in s.raw for s in log)
+    # The trigger's links are the incident's evidence.
+    evidence = [s.event for s in log if isinstance(s.event, EvidenceAttached)]
+    assert [(e.uri, e.description) for e in evidence] == [
+        (trigger["links"][0]["href"], trigger["links"][0]["text"])
+    ]
 
 
 async def test_pagerduty_invalid_event_answers_like_pagerduty(

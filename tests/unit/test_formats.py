@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,15 @@ from hypothesis import strategies as st
 from events.schema import EvidenceKind, Severity, Source
 from services.formats.alertmanager import parse_alertmanager
 from services.formats.observation import AlertObservation, WebhookError, severity_from_labels
-from services.formats.pagerduty import PagerDutyAck, PagerDutyError, parse_pagerduty
+from services.formats.pagerduty import (
+    PagerDutyAck,
+    PagerDutyChange,
+    PagerDutyError,
+    parse_change,
+    parse_pagerduty,
+    scoped_key,
+    sender,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EVENT_ID = re.compile(r"^[!-.0-~]{1,120}$")
@@ -234,7 +243,9 @@ def test_pagerduty_trigger_fixture() -> None:
     obs = pd(raw)
     assert isinstance(obs, AlertObservation)
     assert obs.firing
-    assert obs.key == obs.dedup_key == obs.fingerprint == raw["dedup_key"]
+    assert obs.dedup_key == obs.fingerprint == raw["dedup_key"]
+    assert obs.key == scoped_key(raw["routing_key"], raw["dedup_key"])
+    assert json.loads(obs.key) == [sender(raw["routing_key"]), raw["dedup_key"]]
     assert (obs.severity, obs.severity_label) == (Severity.P1, "critical")
     assert obs.source is Source.PAGERDUTY
     assert obs.title == raw["payload"]["summary"]
@@ -246,19 +257,23 @@ def test_pagerduty_trigger_fixture() -> None:
     assert "instance: checkout-1:8080" in obs.summary
     assert obs.starts_at is not None and obs.starts_at.tzinfo is UTC
     assert obs.occurred_at == obs.starts_at
-    assert raw["routing_key"] not in json.dumps([obs.labels, obs.annotations, obs.summary])
+    # With tokens on the routing key is a producer's token: nothing recorded may hold it.
+    assert raw["routing_key"] not in msgspec.json.encode(obs).decode()
     assert obs.event_id.startswith("pd-") and EVENT_ID.match(obs.event_id)
 
 
 def test_pagerduty_acknowledge_and_resolve_fixtures() -> None:
-    ack = pd(load("pagerduty_acknowledge.json"))
+    raw = load("pagerduty_acknowledge.json")
+    ack = pd(raw)
     assert isinstance(ack, PagerDutyAck)
-    assert ack.key == load("pagerduty_acknowledge.json")["dedup_key"]
+    assert ack.dedup_key == raw["dedup_key"]
+    assert ack.key == scoped_key(raw["routing_key"], raw["dedup_key"])
     assert ack.occurred_at == NOW
     resolved = pd(load("pagerduty_resolve.json"))
     assert isinstance(resolved, AlertObservation)
     assert not resolved.firing
-    assert resolved.key == load("pagerduty_resolve.json")["dedup_key"]
+    assert resolved.dedup_key == resolved.fingerprint == raw["dedup_key"]
+    assert resolved.key == ack.key == pd(load("pagerduty_trigger.json")).key
     assert resolved.ends_at == resolved.occurred_at == NOW
     assert len({ack.event_id, resolved.event_id, pd(load("pagerduty_trigger.json")).event_id}) == 3
 
@@ -273,11 +288,48 @@ def test_a_retried_pagerduty_post_gets_the_same_event_id() -> None:
 def test_trigger_without_dedup_key_gets_a_deterministic_one() -> None:
     raw = {k: v for k, v in load("pagerduty_trigger.json").items() if k != "dedup_key"}
     first, again = pd(raw), pd(raw)
-    assert first.key == again.key
-    assert re.fullmatch(r"[0-9a-f]{32}", first.key)
+    assert isinstance(first, AlertObservation) and isinstance(again, AlertObservation)
+    assert first.key == again.key and first.dedup_key == again.dedup_key
+    assert first.dedup_key is not None and re.fullmatch(r"[0-9a-f]{32}", first.dedup_key)
+    assert first.key == scoped_key(raw["routing_key"], first.dedup_key)
     assert first.event_id == again.event_id
     other = {**raw, "payload": {**raw["payload"], "summary": "something else"}}
     assert pd(other).key != first.key
+    # The same body from another sender is another event with a key of its own.
+    elsewhere = pd({**raw, "routing_key": "X" * 32})
+    assert isinstance(elsewhere, AlertObservation)
+    assert elsewhere.dedup_key != first.dedup_key and elsewhere.key != first.key
+
+
+@pytest.mark.parametrize("name", ["pagerduty_trigger.json", "pagerduty_acknowledge.json"])
+def test_pagerduty_keys_are_scoped_by_routing_key(name: str) -> None:
+    """Two senders with the same dedup_key: two correlation keys, the dedup_key kept as sent."""
+    raw = load(name)
+    mine, theirs = pd(raw), pd({**raw, "routing_key": "0" * 32})
+    assert mine.key != theirs.key
+    assert mine.dedup_key == theirs.dedup_key == raw["dedup_key"]
+    assert mine.event_id != theirs.event_id
+    assert pd(raw).key == mine.key  # and the same sender's again: the same key
+
+
+def test_pagerduty_links_images_and_client_url_are_evidence_links() -> None:
+    raw = {
+        **load("pagerduty_trigger.json"),
+        "images": [
+            {"src": "https://graphs.example.invalid/5xx.png", "alt": "5xx rate"},
+            {"src": "ftp://not.a.web.link/x.png"},
+        ],
+        "client": "Prometheus",
+        "client_url": "https://prometheus.example.invalid/alerts",
+    }
+    obs = pd(raw)
+    assert isinstance(obs, AlertObservation)
+    assert [(link.uri, link.kind, link.description) for link in obs.links] == [
+        ("https://runbooks.example.invalid/checkout-5xx", EvidenceKind.LINK, "Runbook"),
+        ("https://graphs.example.invalid/5xx.png", EvidenceKind.IMAGE, "5xx rate"),
+        ("https://prometheus.example.invalid/alerts", EvidenceKind.LINK, "Prometheus"),
+    ]
+    assert obs.generator_url == raw["client_url"]
 
 
 def without(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -324,6 +376,116 @@ def test_pagerduty_malformed_json() -> None:
         parse_pagerduty(b"{nope", NOW)
     assert info.value.errors[0].startswith("body is not valid JSON")
     assert str(info.value).startswith("Event object is invalid")
+
+
+# --- PagerDuty change events -------------------------------------------------------------
+
+ROUTING_KEY = "R0UT1NGKEY0123456789ABCDEFGHIJKL"
+
+
+def change_body(**payload: Any) -> dict[str, Any]:
+    """A change event as PagerDuty's "Send a Change Event" documents it."""
+    return {
+        "routing_key": ROUTING_KEY,
+        "payload": {
+            "summary": "Build #42 deployed checkout-api v1.8.3",
+            "source": "ci.example.invalid",
+            "timestamp": "2026-11-23T13:02:00.000Z",
+            "custom_details": {"build": 42, "commit": "8670ecebcfdd"},
+            **payload,
+        },
+        "links": [{"href": "https://ci.example.invalid/builds/42", "text": "Build #42"}],
+    }
+
+
+def change(data: object, at: datetime = NOW) -> PagerDutyChange:
+    return parse_change(body(data), at)
+
+
+def change_errors(data: object) -> list[str]:
+    with pytest.raises(PagerDutyError) as info:
+        change(data)
+    assert info.value.errors
+    return info.value.errors
+
+
+def test_a_change_event_becomes_a_change() -> None:
+    raw = change_body()
+    found = change(raw)
+    assert found.summary == raw["payload"]["summary"]
+    assert found.host == "ci.example.invalid"
+    assert found.occurred_at == datetime(2026, 11, 23, 13, 2, tzinfo=UTC)
+    assert found.timestamped
+    assert found.custom_details == {"build": 42, "commit": "8670ecebcfdd"}
+    assert [(link.href, link.text) for link in found.links] == [
+        ("https://ci.example.invalid/builds/42", "Build #42")
+    ]
+    assert found.sender == sender(ROUTING_KEY)
+    assert found.change_id.startswith("~change-") and EVENT_ID.match(found.change_id)
+    assert ROUTING_KEY not in msgspec.json.encode(found).decode()
+
+
+def test_a_retried_change_is_the_same_change_and_another_sender_s_is_not() -> None:
+    raw = change_body()
+    first, later = change(raw), change(raw, NOW + timedelta(minutes=30))
+    assert first == later
+    assert change({**raw, "routing_key": "0" * 32}).change_id != first.change_id
+    assert change(change_body(summary="Build #43 deployed")).change_id != first.change_id
+
+
+def test_a_change_without_timestamp_happened_when_it_reached_us() -> None:
+    raw = change_body()
+    del raw["payload"]["timestamp"]
+    found = change(raw)
+    assert found.occurred_at == NOW and not found.timestamped
+    assert change(raw, NOW + timedelta(seconds=5)).change_id == found.change_id
+    naive = change(change_body(timestamp="2026-11-23T13:02:00"))
+    assert naive.occurred_at == datetime(2026, 11, 23, 13, 2, tzinfo=UTC)
+    offset = change(change_body(timestamp="2026-11-23T14:02:00+01:00"))
+    assert offset.occurred_at == naive.occurred_at and offset.occurred_at.tzinfo is UTC
+
+
+def test_a_change_keeps_only_whole_web_links() -> None:
+    raw = change_body()
+    raw["links"] += [{"href": "javascript:alert(1)"}, {"href": "https://x.invalid/" + "a" * 3000}]
+    assert [link.href for link in change(raw).links] == ["https://ci.example.invalid/builds/42"]
+    assert change({k: v for k, v in raw.items() if k != "links"}).links == ()
+    # Images (PagerDuty's client sends them with change events too) are links as well.
+    pictured = {**raw, "images": [{"src": "https://g.invalid/p.png", "alt": "p99"}]}
+    assert [(x.href, x.text) for x in change(pictured).links][-1] == (
+        "https://g.invalid/p.png",
+        "p99",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (without(change_body(), "routing_key"), "'routing_key'"),
+        ({**change_body(), "routing_key": "short"}, "'routing_key'"),
+        (without(change_body(), "payload"), "'payload'"),
+        (change_body(summary=""), "'payload.summary'"),
+        (change_body(summary="  "), "'payload.summary'"),
+        (change_body(summary="x" * 1025), "'payload.summary'"),
+        (change_body(summary=7), "'payload.summary'"),
+        (change_body(source="s" * 1025), "'payload.source'"),
+        (change_body(timestamp="yesterday"), "'payload.timestamp'"),
+        (change_body(timestamp="2026-11-23T15:00:00Z"), "'payload.timestamp'"),  # the future
+        (change_body(custom_details={"blob": "x" * 70_000}), "'payload'"),
+        ({**change_body(), "links": [{"text": "no href"}]}, "'links[0].href'"),
+        ({**change_body(), "links": [{"href": " "}]}, "'links[0].href'"),
+        ({**change_body(), "links": "https://x.invalid"}, "'links'"),
+    ],
+)
+def test_invalid_change_events_name_the_field(data: dict[str, Any], field: str) -> None:
+    assert any(field in error for error in change_errors(data))
+
+
+@pytest.mark.parametrize("garbage", [b"{nope", b"[1, 2]", b"\xff\xfe", b"null", b'"text"', b""])
+def test_garbage_change_bodies_are_invalid_events(garbage: bytes) -> None:
+    with pytest.raises(PagerDutyError) as info:
+        parse_change(garbage, NOW)
+    assert info.value.errors and str(info.value).startswith("Event object is invalid")
 
 
 # --- Property: any input is either parsed or refused with our own error --------------------
@@ -408,3 +570,34 @@ def test_parsers_raise_only_their_own_errors(raw: bytes) -> None:
         check(parse_alertmanager(raw, NOW))
     with contextlib.suppress(PagerDutyError):
         check(parse_pagerduty(raw, NOW))
+    with contextlib.suppress(PagerDutyError):
+        found = parse_change(raw, NOW)
+        assert EVENT_ID.match(found.change_id) and 1 <= len(found.summary) <= 1024
+        assert found.occurred_at.tzinfo is UTC
+
+
+PD_CHANGE_LIKE = st.fixed_dictionaries(
+    {"routing_key": maybe(st.text(min_size=32, max_size=32))},
+    optional={
+        "payload": maybe(
+            st.fixed_dictionaries(
+                {"summary": maybe(st.text(min_size=1))},
+                optional={
+                    "source": maybe(st.text()),
+                    "timestamp": maybe(TIMES),
+                    "custom_details": JSON,
+                },
+            )
+        ),
+        "links": maybe(st.lists(st.fixed_dictionaries({"href": st.text()}))),
+    },
+)
+
+
+@PROPERTY
+@given(PD_CHANGE_LIKE.map(body))
+def test_change_parser_raises_only_its_own_error(raw: bytes) -> None:
+    with contextlib.suppress(PagerDutyError):
+        found = parse_change(raw, NOW)
+        assert EVENT_ID.match(found.change_id) and found.summary.strip()
+        assert found.occurred_at.tzinfo is UTC

@@ -136,7 +136,7 @@ def test_incident_of_refuses_short_subjects(subject: str) -> None:
 
 def test_stream_subjects_do_not_overlap() -> None:
     prefixes = [s.removesuffix(".>") for s in STREAM_SUBJECTS]
-    assert len(set(prefixes)) == len(prefixes) == 3
+    assert len(set(prefixes)) == len(prefixes) == 4
     assert all(s.endswith(".>") for s in STREAM_SUBJECTS)
 
 
