@@ -114,7 +114,14 @@ async def test_nats_alertmanager_intake(service: Service) -> None:
             "intake.alertmanager", fixture_bytes("alertmanager_firing.json"), timeout=5
         )
         types = [e["type"] for e in msgspec.json.decode(reply.data)["events"]]
-        assert types == ["incident.declared", "alert.fired", "alert.fired"]
+        # The two alerts share their runbook and graph: attached once, with the first.
+        assert types == [
+            "incident.declared",
+            "alert.fired",
+            "evidence.attached",
+            "evidence.attached",
+            "alert.fired",
+        ]
         bad = await nc.request("intake.alertmanager", b'{"version": "3"}', timeout=5)
         assert msgspec.json.decode(bad.data)["field"] == "version"
         # Fire and forget (no reply subject) is served too.
@@ -122,10 +129,15 @@ async def test_nats_alertmanager_intake(service: Service) -> None:
         await nc.flush()
     finally:
         await nc.close()
-    # Fire and forget has no answer to wait on: poll the log (5 incident events + 1 claim).
+    # Fire and forget has no answer to wait on: poll the log (5 incident events + 1 claim,
+    # then 2 resolves and the resolution they make: the group's alerts have all ended).
     for _ in range(200):
-        if await service.store.last_seq() == 6:
+        if await service.store.last_seq() == 9:
             break
         await asyncio.sleep(0.02)
     events = [s.event async for batch in service.store.read() for s in batch]
-    assert [msgspec.to_builtins(e)["type"] for e in events][-2:] == ["alert.resolved"] * 2
+    assert [msgspec.to_builtins(e)["type"] for e in events][-3:] == [
+        "alert.resolved",
+        "alert.resolved",
+        "incident.resolved",
+    ]

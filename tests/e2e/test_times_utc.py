@@ -299,6 +299,8 @@ async def test_naive_times_are_refused_naming_the_field(http: httpx.AsyncClient)
         [
             ("/v1/audit", "from"),
             ("/v1/audit", "to"),
+            ("/v1/changes", "from"),
+            ("/v1/changes", "to"),
             ("/v1/incidents", "as_of"),
             (f"/v1/incidents/{incident_id}/timeline", "as_of"),
             ("/v1/metrics/mttr", "from"),
