@@ -15,21 +15,8 @@ from projections import changes
 from services.api.guards import requires
 from services.api.state import AnyRequest, reader_of
 from services.auth import Permission
-from services.clock import to_utc
 from services.errors import ErrorKind, ServiceError
-from services.formats.instants import OUT_OF_RANGE
-
-
-def _utc(moment: datetime | None, field: str) -> datetime | None:
-    """A time from the query string, in UTC; without an offset it is refused, naming `field`."""
-    if moment is None:
-        return None
-    try:
-        return to_utc(moment)
-    except ValueError as exc:
-        raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
-    except OverflowError as exc:
-        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc
+from services.formats.instants import query_time
 
 
 @get("/v1/changes", guards=[requires(Permission.READ)], tags=["reads"])
@@ -43,7 +30,7 @@ async def list_changes(
     oldest first; at most `limit` (default 1,000; more than 10,000 gives 10,000)."""
     if limit < 1:
         raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
-    since, until = _utc(from_, "from"), _utc(to, "to")
+    since, until = query_time(from_, "from"), query_time(to, "to")
     reader = reader_of(request)
     rows = await reader.run(changes.between, since, until, limit)
     return {"changes": rows, "through_seq": reader.projector.changes_seq}

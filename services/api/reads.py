@@ -23,24 +23,11 @@ from projections import breaches, changes, metrics, postmortem, queries, sandbox
 from services.api.guards import principal_of, requires
 from services.api.state import AnyRequest, reader_of, store_of
 from services.auth import Permission
-from services.clock import to_utc
 from services.errors import ErrorKind, ServiceError
-from services.formats.instants import OUT_OF_RANGE
+from services.formats.instants import query_time
 from services.readmodels import Reader
 
 MAX_AUDIT_ENTRIES: Final = 10_000
-
-
-def _utc(moment: datetime | None, field: str) -> datetime | None:
-    """A time from the query string, in UTC; without an offset it is refused, naming `field`."""
-    if moment is None:
-        return None
-    try:
-        return to_utc(moment)
-    except ValueError as exc:
-        raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
-    except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
-        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc
 
 
 async def _fresh(reader: Reader, wait_for: int | None) -> None:
@@ -80,7 +67,7 @@ async def list_incidents(
     """
     reader = reader_of(request)
     args = (status, severity, service, include_closed)
-    as_of = _utc(as_of, "as_of")
+    as_of = query_time(as_of, "as_of")
     if as_of is not None:
         past = await _past(request, reader, None, as_of)
         return {"as_of": as_of, "incidents": await past.run(queries.list_incidents, as_of, *args)}
@@ -120,7 +107,7 @@ async def incident_timeline(
 ) -> dict[str, Any]:
     """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
     reader = reader_of(request)
-    as_of = _utc(as_of, "as_of")
+    as_of = query_time(as_of, "as_of")
     if as_of is not None:
         reader = await _past(request, reader, incident_id, as_of)
     else:
@@ -182,7 +169,7 @@ async def mttr(
             ErrorKind.INVALID, f"group_by is one of {', '.join(metrics.GROUPS)}", "group_by"
         )
     reader = reader_of(request)
-    rows = await reader.run(metrics.mttx, group_by, _utc(from_, "from"), _utc(to, "to"))
+    rows = await reader.run(metrics.mttx, group_by, query_time(from_, "from"), query_time(to, "to"))
     return {
         "group_by": group_by,
         "definitions_version": metrics.DEFINITIONS_VERSION,
@@ -234,7 +221,7 @@ async def audit(
     if limit < 1:
         raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
     reader = reader_of(request)
-    since, until = _utc(from_, "from"), _utc(to, "to")
+    since, until = query_time(from_, "from"), query_time(to, "to")
     rows = await reader.run(
         queries.audit, actor, type_, incident_id, since, until, min(limit, MAX_AUDIT_ENTRIES)
     )

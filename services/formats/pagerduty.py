@@ -208,6 +208,15 @@ def _routing_key_problems(routing_key: str) -> list[str]:
     return []
 
 
+def _summary_problems(summary: str) -> list[str]:
+    """`payload.summary`, required for triggers and changes alike (at most 1,024 characters)."""
+    if not summary.strip():
+        return ["'payload.summary' is missing or blank"]
+    if len(summary) > MAX_SHORT:
+        return [f"'payload.summary' must be at most {MAX_SHORT} characters long"]
+    return []
+
+
 def _pd_problems(event: _PdEvent) -> list[str]:
     errors = _routing_key_problems(event.routing_key)
     if event.event_action not in _PD_ACTIONS:
@@ -220,10 +229,7 @@ def _pd_problems(event: _PdEvent) -> list[str]:
         payload = event.payload
         if payload is None:
             return [*errors, "'payload' is missing"]
-        if not payload.summary.strip():
-            errors.append("'payload.summary' is missing or blank")
-        elif len(payload.summary) > MAX_SHORT:
-            errors.append(f"'payload.summary' must be at most {MAX_SHORT} characters long")
+        errors += _summary_problems(payload.summary)
         if not payload.source.strip():
             errors.append("'payload.source' is missing or blank")
         if payload.severity not in _PD_SEVERITIES:
@@ -298,10 +304,7 @@ def _change_problems(
     payload = event.payload
     if payload is None:
         return [*errors, "'payload' is missing"]
-    if not payload.summary.strip():
-        errors.append("'payload.summary' is missing or blank")
-    elif len(payload.summary) > MAX_SHORT:
-        errors.append(f"'payload.summary' must be at most {MAX_SHORT} characters long")
+    errors += _summary_problems(payload.summary)
     if len(payload.source) > MAX_SHORT:
         errors.append(f"'payload.source' must be at most {MAX_SHORT} characters long")
     if timestamp is not None and timestamp > received_at + MAX_CLOCK_SKEW:
