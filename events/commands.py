@@ -14,6 +14,7 @@ from events.schema import (
     AnyEvent,
     Audience,
     Category,
+    Channel,
     CommsKind,
     EvidenceKind,
     Hex,
@@ -25,6 +26,7 @@ from events.schema import (
     NoteKind,
     Outcome,
     Phase,
+    PostmortemStatus,
     Principal,
     Role,
     Severity,
@@ -130,6 +132,8 @@ class SendComms(Command, frozen=True, kw_only=True, tag="send_comms"):
     message: NonEmptyText
     status: Status | None = None
     next_update_at: UtcDatetime | None = None
+    channel: Channel | None = None
+    template: Name | None = None
 
 
 class AddNote(Command, frozen=True, kw_only=True, tag="add_note"):
@@ -160,6 +164,14 @@ class PublishPostmortem(Command, frozen=True, kw_only=True, tag="publish_postmor
     uri: Uri | None = None
     markdown: Annotated[str, Meta(max_length=48 * 1024)] | None = None
     summary: Text = ""
+    authors: tuple[Name, ...] = ()
+    status: PostmortemStatus = PostmortemStatus.FINAL
+
+
+class ReviewPostmortem(Command, frozen=True, kw_only=True, tag="review_postmortem"):
+    held_at: UtcDatetime
+    attendees: tuple[Name, ...] = ()
+    summary: Text = ""
 
 
 class AddActionItem(Command, frozen=True, kw_only=True, tag="add_action_item"):
@@ -167,6 +179,12 @@ class AddActionItem(Command, frozen=True, kw_only=True, tag="add_action_item"):
     title: Title
     owner: Name | None = None
     due: date | None = None
+    priority: Severity | None = None
+    ticket_url: Uri | None = None
+
+
+class StartActionItem(Command, frozen=True, kw_only=True, tag="start_action_item"):
+    item_id: Name
 
 
 class CompleteActionItem(Command, frozen=True, kw_only=True, tag="complete_action_item"):
@@ -247,7 +265,9 @@ AnyCommand: TypeAlias = (
     | Reopen
     | Close
     | PublishPostmortem
+    | ReviewPostmortem
     | AddActionItem
+    | StartActionItem
     | CompleteActionItem
     | RecordAlertFired
     | RecordAlertResolved

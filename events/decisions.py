@@ -39,7 +39,9 @@ from events.commands import (
     Reopen,
     Resolve,
     RetractEvent,
+    ReviewPostmortem,
     SendComms,
+    StartActionItem,
     StartMitigation,
     UpdateImpact,
 )
@@ -50,6 +52,8 @@ from events.schema import (
     MAX_TEXT,
     ActionItemAdded,
     ActionItemCompleted,
+    ActionItemStarted,
+    ActionStatus,
     AlertFired,
     AlertResolved,
     AnyEvent,
@@ -72,8 +76,10 @@ from events.schema import (
     IncidentStatusChanged,
     MitigationCompleted,
     MitigationStarted,
+    NotificationSent,
     Phase,
     PostmortemPublished,
+    PostmortemReviewed,
     Role,
     Severity,
     Status,
@@ -270,6 +276,21 @@ def admit(event: AnyEvent, state: Incident, known: Container[str] | None = None)
             if state.action_item(event.item_id) is not None:
                 return Rejected(f"action item {event.item_id} already exists")
             refusal = None
+        case ActionItemStarted():
+            item = state.action_item(event.item_id)
+            if item is None:
+                return Rejected(
+                    f"action item {event.item_id} does not exist", RejectionKind.NOT_FOUND
+                )
+            if item.status is not ActionStatus.TODO:  # started or done already: nothing to do
+                return []
+            refusal = None
+        case PostmortemReviewed():
+            if state.postmortem_published_at is None:
+                return Rejected("publish the postmortem before recording its review")
+            refusal = None
+        case NotificationSent():
+            refusal = None  # a record of what the notifier delivered: a fact, never refused
         case ActionItemCompleted():
             item = state.action_item(event.item_id)
             if item is None:
@@ -492,6 +513,10 @@ def decide(command: AnyCommand, state: Incident, known: Container[str] | None = 
             return admit(_event(PostmortemPublished, command), state)
         case AddActionItem():
             return admit(_event(ActionItemAdded, command), state)
+        case StartActionItem():
+            return admit(_event(ActionItemStarted, command), state)
+        case ReviewPostmortem():
+            return admit(_event(PostmortemReviewed, command), state)
         case CompleteActionItem():
             return admit(_event(ActionItemCompleted, command), state)
         case RecordAlertFired():

@@ -21,6 +21,7 @@ RESOLVED: Final = "incident.resolved"
 REOPENED: Final = "incident.reopened"
 CLOSED: Final = "incident.closed"
 POSTMORTEM: Final = "postmortem.published"
+REVIEWED: Final = "postmortem.reviewed"
 COMMS: Final = "comms.sent"
 # The declaration's own times a correction may move besides `occurred_at`.
 DETECTED_AT: Final = "detected_at"
@@ -43,6 +44,7 @@ class Fact(Struct, frozen=True, gc=False, omit_defaults=True):
     # (correction's event id, field, time).
     detected_at: datetime | None = None
     impact_started_at: datetime | None = None
+    reviewed_at: datetime | None = None  # a review's `held_at`
     field_fixes: tuple[tuple[str, str, datetime], ...] = ()
 
     @property

@@ -27,6 +27,7 @@ from events.facts import (
     POSTMORTEM,
     REOPENED,
     RESOLVED,
+    REVIEWED,
     Fact,
     Runs,
     appended,
@@ -39,6 +40,8 @@ from events.schema import (
     MONITORS,
     ActionItemAdded,
     ActionItemCompleted,
+    ActionItemStarted,
+    ActionStatus,
     AlertFired,
     AlertResolved,
     AnyEvent,
@@ -64,9 +67,12 @@ from events.schema import (
     MitigationAction,
     MitigationCompleted,
     MitigationStarted,
+    NotificationSent,
     Outcome,
     Phase,
     PostmortemPublished,
+    PostmortemReviewed,
+    PostmortemStatus,
     Role,
     Severity,
     Status,
@@ -88,7 +94,13 @@ class ActionItem(Struct, frozen=True, gc=False):
     title: str
     owner: str | None
     due: date | None
-    done: bool = False
+    status: ActionStatus = ActionStatus.TODO
+    priority: Severity | None = None
+    ticket_url: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status is ActionStatus.DONE
 
 
 class Incident(Struct, frozen=True, gc=False):
@@ -136,6 +148,9 @@ class Incident(Struct, frozen=True, gc=False):
     next_update_at: datetime | None = None
     action_items: tuple[ActionItem, ...] = ()
     postmortem_published_at: datetime | None = None
+    postmortem_status: PostmortemStatus | None = None  # the latest publication's
+    postmortem_authors: tuple[str, ...] = ()
+    postmortem_reviewed_at: datetime | None = None  # the first review meeting held
     reopen_count: int = 0
     open_status: Status | None = None  # the status while unresolved
     open_phase: Phase | None = None  # the phase while unresolved
@@ -233,6 +248,9 @@ def _settle(state: Incident) -> Incident:
         resolved_at=resolved_at,
         closed_at=first(CLOSED),
         postmortem_published_at=first(POSTMORTEM),
+        postmortem_reviewed_at=min(
+            (f.reviewed_at for f in live if f.kind == REVIEWED and f.reviewed_at), default=None
+        ),
         reopen_count=sum(1 for f in live if f.kind == REOPENED),
         comms_count=len(live_comms),
         first_comms_at=min((c.at for c in live_comms), default=None),
@@ -284,6 +302,8 @@ def _happened(state: Incident, event: AnyEvent, **changes: Any) -> Incident:
         extra = {"mitigation_id": event.mitigation_id, "outcome": event.outcome}
     elif isinstance(event, IncidentDeclared):
         extra = {"detected_at": event.detected_at, "impact_started_at": event.impact_started_at}
+    elif isinstance(event, PostmortemReviewed):
+        extra = {"reviewed_at": event.held_at}
     facts = (*state.facts, _fact(state, event, **extra))
     return _settle(_with(state, facts=facts, **changes))
 
@@ -357,6 +377,13 @@ def _retracted(state: Incident, target: str) -> Incident:
     return _amended(state, take_back)
 
 
+def _item_status(state: Incident, item_id: str, status: ActionStatus) -> tuple[ActionItem, ...]:
+    return tuple(
+        msgspec.structs.replace(a, status=status) if a.item_id == item_id else a
+        for a in state.action_items
+    )
+
+
 def _by_hand(state: Incident, event: AnyEvent) -> bool:
     """Whether the incident is taken over once `event` is applied: a person's (not a
     monitor's) status, phase or commander."""
@@ -395,7 +422,14 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             )
         case PostmortemPublished():
             phase = "resolved_phase" if state.is_resolved else "open_phase"
-            return _happened(state, event, **{phase: Phase.POSTMORTEM})
+            changes: dict[str, Any] = {
+                phase: Phase.POSTMORTEM,
+                "postmortem_status": event.status,
+                "postmortem_authors": event.authors or state.postmortem_authors,
+            }
+            return _happened(state, event, **changes)
+        case PostmortemReviewed():
+            return _happened(state, event)
         case IncidentSeverityChanged():
             return _with(state, severity=event.to)
         case IncidentStatusChanged():
@@ -405,8 +439,7 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             return _shown(_with(state, open_status=event.status, taken_over=_by_hand(state, event)))
         case IncidentPhaseChanged():
             phase = "resolved_phase" if state.is_resolved else "open_phase"
-            changes = {phase: event.phase, "taken_over": _by_hand(state, event)}
-            return _shown(_with(state, **changes))
+            return _shown(_with(state, **{phase: event.phase}, taken_over=_by_hand(state, event)))
         case IncidentRoleAssigned():
             others = tuple(pair for pair in state.roles if pair[0] is not event.role)
             taken = _by_hand(state, event) if event.role is Role.COMMANDER else state.taken_over
@@ -427,14 +460,21 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
         case AlertResolved():
             return _with(state, alerts_firing=state.alerts_firing - {event.fingerprint})
         case ActionItemAdded():
-            item = ActionItem(event.item_id, event.title, event.owner, event.due)
-            return _with(state, action_items=(*state.action_items, item))
-        case ActionItemCompleted():
-            items = tuple(
-                msgspec.structs.replace(a, done=True) if a.item_id == event.item_id else a
-                for a in state.action_items
+            item = ActionItem(
+                event.item_id,
+                event.title,
+                event.owner,
+                event.due,
+                priority=event.priority,
+                ticket_url=event.ticket_url,
             )
-            return _with(state, action_items=items)
+            return _with(state, action_items=(*state.action_items, item))
+        case ActionItemStarted():
+            return _with(
+                state, action_items=_item_status(state, event.item_id, ActionStatus.IN_PROGRESS)
+            )
+        case ActionItemCompleted():
+            return _with(state, action_items=_item_status(state, event.item_id, ActionStatus.DONE))
         case EventCorrected():
             return _corrected(_with(state), event)
         case EventRetracted():
@@ -442,7 +482,7 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             return _retracted(_with(state, retracted=retracted), event.target_event_id)
         case EvidenceAttached():
             return _with(state, links=state.links | {event.uri})
-        case IncidentNoteAdded():
+        case IncidentNoteAdded() | NotificationSent():
             return _with(state)
         case _:
             assert_never(event)

@@ -15,14 +15,17 @@ from events.upcasting import UpcastError, upcast
 
 # Re-exported: the log's vocabulary is part of its language, imported from here everywhere.
 from events.vocabulary import MONITORS as MONITORS
+from events.vocabulary import ActionStatus as ActionStatus
 from events.vocabulary import Audience as Audience
 from events.vocabulary import Category as Category
+from events.vocabulary import Channel as Channel
 from events.vocabulary import CommsKind as CommsKind
 from events.vocabulary import EvidenceKind as EvidenceKind
 from events.vocabulary import MitigationAction as MitigationAction
 from events.vocabulary import NoteKind as NoteKind
 from events.vocabulary import Outcome as Outcome
 from events.vocabulary import Phase as Phase
+from events.vocabulary import PostmortemStatus as PostmortemStatus
 from events.vocabulary import Role as Role
 from events.vocabulary import Severity as Severity
 from events.vocabulary import Source as Source
@@ -211,6 +214,9 @@ class CommsSent(Event, frozen=True, kw_only=True, tag="comms.sent"):
     message: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
     status: Status | None = None
     next_update_at: UtcDatetime | None = None
+    # Added with defaults (issue 13): where it went, and the template it was rendered from.
+    channel: Channel | None = None
+    template: Name | None = None
 
 
 class IncidentNoteAdded(Event, frozen=True, kw_only=True, tag="incident.note_added"):
@@ -241,6 +247,17 @@ class PostmortemPublished(Event, frozen=True, kw_only=True, tag="postmortem.publ
     uri: Uri | None = None
     markdown: Annotated[str, Meta(max_length=MAX_MARKDOWN)] | None = None
     summary: Text = ""
+    # Added with defaults (issue 13); a record from before was a published, final document.
+    authors: tuple[Name, ...] = ()
+    status: PostmortemStatus = PostmortemStatus.FINAL
+
+
+class PostmortemReviewed(Event, frozen=True, kw_only=True, tag="postmortem.reviewed"):
+    """The postmortem's review meeting was held (runbook 002: within a week)."""
+
+    held_at: UtcDatetime
+    attendees: tuple[Name, ...] = ()
+    summary: Text = ""
 
 
 class ActionItemAdded(Event, frozen=True, kw_only=True, tag="action_item.added"):
@@ -248,10 +265,32 @@ class ActionItemAdded(Event, frozen=True, kw_only=True, tag="action_item.added")
     title: Title
     owner: Name | None = None
     due: date | None = None
+    # Added with defaults (issue 13), as the runbooks' action-item tables have them.
+    priority: Severity | None = None
+    ticket_url: Uri | None = None
+
+
+class ActionItemStarted(Event, frozen=True, kw_only=True, tag="action_item.started"):
+    item_id: Name
 
 
 class ActionItemCompleted(Event, frozen=True, kw_only=True, tag="action_item.completed"):
     item_id: Name
+
+
+class NotificationSent(Event, frozen=True, kw_only=True, tag="notification.sent"):
+    """Who was told what, and when: one delivery of the notifier, recorded once delivered.
+
+    `target` names the route's destination for people (`#incidents`), never its secret URL.
+    """
+
+    obligation: Name  # what it was about: `next_update_due`, `ack_overdue`, an event type...
+    route: Name
+    channel: Name  # the delivery format: `slack`, `webhook`
+    target: Short = ""
+    delivery_id: Name
+    attempts: Annotated[int, Meta(ge=1)] = 1
+    message: Text = ""
 
 
 class EventCorrected(Event, frozen=True, kw_only=True, tag="event.corrected"):
@@ -293,8 +332,11 @@ AnyEvent: TypeAlias = (
     | IncidentReopened
     | IncidentClosed
     | PostmortemPublished
+    | PostmortemReviewed
     | ActionItemAdded
+    | ActionItemStarted
     | ActionItemCompleted
+    | NotificationSent
     | EventCorrected
     | EventRetracted
 )

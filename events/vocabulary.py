@@ -55,6 +55,7 @@ class Role(enum.StrEnum):
     SCRIBE = "scribe"
     TECH_LEAD = "tech_lead"
     LIAISON = "liaison"
+    PRODUCT_OWNER = "product_owner"  # issue 13
 
 
 class Audience(enum.StrEnum):
@@ -63,6 +64,18 @@ class Audience(enum.StrEnum):
     STATUS_PAGE = "status_page"
     CUSTOMERS = "customers"
     EXECUTIVES = "executives"
+
+
+class Channel(enum.StrEnum):
+    """Where a message went (issue 13), next to whom it was for (`Audience`)."""
+
+    SLACK = "slack"
+    EMAIL = "email"
+    STATUS_PAGE = "status_page"
+    SUPPORT_PORTAL = "support_portal"
+    SOCIAL = "social"
+    WAR_ROOM = "war_room"
+    OTHER = "other"
 
 
 class CommsKind(enum.StrEnum):
@@ -80,6 +93,11 @@ class MitigationAction(enum.StrEnum):
     TRAFFIC_SHIFT = "traffic_shift"
     DLQ_FLUSH = "dlq_flush"
     OTHER = "other"
+    # Added in issue 13: the runbooks' own words.
+    CONFIG_ROLLBACK = "config_rollback"
+    FIX_FORWARD = "fix_forward"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    CACHE_CLEAR = "cache_clear"
 
 
 class Outcome(enum.StrEnum):
@@ -93,6 +111,25 @@ class NoteKind(enum.StrEnum):
     DECISION = "decision"
     ROOT_CAUSE = "root_cause"
     IMPACT = "impact"
+    # Added in issue 13: the postmortem sections of the runbooks.
+    LESSON = "lesson"
+    WENT_WELL = "went_well"
+    WENT_WRONG = "went_wrong"
+    LUCKY = "lucky"
+    FIVE_WHYS = "five_whys"
+    PREVENTION = "prevention"
+
+
+class PostmortemStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    FINAL = "final"
+
+
+class ActionStatus(enum.StrEnum):
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
 
 
 class EvidenceKind(enum.StrEnum):

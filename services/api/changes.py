@@ -13,10 +13,9 @@ from litestar.params import FromQuery, QueryParameter
 
 from projections import changes
 from services.api.guards import requires
-from services.api.state import AnyRequest, reader_of
+from services.api.state import AnyRequest, query_time, reader_of
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError
-from services.formats.instants import query_time
 
 
 @get("/v1/changes", guards=[requires(Permission.READ)], tags=["reads"])

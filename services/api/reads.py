@@ -21,10 +21,9 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from projections import asof as asofs
 from projections import breaches, changes, metrics, postmortem, queries, sandbox
 from services.api.guards import principal_of, requires
-from services.api.state import AnyRequest, reader_of, store_of
+from services.api.state import AnyRequest, query_time, reader_of, store_of
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError
-from services.formats.instants import query_time
 from services.readmodels import Reader
 
 MAX_AUDIT_ENTRIES: Final = 10_000

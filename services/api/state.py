@@ -1,4 +1,5 @@
-"""What routes take from the running app: intake, clock, live read models, the log.
+"""What routes take from the running app (intake, clock, live read models, the log) and from
+the query string (times).
 
 Set once by `create_app`; read per request. The reader is looked up on every request because a
 replay may swap in a new generation at any moment: a request sees one generation, whole.
@@ -10,7 +11,9 @@ from typing import Any
 from litestar import Request
 
 from events.store import EventStore
-from services.clock import Clock
+from services.clock import Clock, to_utc
+from services.errors import ErrorKind, ServiceError
+from services.formats.instants import OUT_OF_RANGE
 from services.readmodels import LiveModels, Reader
 from services.write.intake import Intake
 
@@ -39,3 +42,15 @@ def reader_of(request: AnyRequest) -> Reader:
 def store_of(request: AnyRequest) -> EventStore:
     store: EventStore = request.app.state.store
     return store
+
+
+def query_time(moment: datetime | None, field: str) -> datetime | None:
+    """A time from a query string, in UTC; without an offset it is refused, naming `field`."""
+    if moment is None:
+        return None
+    try:
+        return to_utc(moment)
+    except ValueError as exc:
+        raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
+    except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc

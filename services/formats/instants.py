@@ -12,22 +12,9 @@ from typing import Final
 
 import msgspec
 
-from services.clock import to_utc
 from services.errors import ErrorKind, ServiceError
 
 OUT_OF_RANGE: Final = "is out of range in UTC: its offset moves it before year 1 or after 9999"
-
-
-def query_time(moment: datetime | None, field: str) -> datetime | None:
-    """A time from a query string, in UTC; without an offset it is refused, naming `field`."""
-    if moment is None:
-        return None
-    try:
-        return to_utc(moment)
-    except ValueError as exc:
-        raise ServiceError(ErrorKind.INVALID, str(exc), field) from exc
-    except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
-        raise ServiceError(ErrorKind.INVALID, OUT_OF_RANGE, field) from exc
 
 
 def require_utc(value: object, where: str = "") -> None:

@@ -22,6 +22,17 @@ def _json(value: object) -> Any:
     return json.loads(msgspec.json.encode(value, order="sorted"))
 
 
+def _as_recorded(name: str, value: object, expected: Any) -> object:
+    """An attribute in the shape `folded.json` recorded it. Action items gained a status in
+    issue 13 (`done` became a property of it): the recorded keys are compared, `done` too."""
+    if name == "action_items" and isinstance(value, tuple):
+        return [
+            {key: getattr(item, key) for key in recorded}
+            for item, recorded in zip(value, expected, strict=True)
+        ]
+    return value
+
+
 def _events() -> list[AnyEvent]:
     return [decode(raw) for raw in RECORDS]
 
@@ -60,5 +71,7 @@ def test_the_fold_is_what_it_was() -> None:
     events = _events()
     for incident_id, expected in FOLDED.items():
         state = fold(e for e in events if e.incident_id == incident_id)
-        found = {name: getattr(state, name) for name in expected}
+        found = {
+            name: _as_recorded(name, getattr(state, name), expected[name]) for name in expected
+        }
         assert _json(found) == expected, incident_id

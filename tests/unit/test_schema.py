@@ -45,6 +45,9 @@ CONTRACT_NAMES = {
     "alert.resolved",
     "incident.declared",
     "incident.impact_updated",
+    "postmortem.reviewed",
+    "action_item.started",
+    "notification.sent",
     "incident.acknowledged",
     "incident.severity_changed",
     "incident.status_changed",
@@ -104,7 +107,7 @@ def _stdlib_canonical(data: bytes) -> bytes:
 
 def test_type_names_are_exactly_the_contract_names() -> None:
     assert TYPE_NAMES == CONTRACT_NAMES
-    assert len(EVENT_TYPES) == len(CONTRACT_NAMES) == 24
+    assert len(EVENT_TYPES) == len(CONTRACT_NAMES) == 27
 
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=type_name)
