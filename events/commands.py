@@ -9,6 +9,7 @@ from typing import Annotated, TypeAlias
 
 from msgspec import Meta, Struct
 
+from events.escalation import NO_ESCALATION, EscalationPolicy
 from events.schema import (
     MAX_ESCALATION_LEVEL,
     AnyEvent,
@@ -106,10 +107,15 @@ class ReleaseRole(Command, frozen=True, kw_only=True, tag="release_role"):
 
 
 class Escalate(Command, frozen=True, kw_only=True, tag="escalate"):
-    # None: one level above the incident's current one.
+    # None: the next level of the incident's escalation path that can still fall due, else one
+    # above the current level (`decide`).
     level: Annotated[int, Meta(ge=1, le=MAX_ESCALATION_LEVEL)] | None = None
-    to: Name
+    # None: the target the path names for that level.
+    to: Name | None = None
     reason: Text = ""
+    # The policy's escalation paths, set by the service (never by a client): decide picks the
+    # incident's severity's path, as `RecordAlertResolved.auto_resolve` carries policy data.
+    escalation: EscalationPolicy = NO_ESCALATION
 
 
 class StartMitigation(Command, frozen=True, kw_only=True, tag="start_mitigation"):

@@ -454,6 +454,40 @@ def _alert_resolved(command: RecordAlertResolved, state: Incident) -> Decision:
     return _admit_all([*alert, resolution], state)
 
 
+def _escalate(command: Escalate, state: Incident) -> Decision:
+    """The level: the command's, else the next one of the incident's path that can still fall
+    due, else one above the current one (so a plain escalation never lowers it). The target:
+    the command's, else the one the path names for that level; none there is a conflict."""
+    if not state.declared or state.severity is None:
+        return _missing(command.incident_id)
+    refusal = _open(state, "escalate")
+    if refusal is not None:
+        return refusal
+    policy, severity, current = command.escalation, state.severity, state.escalation_level
+    acknowledged = state.acknowledged_at is not None
+    level = command.level or policy.next_level(severity, current, acknowledged) or current + 1
+    to = command.to
+    if to is None:
+        step = policy.level(severity, level)
+        if step is None:
+            return Rejected(_no_target(state, severity, level, len(policy.path(severity))))
+        to = step.to
+    return admit(_event(IncidentEscalated, command, level=level, to=to), state)
+
+
+def _no_target(state: Incident, severity: Severity, level: int, levels: int) -> str:
+    if levels == 0:
+        where = f"the policy has no escalation path for {severity}"
+    elif level == state.escalation_level + 1:
+        where = (
+            f"incident {state.incident_id} is at escalation level {state.escalation_level}, "
+            f"the top of the {severity} escalation path"
+        )
+    else:
+        where = f"the {severity} escalation path ends at level {levels}, below level {level}"
+    return f"{where}: say whom to escalate to (`to`)"
+
+
 def decide(command: AnyCommand, state: Incident, known: Container[str] | None = None) -> Decision:
     """`known`: the ids of the incident's events, to refuse amendments of others (see `admit`)."""
     match command:
@@ -490,9 +524,7 @@ def decide(command: AnyCommand, state: Incident, known: Container[str] | None = 
         case ReleaseRole():
             return admit(_event(IncidentRoleReleased, command), state)
         case Escalate():
-            # No level: one above the current one, so a plain escalation never lowers it.
-            level = command.level or state.escalation_level + 1
-            return admit(_event(IncidentEscalated, command, level=level), state)
+            return _escalate(command, state)
         case StartMitigation():
             return admit(_event(MitigationStarted, command), state)
         case CompleteMitigation():

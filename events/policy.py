@@ -17,8 +17,23 @@ import msgspec
 import yaml
 from msgspec import Struct
 
+from events.aliases import DEFAULT_SEVERITY_ALIASES, canonical_severity, parse_severity_aliases
 from events.durations import parse_duration
+from events.escalation import (
+    DEFAULT_ESCALATION,
+    EscalationError,
+    EscalationPolicy,
+    parse_escalation,
+)
+from events.notifications import (
+    NO_NOTIFICATIONS,
+    Notifications,
+    NotificationsError,
+    parse_notifications,
+)
 from events.schema import Category, Severity
+from events.teams import parse_teams
+from events.templates import DEFAULT_TEMPLATES, CommsTemplate, TemplateError, parse_templates
 
 _MIN: Final = 60.0
 _HOUR: Final = 3600.0
@@ -37,12 +52,13 @@ class Targets(Struct, frozen=True, kw_only=True):
     update_s: float | None = None
     resolve_s: float | None = None
     postmortem_s: float | None = None
+    # The postmortem review meeting, from the postmortem's first publication (issue 13).
+    review_s: float | None = None
 
 
 NO_TARGETS: Final = Targets()
 
 
-_SEVERITY_NAMES: Final = frozenset(s.value for s in Severity)
 _CATEGORY_NAMES: Final = frozenset(c.value for c in Category)
 
 
@@ -82,14 +98,22 @@ class AlertRules(Struct, frozen=True, kw_only=True):
         }
     )
     default_category: Category = Category.APPLICATION
+    # The policy's `severity_aliases` (copied by `parse_policy`): labels say `SEV-1` too.
+    severity_aliases: dict[str, Severity] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_ALIASES)
+    )
 
     def severity(self, labels: Mapping[str, str]) -> tuple[Severity, str | None]:
         """The severity and the raw label value it came from."""
         priority = labels.get(self.priority_label)
-        if priority is not None and priority.strip().upper() in _SEVERITY_NAMES:
-            return Severity(priority.strip().upper()), priority
+        named = canonical_severity(priority, self.severity_aliases) if priority else None
+        if named is not None:
+            return named, priority
         raw = labels.get(self.severity_label)
-        return self.severities.get((raw or "").strip().lower(), self.default_severity), raw
+        mapped = self.severities.get((raw or "").strip().lower())
+        if mapped is None and raw:
+            mapped = canonical_severity(raw, self.severity_aliases)
+        return mapped or self.default_severity, raw
 
     def category(self, labels: Mapping[str, str]) -> Category:
         for name in self.category_labels:
@@ -109,10 +133,28 @@ class Policy(Struct, frozen=True, kw_only=True):
     # Severities at which an incident opened by alerts resolves itself once all its alerts
     # have resolved (`auto_resolve = "alerts"`); the others wait for a person ("never").
     auto_resolve: frozenset[Severity] = frozenset(Severity)
+    # Escalation paths per severity (`[escalation]`, events.escalation): runbook 002's.
+    escalation: EscalationPolicy = DEFAULT_ESCALATION
+    # Comms templates by name (`[templates.NAME]`, events.templates): the runbooks' by default.
+    templates: dict[str, CommsTemplate] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_TEMPLATES)
+    )
+    # Where the notifier delivers what (`[notifications]`, events.notifications): no routes.
+    notifications: Notifications = NO_NOTIFICATIONS
+    # Words for severities (`[severity_aliases]`, events.aliases): SEV-n = P(n-1) by default.
+    severity_aliases: dict[str, Severity] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_ALIASES)
+    )
+    # Service -> team (`[teams]`, events.teams), for metrics by team.
+    teams: dict[str, str] = msgspec.field(default_factory=dict)
 
     def for_severity(self, severity: Severity | str) -> Targets:
         return self.targets.get(Severity(severity), NO_TARGETS)
 
+
+# Runbook 002: "schedule postmortem review (within 1 week)", for every severity that has a
+# postmortem (runbook 004's "meeting within 48 hours" is `review = "48h"` in a policy file).
+_REVIEW_S: Final = 7 * _DAY
 
 DEFAULT_POLICY: Final = Policy(
     version="default-1",
@@ -123,6 +165,7 @@ DEFAULT_POLICY: Final = Policy(
             update_s=15 * _MIN,
             resolve_s=2 * _HOUR,
             postmortem_s=24 * _HOUR,
+            review_s=_REVIEW_S,
         ),
         Severity.P1: Targets(
             ack_s=15 * _MIN,
@@ -130,6 +173,7 @@ DEFAULT_POLICY: Final = Policy(
             update_s=30 * _MIN,
             resolve_s=8 * _HOUR,
             postmortem_s=48 * _HOUR,
+            review_s=_REVIEW_S,
         ),
         Severity.P2: Targets(
             ack_s=1 * _HOUR,
@@ -137,6 +181,7 @@ DEFAULT_POLICY: Final = Policy(
             update_s=60 * _MIN,
             resolve_s=24 * _HOUR,
             postmortem_s=5 * _DAY,
+            review_s=_REVIEW_S,
         ),
         # DESIGN's "update: end of day" becomes 24 h: a clock-free rule that needs no team time
         # zone or working hours, and never asks for more than one update per day.
@@ -252,6 +297,10 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
         raise PolicyError("a policy is a table of severities (P0..P4), each a table of targets")
     targets = dict(base.targets)
     alerts = base.alerts
+    aliases, teams = base.severity_aliases, base.teams
+    templates = base.templates
+    notifications = base.notifications
+    escalation = base.escalation
     resolving = set(base.auto_resolve)
     if "auto_resolve" in document:
         everywhere = _auto_resolve(document["auto_resolve"], "auto_resolve")
@@ -264,14 +313,42 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
             continue
         if key == "auto_resolve":
             continue
+        if key == "notifications":
+            try:
+                notifications = parse_notifications(fields, notifications)
+            except NotificationsError as exc:
+                raise PolicyError(str(exc)) from None
+            continue
+        if key == "templates":
+            try:
+                templates = parse_templates(fields, templates)
+            except TemplateError as exc:
+                raise PolicyError(str(exc)) from None
+            continue
         if key == "alerts":
             alerts = _alert_rules(fields, alerts)
+            continue
+        if key == "escalation":
+            try:
+                escalation = parse_escalation(fields, escalation)
+            except EscalationError as exc:
+                raise PolicyError(str(exc)) from None
+            continue
+        if key in ("severity_aliases", "teams"):
+            try:
+                if key == "teams":
+                    teams = parse_teams(fields, teams)
+                else:
+                    aliases = parse_severity_aliases(fields, aliases)
+            except ValueError as exc:
+                raise PolicyError(str(exc)) from None
             continue
         try:
             severity = Severity(str(key).upper())
         except ValueError:
             raise PolicyError(
-                f"{key}: not a severity (use P0..P4, 'version', 'auto_resolve', 'alerts')"
+                f"{key}: not a severity (use P0..P4, 'version', 'auto_resolve', 'alerts', "
+                "'templates', 'escalation')"
             ) from None
         if not isinstance(fields, Mapping):
             raise PolicyError(f"{severity}: expected a table of targets, got {fields!r}")
@@ -290,7 +367,15 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
         current = targets.get(severity, NO_TARGETS)
         targets[severity] = msgspec.structs.replace(current, **changes)
     return Policy(
-        targets=targets, version=version, alerts=alerts, auto_resolve=frozenset(resolving)
+        targets=targets,
+        version=version,
+        alerts=msgspec.structs.replace(alerts, severity_aliases=aliases),
+        auto_resolve=frozenset(resolving),
+        severity_aliases=aliases,
+        teams=teams,
+        templates=templates,
+        notifications=notifications,
+        escalation=escalation,
     )
 
 

@@ -1,10 +1,10 @@
-"""Missed severity-policy targets and repeat incidents, over the read models (DESIGN 8).
+"""Missed obligations of the policy and repeat incidents, over the read models (DESIGN 8).
 
 The lifecycle facts are the folded incident's, shared with `projections.metrics` (`FACTS`):
 every response clock starts at the fold's detection (definitions version 2); the
-update cadence walks the comms in the `events` by the same rules (`effective_at`, retracted
-events ignored, resolved when the latest resolve/reopen is a resolve). Targets follow the
-CURRENT severity.
+update cadence and the promised updates walk the comms in the `events` by the same rules
+(`effective_at`, retracted events ignored, resolved when the latest resolve/reopen is a
+resolve). Targets and escalation paths follow the CURRENT severity.
 Unresolved incidents are judged against `now`; a breach is reported once per missed deadline.
 """
 
@@ -14,36 +14,75 @@ from typing import Any, Final
 import duckdb
 
 from events.policy import Policy
-from events.schema import Severity
+from events.schema import ActionStatus, Severity
+from projections import action_items
 from projections.metrics import FACTS, from_us, to_us
 
-KINDS: Final = ("ack", "first_comms", "update_cadence", "resolution", "postmortem")
+# Every kind, with what it means (README "Breaches"; `/metrics` counts open breaches by kind).
+MEANINGS: Final[dict[str, str]] = {
+    "ack": "not acknowledged within the severity's `ack` target from detection",
+    "first_comms": "no comms within the `first_comms` target from detection",
+    "update_cadence": (
+        "a gap between updates longer than the `update` target while unresolved; the cadence "
+        "runs from the first comms (from the declaration for a severity without a "
+        "`first_comms` target), so a missing first message is one breach, not two"
+    ),
+    "next_update_missed": (
+        "the `next_update_at` a comms promised passed without a newer comms while unresolved"
+    ),
+    "escalation": (
+        "a level of the severity's escalation path fell due (its `after` from detection, still "
+        "unacknowledged or unresolved as its `without` says) with no `incident.escalated` at "
+        "that level or higher by then: one breach per level"
+    ),
+    "resolution": "not resolved within the `resolve` target from detection",
+    "postmortem": "no postmortem published within the `postmortem` target from the resolution",
+    "postmortem_review_overdue": (
+        "no `postmortem.reviewed` within the `review` target from the postmortem's first "
+        "publication"
+    ),
+    "action_item_overdue": "an action item not done by the end of its due day (UTC)",
+}
+KINDS: Final = tuple(MEANINGS)
 REASONS: Final = ("service+category", "alertname")
 
 # Each obligation: the clock starts at `start_us`, stops at `stop_us` (the fact, or the end of
-# the obligation, or now); a breach when it ran longer than the target.
+# the obligation, or now); a breach when it ran longer than the target. `level` names the
+# escalation level, `item_id` the action item; NULL for the other kinds.
 _BREACHES: Final = """
 WITH facts AS ({facts}),
-policy (severity, ack, first_comms, upd, resolve, postmortem) AS (VALUES {policy}),
+policy (severity, ack, first_comms, upd, resolve, postmortem, review) AS (VALUES {policy}),
+levels AS ({levels}),
+reviews AS (
+    -- The fold's `postmortem_reviewed_at`: the earliest meeting held, retracted ones ignored.
+    SELECT incident_id, min(epoch_us(CAST(body ->> 'held_at' AS TIMESTAMPTZ))) AS reviewed_us
+    FROM events WHERE type = 'postmortem.reviewed' AND NOT retracted
+      AND (CAST($incident AS VARCHAR) IS NULL OR incident_id = $incident)
+    GROUP BY incident_id
+),
 inc AS (
-    SELECT f.*, i.severity, p.ack, p.first_comms, p.upd, p.resolve, p.postmortem,
+    SELECT f.*, i.severity, p.ack, p.first_comms, p.upd, p.resolve, p.postmortem, p.review,
+        r.reviewed_us,
         coalesce(f.resolved, false) AS is_resolved,
         NOT coalesce(f.resolved, false) AND f.closed_us IS NULL AS is_open,
         CASE WHEN f.resolved THEN f.last_res_us ELSE coalesce(f.closed_us, $now) END AS end_us
     FROM facts f
     JOIN incidents i USING (incident_id)
     JOIN policy p ON p.severity = i.severity
+    LEFT JOIN reviews r USING (incident_id)
     WHERE f.declared_us IS NOT NULL
       AND (CAST($incident AS VARCHAR) IS NULL OR f.incident_id = $incident)
 ),
 points AS (
-    -- The update cadence runs from the first comms, or from the declaration when the incident
-    -- has no comms at all, and from each reopening; a resolution stops it.
-    SELECT e.incident_id, e.seq, e.type, epoch_us(e.effective_at) AS t_us
+    -- Comms, resolutions and reopenings in effective time: the update cadence runs between
+    -- them (and from the declaration while there are no comms, for a severity whose first
+    -- message has no target of its own), a comms' promise until the next one.
+    SELECT e.incident_id, e.seq, e.type, epoch_us(e.effective_at) AS t_us,
+        epoch_us(CAST(e.body ->> 'next_update_at' AS TIMESTAMPTZ)) AS promise_us
     FROM events e JOIN inc USING (incident_id)
-    WHERE NOT e.retracted AND inc.upd IS NOT NULL
+    WHERE NOT e.retracted
       AND (e.type IN ('comms.sent', 'incident.resolved', 'incident.reopened')
-           OR (e.type = 'incident.declared' AND inc.comms = 0))
+           OR (e.type = 'incident.declared' AND inc.comms = 0 AND inc.first_comms IS NULL))
 ),
 marked AS (
     SELECT *, lead(t_us) OVER w AS next_us,
@@ -53,38 +92,108 @@ marked AS (
     WINDOW w AS (PARTITION BY incident_id ORDER BY t_us, seq
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
+escalated AS (
+    -- The fold's rule (`escalation_level`: the highest level named, retractions aside), so the
+    -- board, `decide` and these breaches agree on how far an incident was escalated.
+    SELECT e.incident_id, CAST(e.body ->> 'level' AS INTEGER) AS level,
+        epoch_us(e.effective_at) AS t_us
+    FROM events e JOIN inc USING (incident_id)
+    WHERE e.type = 'incident.escalated'
+),
+ladder AS (
+    -- Each level waits for its escalation (at that level or higher) until what it is about
+    -- happens: the acknowledgement or the resolution.
+    SELECT i.incident_id, i.severity, l.level, l.after_s, i.detected_us, i.is_open,
+        CASE WHEN l.without = 'ack' THEN coalesce(i.ack_us, i.end_us) ELSE i.end_us END
+            AS awaited_us,
+        l.without = 'resolution' OR i.ack_us IS NULL AS awaiting,
+        min(x.t_us) AS escalated_us
+    FROM inc i
+    JOIN levels l ON l.severity = i.severity
+    LEFT JOIN escalated x ON x.incident_id = i.incident_id AND x.level >= l.level
+    GROUP BY ALL
+),
+item_times AS (
+    SELECT e.incident_id, e.body ->> 'item_id' AS item_id,
+        min(epoch_us(e.effective_at)) FILTER (e.type = 'action_item.added') AS added_us,
+        min(epoch_us(e.effective_at)) FILTER (e.type = 'action_item.completed') AS done_us
+    FROM events e JOIN inc USING (incident_id)
+    WHERE e.type IN ('action_item.added', 'action_item.completed')
+    GROUP BY ALL
+),
+items AS (
+    -- The fold's action items (`action_items`), done at their first completion.
+    SELECT a.incident_id, a.item_id, a.status = '{done}' AS done, epoch_us(a.due_at) AS due_us,
+        least(t.added_us, epoch_us(a.due_at)) AS start_us, t.done_us, {overdue} AS overdue
+    FROM action_items a JOIN inc USING (incident_id)
+    LEFT JOIN item_times t ON t.incident_id = a.incident_id AND t.item_id = a.item_id
+    WHERE a.due_at IS NOT NULL
+),
 clocks AS (
     -- Acknowledgement, first comms and resolution run from detection (definitions version 2).
     SELECT incident_id, severity, 'ack' AS kind, ack AS target_s, detected_us AS start_us,
-        coalesce(ack_us, end_us) AS stop_us, is_open AS open
+        coalesce(ack_us, end_us) AS stop_us, is_open AS open,
+        CAST(NULL AS INTEGER) AS level, CAST(NULL AS VARCHAR) AS item_id
     FROM inc WHERE ack IS NOT NULL
     UNION ALL
     SELECT incident_id, severity, 'first_comms', first_comms, detected_us,
-        coalesce(first_comms_us, end_us), is_open
+        coalesce(first_comms_us, end_us), is_open, NULL, NULL
     FROM inc WHERE first_comms IS NOT NULL
     UNION ALL
-    SELECT incident_id, severity, 'resolution', resolve, detected_us, end_us, is_open
+    SELECT incident_id, severity, 'resolution', resolve, detected_us, end_us, is_open, NULL, NULL
     FROM inc WHERE resolve IS NOT NULL
     UNION ALL
     -- Still missing: judged against now and still growing, so open although resolved.
     SELECT incident_id, severity, 'postmortem', postmortem, last_res_us,
-        coalesce(postmortem_us, $now), postmortem_us IS NULL
+        coalesce(postmortem_us, $now), postmortem_us IS NULL, NULL, NULL
     FROM inc WHERE postmortem IS NOT NULL AND is_resolved
     UNION ALL
+    -- The review meeting, from the first publication (of any status: a draft is on the table).
+    SELECT incident_id, severity, 'postmortem_review_overdue', review, postmortem_us,
+        coalesce(reviewed_us, $now), reviewed_us IS NULL, NULL, NULL
+    FROM inc WHERE review IS NOT NULL AND postmortem_us IS NOT NULL
+    UNION ALL
     SELECT m.incident_id, i.severity, 'update_cadence', i.upd, m.t_us,
-        coalesce(m.next_us, $now), i.is_open
+        coalesce(m.next_us, $now), i.is_open, NULL, NULL
     FROM marked m JOIN inc i USING (incident_id)
-    WHERE m.phase <> 'incident.resolved' AND (m.next_us IS NOT NULL OR i.is_open)
+    WHERE i.upd IS NOT NULL AND m.phase <> 'incident.resolved'
+      AND (m.next_us IS NOT NULL OR i.is_open)
+    UNION ALL
+    -- A promise made while unresolved, kept by the next comms; a resolution releases it. A
+    -- promise dated before its own message is due at once.
+    SELECT m.incident_id, i.severity, 'next_update_missed',
+        CAST(m.promise_us - least(m.t_us, m.promise_us) AS DOUBLE) / 1e6,
+        least(m.t_us, m.promise_us), coalesce(m.next_us, i.end_us),
+        m.next_us IS NULL AND i.is_open, NULL, NULL
+    FROM marked m JOIN inc i USING (incident_id)
+    WHERE m.type = 'comms.sent' AND m.promise_us IS NOT NULL AND m.phase <> 'incident.resolved'
+    UNION ALL
+    SELECT incident_id, severity, 'escalation', after_s, detected_us,
+        least(awaited_us, coalesce(escalated_us, awaited_us)),
+        escalated_us IS NULL AND is_open AND awaiting, level, NULL
+    FROM ladder
+    UNION ALL
+    SELECT it.incident_id, i.severity, 'action_item_overdue',
+        CAST(it.due_us - it.start_us AS DOUBLE) / 1e6, it.start_us,
+        CASE WHEN it.done THEN coalesce(it.done_us, it.start_us) ELSE $now END, NOT it.done,
+        NULL, it.item_id
+    FROM items it JOIN inc i USING (incident_id)
+    -- Open items by `action_items`' own rule (overdue once the due day has ended), done ones
+    -- when they were done after it.
+    WHERE CASE WHEN it.done THEN it.done_us > it.due_us ELSE it.overdue END
 ),
 judged AS (
     SELECT *, CAST(round(target_s * 1e6) AS BIGINT) AS target_us FROM clocks
 )
 SELECT incident_id, severity, kind, target_s, CAST(stop_us - start_us AS DOUBLE) / 1e6,
-    start_us + target_us, open
+    start_us + target_us, open, level, item_id
 FROM judged
-WHERE stop_us - start_us > target_us AND (NOT $open_only OR open)
-ORDER BY start_us + target_us, incident_id, kind
+WHERE (stop_us - start_us > target_us OR kind = 'action_item_overdue')
+  AND (NOT $open_only OR open)
+ORDER BY start_us + target_us, incident_id, kind, level, item_id
 """
+
+_TARGETS: Final = ("ack_s", "first_comms_s", "update_s", "resolve_s", "postmortem_s", "review_s")
 
 
 def _policy_values(policy: Policy) -> tuple[str, dict[str, Any]]:
@@ -94,11 +203,29 @@ def _policy_values(policy: Policy) -> tuple[str, dict[str, Any]]:
         targets = policy.for_severity(severity)
         params[f"sev{n}"] = severity.value
         names = []
-        for field in ("ack_s", "first_comms_s", "update_s", "resolve_s", "postmortem_s"):
+        for field in _TARGETS:
             params[f"{field}{n}"] = getattr(targets, field)
             names.append(f"CAST(${field}{n} AS DOUBLE)")
         rows.append(f"($sev{n}, {', '.join(names)})")
     return ", ".join(rows), params
+
+
+def _levels(policy: Policy) -> tuple[str, dict[str, Any]]:
+    """The escalation paths as rows (severity, level, after_s, without); values as parameters."""
+    rows: list[str] = []
+    params: dict[str, Any] = {}
+    for severity in Severity:
+        for level, step in enumerate(policy.escalation.path(severity), start=1):
+            key = f"{severity.value}_{level}"
+            params |= {f"lsev_{key}": severity.value, f"lafter_{key}": step.after_s}
+            params[f"lwithout_{key}"] = step.without.value
+            rows.append(f"($lsev_{key}, {level}, CAST($lafter_{key} AS DOUBLE), $lwithout_{key})")
+    if not rows:
+        empty = "SELECT CAST(NULL AS VARCHAR) AS severity, CAST(NULL AS INTEGER) AS level, "
+        empty += "CAST(NULL AS DOUBLE) AS after_s, CAST(NULL AS VARCHAR) AS without WHERE false"
+        return empty, params
+    values = ", ".join(rows)
+    return f"SELECT * FROM (VALUES {values}) v(severity, level, after_s, without)", params
 
 
 def breaches(
@@ -108,27 +235,42 @@ def breaches(
     incident_id: str | None = None,
     open_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every missed target, earliest deadline first; `due_at` is the deadline that was missed.
+    """Every missed obligation, earliest deadline first; `due_at` is the deadline missed.
 
     `open`: the breach is judged against `now` (the incident is unresolved, or, for
-    `postmortem`, the postmortem is still missing); other breaches are settled facts.
+    `postmortem`, the postmortem is still missing, for an action item it is not done...);
+    other breaches are settled facts. `level` and `to` name the escalation level missed and
+    whom the policy escalates to there, `item_id` the overdue action item; None for others.
     """
     values, params = _policy_values(policy)
-    params |= {"now": to_us(now), "incident": incident_id, "open_only": open_only}
-    cur.execute(_BREACHES.format(facts=FACTS, policy=values), params)
-    return [
-        {
-            "incident_id": incident_id_,
-            "severity": severity,
-            "kind": kind,
-            "target_s": float(target_s),
-            "actual_s": float(actual_s),
-            "due_at": from_us(due_us),
-            "breached_at": from_us(due_us),
-            "open": bool(is_open),
-        }
-        for incident_id_, severity, kind, target_s, actual_s, due_us, is_open in cur.fetchall()
-    ]
+    levels, level_params = _levels(policy)
+    params |= level_params | {"now": to_us(now), "now_at": from_us(to_us(now) or 0)}
+    params |= {"incident": incident_id, "open_only": open_only}
+    overdue = action_items.overdue_sql("$now_at", "a")
+    sql = _BREACHES.format(
+        facts=FACTS, policy=values, levels=levels, overdue=overdue, done=ActionStatus.DONE.value
+    )
+    cur.execute(sql, params)
+    found = []
+    for row in cur.fetchall():
+        incident_id_, severity, kind, target_s, actual_s, due_us, is_open, level, item_id = row
+        step = policy.escalation.level(severity, level) if level is not None else None
+        found.append(
+            {
+                "incident_id": incident_id_,
+                "severity": severity,
+                "kind": kind,
+                "target_s": float(target_s),
+                "actual_s": float(actual_s),
+                "due_at": from_us(due_us),
+                "breached_at": from_us(due_us),
+                "open": bool(is_open),
+                "level": level,
+                "to": step.to if step is not None else None,
+                "item_id": item_id,
+            }
+        )
+    return found
 
 
 _REPEATS: Final = """

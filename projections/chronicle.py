@@ -24,6 +24,8 @@ _TEXT_FIELD: Final = {
     "incident.reopened": "reason",
     "incident.closed": "reason",
     "postmortem.published": "summary",
+    "postmortem.reviewed": "summary",
+    "notification.sent": "message",
 }
 # A declaration's own times an `event.corrected` may move: (correction field, body field).
 _DECLARED_TIMES: Final = (

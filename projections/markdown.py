@@ -53,11 +53,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def bullet(text: str, by: str) -> str:
-    """A list item whose continuation lines are indented, so the item never ends the list."""
+def bullet(text: str, by: str, marker: str = "-") -> str:
+    """A list item (`marker` "-", or "1." for a numbered list) whose continuation lines are
+    indented under its text, so the item never ends the list."""
+    indent = " " * (len(marker) + 1)
     first, *rest = prose(text).split("\n")
-    body = "\n".join([first, *(f"  {line}" if line else "" for line in rest)])
-    return f"- {body} — {by}"
+    body = "\n".join([first, *(f"{indent}{line}" if line else "" for line in rest)])
+    return f"{marker} {body} — {by}"
 
 
 def words(*parts: Any) -> str:

@@ -1,19 +1,25 @@
-"""MTTD, time to declare, MTTA, MTTM, MTTR over the read models (DESIGN 8), published.
+"""MTTD, time to declare, MTTA, MTTM, MTTR and the automation share over the read models
+(DESIGN 8), published.
 
 The facts are the folded incident's (`incidents`: the domain's `evolve` applies corrections and
 retractions and folds detection, so the board, `decide` and these figures agree), detection
-included: one concept, one place. Every figure is computed in DuckDB: one query per call.
+included: one concept, one place. Whether a mitigation was automated is in its
+`mitigation.started` only, so the automation share reads the `events` table by the same rules
+(`effective_at`, retracted events ignored). Every figure is computed in DuckDB: one query per
+call, grouped by one key or two at once (`projections.groups`).
 """
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import duckdb
 
-from projections.groups import GroupBy
+from projections.groups import GroupBy, parse_group_by
 
 # Version 2 (issue 12): every response clock starts at detection, as the runbooks measure.
-DEFINITIONS_VERSION: Final = "2"
+# Version 3 (issue 13): groups by team and by two keys at once; the automation share.
+DEFINITIONS_VERSION: Final = "3"
 
 DEFINITIONS: Final[dict[str, str]] = {
     "declared_at": (
@@ -77,13 +83,31 @@ DEFINITIONS: Final[dict[str, str]] = {
         "incident with two services counts in both; one without services in '(none)'; "
         "region: each region of the incident's impact statement (the latest not retracted: "
         "the declaration's impact or incident.impact_updated), so an incident in two regions "
-        "counts in both; one without regions or without an impact statement in '(none)'."
+        "counts in both; one without regions or without an impact statement in '(none)'; "
+        "team: the team of each of the incident's services by the policy's [teams] table, "
+        "each team once per incident (two services of one team count once), a service "
+        "without a team and an incident without services in '(none)'. Two keys at once "
+        "(group_by=severity,month): one row per pair of values that occurs; each row's "
+        "'groups' names both values and 'group' joins them with ' / '."
+    ),
+    "automation": (
+        "Per group: 'started': incidents with a mitigation.started whose automated is true "
+        "(not retracted); 'succeeded': of those, incidents where such a mitigation's outcome "
+        "is succeeded (a mitigation's outcome is its latest mitigation.completed in log order "
+        "that is not retracted); 'mitigated': incidents with a first successful mitigation "
+        "(those MTTM counts); 'first_automated': of those, incidents whose first successful "
+        "mitigation (the mitigation.completed with outcome succeeded that MTTM ends at: "
+        "earliest effective time, then log order) was started with automated true; 'share': "
+        "first_automated / mitigated, null when mitigated is 0. Runbook 001's "
+        "incident_auto_remediation_rate."
     ),
 }
 
 METRICS: Final = ("mttd", "time_to_declare", "mtta", "mttm", "mttr")
+AUTOMATION: Final = ("started", "succeeded", "mitigated", "first_automated")
 NO_SERVICE: Final = "(none)"
 NO_REGION: Final = NO_SERVICE
+NO_TEAM: Final = NO_SERVICE
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Trusted fragments only: the group key is chosen from this table, never formatted from input.
@@ -98,6 +122,12 @@ _GROUP_KEYS: Final[dict[GroupBy, str]] = {
     GroupBy.REGION: (
         "unnest(CASE WHEN len(coalesce(impact_regions, [])) = 0 THEN ['" + NO_REGION + "'] "
         "ELSE list_distinct(impact_regions) END)"
+    ),
+    # `team_of`: the policy's service -> team map, a one-row CTE of the query (`_TEAMS`).
+    GroupBy.TEAM: (
+        "unnest(CASE WHEN len(services) = 0 THEN ['" + NO_TEAM + "'] "
+        "ELSE list_distinct(list_transform(services, "
+        "lambda svc: coalesce(team_of[svc], '" + NO_TEAM + "'))) END)"
     ),
 }
 if _unkeyed := [g.value for g in GroupBy if g not in _GROUP_KEYS]:
@@ -154,41 +184,115 @@ def _clamped(to_us: str, from_us: str) -> str:
     )
 
 
+# Whether each incident's mitigations were automated, from the events (the fold keeps no
+# such flag), for the selected incidents only: each body is parsed once, in one pass.
+_AUTOMATION: Final = """
+mitigations AS MATERIALIZED (
+    SELECT incident_id, type, seq, effective_at, fields[1] AS mitigation_id,
+        coalesce(CAST(fields[2] AS BOOLEAN), false) AS automated, fields[3] AS outcome
+    FROM (
+        SELECT *, json_extract_string(body, ['$.mitigation_id', '$.automated', '$.outcome'])
+            AS fields
+        FROM events
+        WHERE type IN ('mitigation.started', 'mitigation.completed') AND NOT retracted
+          AND incident_id IN (SELECT incident_id FROM selected)
+    )
+),
+per_mitigation AS (
+    -- Its outcome is its latest completion (as the fold's); `first_ok` its first success.
+    SELECT incident_id, mitigation_id,
+        bool_or(automated) FILTER (WHERE type = 'mitigation.started') AS automated,
+        arg_max(outcome, seq) FILTER (WHERE type = 'mitigation.completed') AS outcome,
+        min((effective_at, seq)) FILTER (
+            WHERE type = 'mitigation.completed' AND outcome = 'succeeded'
+        ) AS first_ok
+    FROM mitigations GROUP BY ALL
+),
+automation AS (
+    -- The first success is the one MTTM ends at: earliest effective time, then log order.
+    SELECT incident_id, coalesce(bool_or(automated), false) AS auto_started,
+        coalesce(bool_or(automated AND outcome = 'succeeded'), false) AS auto_succeeded,
+        coalesce(arg_min(coalesce(automated, false), first_ok), false) AS first_automated
+    FROM per_mitigation GROUP BY ALL
+)
+"""
+_TEAMS: Final = "team_map AS (SELECT MAP(CAST($team_services AS VARCHAR[]), " + (
+    "CAST($team_names AS VARCHAR[])) AS team_of)"
+)
+
+
 def mttx(
     cur: duckdb.DuckDBPyConnection,
-    group_by: str,
+    group_by: str | Sequence[GroupBy],
     since: datetime | None = None,
     until: datetime | None = None,
+    teams: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per group: incident count and count/mean/p50/p90/max seconds of each metric."""
-    try:
-        group_key = _GROUP_KEYS[GroupBy(group_by)]
-    except ValueError:
-        raise ValueError(f"group_by is one of {', '.join(GroupBy)}, not {group_by!r}") from None
+    """Per group: incident count, count/mean/p50/p90/max seconds of each metric, and the
+    automation counts and share.
+
+    `group_by`: one key or two (`"severity,month"`, ValueError otherwise); `teams`: the
+    policy's service -> team map, for `team`.
+    """
+    keys = parse_group_by(group_by if isinstance(group_by, str) else ",".join(group_by))
+    grouped = "durations"
+    steps = []
+    for n, key in enumerate(keys):
+        # One key per step: two unnests in one SELECT would pair lists up, not cross them.
+        steps.append(
+            f"g{n} AS (SELECT {_GROUP_KEYS[key]} AS grp{n}, g.* FROM {grouped} g, team_map)"
+        )
+        grouped = f"g{n}"
+    columns = ", ".join(f"grp{n}" for n in range(len(keys)))
     sql = f"""
     WITH facts AS ({FACTS}),
+    selected AS (
+        SELECT * FROM facts
+        WHERE declared_us IS NOT NULL
+          AND (CAST($since AS BIGINT) IS NULL OR declared_us >= $since)
+          AND (CAST($until AS BIGINT) IS NULL OR declared_us < $until)
+    ),
+    {_TEAMS},
+    {_AUTOMATION},
     durations AS (
         SELECT f.declared_us, i.severity, i.category, i.services, i.impact_regions,
             {_clamped("f.detected_us", "f.impact_us")} AS mttd,
             {_clamped("f.declared_us", "f.detected_us")} AS time_to_declare,
             {_clamped("f.ack_us", "f.detected_us")} AS mtta,
             {_clamped("f.mitigated_us", "f.detected_us")} AS mttm,
-            CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.detected_us")} END AS mttr
-        FROM facts f JOIN incidents i USING (incident_id)
-        WHERE f.declared_us IS NOT NULL
-          AND (CAST($since AS BIGINT) IS NULL OR f.declared_us >= $since)
-          AND (CAST($until AS BIGINT) IS NULL OR f.declared_us < $until)
+            CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.detected_us")} END AS mttr,
+            coalesce(a.auto_started, false) AS auto_started,
+            coalesce(a.auto_succeeded, false) AS auto_succeeded,
+            f.mitigated_us IS NOT NULL AS mitigated,
+            f.mitigated_us IS NOT NULL AND coalesce(a.first_automated, false) AS auto_first
+        FROM selected f JOIN incidents i USING (incident_id)
+        LEFT JOIN automation a USING (incident_id)
     ),
-    grouped AS (SELECT {group_key} AS grp, * FROM durations)
-    SELECT grp, count(*), {", ".join(_stat(m) for m in METRICS)}
-    FROM grouped GROUP BY grp ORDER BY grp
+    {", ".join(steps)}
+    SELECT {columns}, count(*), {", ".join(_stat(m) for m in METRICS)},
+        count_if(auto_started), count_if(auto_succeeded), count_if(mitigated),
+        count_if(auto_first)
+    FROM {grouped} GROUP BY {columns} ORDER BY {columns}
     """
-    cur.execute(sql, {"since": to_us(since), "until": to_us(until)})
+    team_map = dict(teams or {})
+    params = {
+        "since": to_us(since),
+        "until": to_us(until),
+        "team_services": list(team_map),
+        "team_names": list(team_map.values()),
+    }
+    cur.execute(sql, params)
     rows: list[dict[str, Any]] = []
+    width = len(keys)
     for row in cur.fetchall():
-        out: dict[str, Any] = {"group": str(row[0]), "count": int(row[1])}
+        values = [str(value) for value in row[:width]]
+        out: dict[str, Any] = {
+            "group": " / ".join(values),
+            "groups": {key.value: value for key, value in zip(keys, values, strict=True)},
+            "count": int(row[width]),
+        }
         for index, metric in enumerate(METRICS):
-            count, mean, p50, p90, top = row[2 + 5 * index : 7 + 5 * index]
+            count, mean, p50, p90, top = row[width + 1 + 5 * index : width + 6 + 5 * index]
             out[metric] = {
                 "count": int(count),
                 "mean_s": _float(mean),
@@ -196,6 +300,11 @@ def mttx(
                 "p90_s": _float(p90),
                 "max_s": _float(top),
             }
+        counts = [int(n) for n in row[width + 1 + 5 * len(METRICS) :]]
+        automation: dict[str, Any] = dict(zip(AUTOMATION, counts, strict=True))
+        mitigated, first = automation["mitigated"], automation["first_automated"]
+        automation["share"] = first / mitigated if mitigated else None
+        out["automation"] = automation
         rows.append(out)
     return rows
 

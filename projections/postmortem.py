@@ -3,23 +3,23 @@
 `draft` is pure over the rows of `queries.get_incident` and `queries.timeline` and the severity
 policy: no clock, no I/O, so one log always gives the same bytes. Times follow the metrics'
 rules through `projections.chronicle`; `projections.markdown` keeps authored text inert. How each
-event reads is `projections.wording`'s; the response metrics section is `projections.measures`'.
+event reads is `projections.wording`'s; the response metrics section is `projections.measures`',
+the sections people write from their notes (runbooks' templates) `projections.retrospective`'s.
 """
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import duckdb
 
 from events.policy import Policy
-from projections import chronicle, queries, wording
+from projections import chronicle, queries, retrospective, wording
 from projections.chronicle import Entry, Facts, Row
-from projections.markdown import because, bullet, cell, heading, humanize, prose, table, when, words
+from projections.markdown import because, cell, heading, humanize, prose, table, when, words
 from projections.measures import response_metrics
-from projections.wording import NOT_YET, ROLES
-
-TO_BE_WRITTEN: Final = "_To be written_"
+from projections.retrospective import notes
+from projections.wording import NOT_YET, ROLES, TO_BE_WRITTEN
 
 
 def _moment(event: Entry | None) -> str:
@@ -93,9 +93,7 @@ def _metadata(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
         if e.type == "incident.escalated"
     ]
     rows.append(("Escalation", "; ".join(escalations) or "_not escalated_"))
-    if facts.postmortem is not None:
-        where = cell(facts.postmortem.body.get("uri") or "inline Markdown")
-        rows.append(("Published postmortem", f"{where} ({when(facts.postmortem.at)})"))
+    rows += retrospective.header(live)
     return table(["Field", "Value"], rows)
 
 
@@ -169,18 +167,7 @@ def _impact(incident: Row, live: Sequence[Entry], facts: Facts) -> list[str]:
     elif by is not None:
         how = "updated" if by.type == "incident.impact_updated" else "declared"
         lines += [f"_Impact as {how} by {cell(wording.by(by))}, {when(by.at)}._", ""]
-    return lines + _notes(live, "impact", TO_BE_WRITTEN if impact is None else "_No impact notes._")
-
-
-def _notes(live: Iterable[Entry], kind: str, empty: str) -> list[str]:
-    notes = [
-        bullet(
-            str(e.body.get("text")), f"{wording.by(e)}, {when(e.at)}" + " (corrected)" * e.corrected
-        )
-        for e in live
-        if e.type == "incident.note_added" and e.body.get("kind", "note") == kind
-    ]
-    return notes or [empty]
+    return lines + notes(live, "impact", TO_BE_WRITTEN if impact is None else "_No impact notes._")
 
 
 def _timeline(timeline: Sequence[Entry]) -> list[str]:
@@ -236,6 +223,7 @@ def _comms(live: Sequence[Entry]) -> list[str]:
     rows = [
         [
             cell(e.body.get("audience")),
+            cell(e.body.get("channel")),
             cell(e.body.get("kind")),
             when(e.at),
             cell(e.body.get("status")),
@@ -244,7 +232,7 @@ def _comms(live: Sequence[Entry]) -> list[str]:
         for e in live
         if e.type == "comms.sent"
     ]
-    headers = ["Audience", "Kind", "Sent (UTC)", "Status", "Message"]
+    headers = ["Audience", "Channel", "Kind", "Sent (UTC)", "Status", "Message"]
     body = table(headers, rows) if rows else ["_No communications sent._"]
     return ["## Communications", "", *body]
 
@@ -273,26 +261,6 @@ def _evidence(timeline: Sequence[Entry], live: Sequence[Entry]) -> list[str]:
     return [*lines, "", "Trace ids seen on events:", "", *(traces or ["_None._"])]
 
 
-def _action_items(live: Sequence[Entry]) -> list[str]:
-    done = {str(e.body.get("item_id")): e for e in live if e.type == "action_item.completed"}
-    rows = []
-    for e in live:
-        if e.type != "action_item.added":
-            continue
-        finished = done.get(str(e.body.get("item_id")))
-        rows.append(
-            [
-                cell(e.body.get("item_id")),
-                cell(e.body.get("title")),
-                cell(e.body.get("owner")) or "_unassigned_",
-                cell(e.body.get("due")),
-                f"done ({when(finished.at)})" if finished else "open",
-            ]
-        )
-    headers = ["Id", "Action", "Owner", "Due", "State"]
-    return ["## Action items", "", *(table(headers, rows) if rows else ["_None yet._"])]
-
-
 def draft(incident: Row, events: list[Row], policy: Policy) -> str:
     """The postmortem of `incident` (a `queries.get_incident` row) from its timeline rows."""
     timeline = chronicle.entries(events)
@@ -309,21 +277,13 @@ def draft(incident: Row, events: list[Row], policy: Policy) -> str:
         response_metrics(incident, live, facts, policy),
         _mitigations(live),
         _comms(live),
-        [
-            "## Root cause and decisions",
-            "",
-            "### Root cause",
-            "",
-            *_notes(live, "root_cause", TO_BE_WRITTEN),
-            "",
-            "### Decisions",
-            "",
-            *_notes(live, "decision", "_None recorded._"),
-        ],
-        ["## Other notes", "", *_notes(live, "note", "_None._")],
-        ["## Lessons learned", "", TO_BE_WRITTEN],
+        retrospective.analysis(live),
+        retrospective.lessons(live),
+        retrospective.prevention(live),
+        ["## Other notes", "", *notes(live, "note", "_None._")],
         _evidence(timeline, live),
-        _action_items(live),
+        retrospective.action_items(live),
+        retrospective.review(live),
         [
             "---",
             "",

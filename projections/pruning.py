@@ -132,6 +132,7 @@ def refold(cur: duckdb.DuckDBPyConnection, touched: set[str]) -> rows.States:
     retention.forget_partial(cur, sorted(touched - (states.keys() - whole)))
     # Derived columns start over: an expired correction no longer applies.
     cur.execute("DELETE FROM alerts WHERE incident_id IN (SELECT unnest(?))", ids)
+    cur.execute("DELETE FROM action_items WHERE incident_id IN (SELECT unnest(?))", ids)
     cur.execute(
         "UPDATE events SET effective_at = occurred_at, retracted = false "
         "WHERE incident_id IN (SELECT unnest(?))",

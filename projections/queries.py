@@ -7,11 +7,13 @@ Functions take a DuckDB cursor (one per reader: DESIGN 12, a second `execute` on
 connection cuts the first result off) and return plain rows for the API and CLI.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import duckdb
 import msgspec
+
+from events.policy import DEFAULT_POLICY, Policy
 
 _INCIDENT_COLUMNS: Final = """
     incident_id, title, severity, category, services, status, phase, opened_at, detected_at,
@@ -41,7 +43,23 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def _incident(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+def next_escalation(row: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
+    """The open incident's next escalation due (`EscalationPolicy.next_level`): the level, whom
+    to bring in, when (from detection) and what it waits for; None when resolved, closed or at
+    the end of its path. A `due_at` in the past is overdue: the `escalation` breach says so."""
+    if row["resolved_at"] is not None or row["closed_at"] is not None or not row["severity"]:
+        return None
+    paths = policy.escalation
+    acknowledged = row["acknowledged_at"] is not None
+    level = paths.next_level(row["severity"], row["escalation_level"], acknowledged)
+    step = paths.level(row["severity"], level) if level is not None else None
+    if step is None or row["detected_at"] is None:
+        return None
+    due_at = row["detected_at"] + timedelta(seconds=step.after_s)
+    return {"level": level, "to": step.to, "due_at": due_at, "without": step.without.value}
+
+
+def _incident(row: dict[str, Any], now: datetime, policy: Policy) -> dict[str, Any]:
     row["roles"] = msgspec.json.decode(row["roles"])
     impact = {key: row.pop(column) for column, key in _IMPACT.items()}
     # Lists are never NULL in a statement: all NULL means the incident has none.
@@ -49,6 +67,7 @@ def _incident(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     row["acknowledged"] = row["acknowledged_at"] is not None
     end = row["resolved_at"] or now
     row["age_s"] = (end - row["opened_at"]).total_seconds()
+    row["next_escalation"] = next_escalation(row, policy)
     return row
 
 
@@ -60,8 +79,10 @@ def list_incidents(
     service: str | None = None,
     include_closed: bool = False,
     limit: int = 500,
+    policy: Policy = DEFAULT_POLICY,
 ) -> list[dict[str, Any]]:
-    """The status board: open incidents (unless `include_closed`), most severe first."""
+    """The status board: open incidents (unless `include_closed`), most severe first, each
+    with its `next_escalation` on `policy`'s path."""
     source = "status_board" if not include_closed and status is None else "incidents"
     where = ["TRUE"]
     params: list[Any] = []
@@ -79,17 +100,20 @@ def list_incidents(
         "ORDER BY severity, opened_at DESC LIMIT ?",
         [*params, limit],
     )
-    return [_incident(row, now) for row in _rows(cur)]
+    return [_incident(row, now, policy) for row in _rows(cur)]
 
 
 def get_incident(
-    cur: duckdb.DuckDBPyConnection, incident_id: str, now: datetime
+    cur: duckdb.DuckDBPyConnection,
+    incident_id: str,
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
 ) -> dict[str, Any] | None:
     cur.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE incident_id = ?", [incident_id])
     rows = _rows(cur)
     if not rows:
         return None
-    incident = _incident(rows[0], now)
+    incident = _incident(rows[0], now, policy)
     cur.execute(
         "SELECT fingerprint, alertname, severity, firing, starts_at, ends_at FROM alerts "
         "WHERE incident_id = ? ORDER BY first_seq",

@@ -32,6 +32,7 @@ COMPARED: Final = {
     "events": "seq",
     "incidents": "incident_id",
     "alerts": "incident_id, fingerprint",
+    "action_items": "incident_id, position",
     "partial_incidents": "incident_id",
     "quarantine": "seq",
 }

@@ -22,6 +22,7 @@ from events.schema import (
     Role,
     type_name,
 )
+from projections import action_items
 
 # Folded states per incident: (state, first sequence, last sequence).
 States = dict[str, tuple[Incident, int, int]]
@@ -133,6 +134,14 @@ def save(cur: duckdb.DuckDBPyConnection, states: States) -> None:
     rows = [incident_row(st, first, last) for st, first, last in states.values() if st.declared]
     if rows:
         append(cur, "incidents", rows, action="upsert")
+    # Each incident's action items replaced whole: the fold's list is the truth (partial
+    # incidents have none on show, as they have no row).
+    cur.execute(
+        "DELETE FROM action_items WHERE incident_id IN (SELECT unnest(?))", [sorted(states)]
+    )
+    items = [row for st, _, _ in states.values() if st.declared for row in action_items.rows(st)]
+    if items:
+        append(cur, "action_items", items)
     partial = [
         (incident_id, first, last, _encode(st))
         for incident_id, (st, first, last) in states.items()

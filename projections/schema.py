@@ -18,9 +18,11 @@ import duckdb
 # 5: `detected_at` is the effective detection (issue 12: the earliest of the first alert's start,
 # the declaration's corrected detected_at and the declaration); the impact statement's columns,
 # `alerts_truncated`, `alert_opened`, `taken_over`: folded again, older states lack them.
-SCHEMA_VERSION: Final = 5
+# 6: the `action_items` table (issue 13), one row per action item of the fold: folded again to
+# fill it.
+SCHEMA_VERSION: Final = 6
 # Files older than this hold folded states this version folds differently.
-FOLDED_SINCE: Final = 5
+FOLDED_SINCE: Final = 6
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -108,6 +110,22 @@ CREATE TABLE IF NOT EXISTS quarantine (
     subject VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     raw BLOB NOT NULL
+);
+-- The fold's action items (`projections.action_items`), in the order they were added
+-- (`position`). `due_at`: the end of the due day in UTC, when a not-done item becomes overdue.
+-- No primary key: the fold is total, and a log holding an item id twice must not stop the
+-- projector (`rows.save` replaces an incident's rows whole).
+CREATE TABLE IF NOT EXISTS action_items (
+    incident_id VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    title VARCHAR NOT NULL,
+    owner VARCHAR,
+    due DATE,
+    due_at TIMESTAMPTZ,
+    priority VARCHAR,
+    status VARCHAR NOT NULL,
+    ticket_url VARCHAR
 );
 """
 

@@ -11,6 +11,7 @@ from projections.chronicle import Entry
 from projections.markdown import because, when, words
 
 NOT_YET: Final = "_not yet_"  # a moment that has not come (yet)
+TO_BE_WRITTEN: Final = "_To be written_"  # a section people write, for which no note exists
 ROLES: Final = {
     "commander": "Incident Commander",
     "ops": "Operations Lead",
@@ -18,6 +19,7 @@ ROLES: Final = {
     "scribe": "Scribe",
     "tech_lead": "Technical Lead",
     "liaison": "Liaison",
+    "product_owner": "Product Owner",
 }
 _LABELS: Final = {
     "alert.fired": "Alert fired",
@@ -39,12 +41,25 @@ _LABELS: Final = {
     "incident.reopened": "Reopened",
     "incident.closed": "Closed",
     "postmortem.published": "Postmortem published",
+    "postmortem.reviewed": "Postmortem reviewed",
     "action_item.added": "Action item added",
+    "action_item.started": "Action item started",
     "action_item.completed": "Action item completed",
+    "notification.sent": "Notification sent",
     "event.corrected": "Correction",
     "event.retracted": "Retraction",
 }
-_NOTES: Final = {"decision": "Decision", "root_cause": "Root cause", "impact": "Impact"}
+_NOTES: Final = {
+    "decision": "Decision",
+    "root_cause": "Root cause",
+    "impact": "Impact",
+    "lesson": "Lesson",
+    "went_well": "Went well",
+    "went_wrong": "Went wrong",
+    "lucky": "Lucky",
+    "five_whys": "Five whys",
+    "prevention": "Prevention",
+}
 
 
 def attribution(actor: str, principal: str | None, role: str | None) -> str:
@@ -132,7 +147,8 @@ def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
             return because(f"{b.get('mitigation_id')} {b.get('outcome')}", b.get("details"))
         case "comms.sent":
             status = f" ({b['status']})" if b.get("status") else ""
-            text = f"{b.get('audience')} {b.get('kind')}{status}: {b.get('message')}"
+            channel = f" via {b['channel']}" if b.get("channel") else ""
+            text = f"{b.get('audience')} {b.get('kind')}{channel}{status}: {b.get('message')}"
             due = b.get("next_update_at")
             return f"{text} (next update by {when(due)})" if due else text
         case "incident.note_added":
@@ -142,14 +158,26 @@ def details(e: Entry, seq_of: dict[str, int], titles: dict[str, str]) -> str:
         case "incident.resolved" | "incident.reopened" | "incident.closed":
             return words(b.get("summary"), b.get("reason"))
         case "postmortem.published":
-            inline = "(inline Markdown)" if b.get("markdown") and not b.get("uri") else ""
-            return because(words(b.get("uri"), inline), b.get("summary"))
-        case "action_item.added" | "action_item.completed":
+            inline = "inline Markdown" if b.get("markdown") and not b.get("uri") else ""
+            # A record from before statuses was a published, final document.
+            how = [str(b.get("status") or "final")]
+            how += [f"by {', '.join(b['authors'])}"] if b.get("authors") else []
+            return because(words(b.get("uri"), inline, f"({', '.join(how)})"), b.get("summary"))
+        case "postmortem.reviewed":
+            who = f" with {', '.join(b['attendees'])}" if b.get("attendees") else ""
+            return because(f"held {when(b.get('held_at'))}{who}", b.get("summary"))
+        case "action_item.added" | "action_item.started" | "action_item.completed":
             item = str(b.get("item_id"))
-            who = [f"owner {b['owner']}"] if b.get("owner") else []
-            who += [f"due {b['due']}"] if b.get("due") else []
+            facts = [f"owner {b['owner']}"] if b.get("owner") else []
+            facts += [f"{key} {b[key]}" for key in ("due", "priority") if b.get(key)]
+            facts += [f"ticket {b['ticket_url']}"] if b.get("ticket_url") else []
             text = f"{item}: {b.get('title') or titles.get(item, '')}"
-            return f"{text} ({', '.join(who)})" if who else text
+            return f"{text} ({', '.join(facts)})" if facts else text
+        case "notification.sent":
+            to = b.get("target") or b.get("route")
+            tries = f", {b['attempts']} attempts" if (b.get("attempts") or 1) > 1 else ""
+            sent = f"{b.get('obligation')} to {to} ({b.get('channel')}{tries})"
+            return because(sent, b.get("message"))
         case "event.corrected":
             changes = [
                 f"time → {when(b['corrected_occurred_at'])}"

@@ -37,6 +37,8 @@ from services.datadir import holding
 from services.nats_intake import create_broker
 from services.natsauth import SERVICE_INBOX, ServiceCredentials, embedded_auth
 from services.natsserver import EmbeddedNatsServer
+from services.notify.notifier import Notifier
+from services.notify.supervision import supervise as supervise_notifier
 from services.readmodels import LiveModels, supervise
 from services.supervisor import LogHealth, Supervisor, quiet_errors
 from services.write.correlation import Correlator
@@ -56,6 +58,7 @@ class Service(msgspec.Struct, frozen=True, kw_only=True):
     handler: CommandHandler
     intake: Intake
     models: LiveModels
+    notifier: Notifier
 
     @property
     def projector(self) -> Projector:
@@ -149,7 +152,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         store = EventStore(nc, config.stream)
         handler = CommandHandler(store, clock)
         policy = load_policy(config.policy_file)
-        intake = Intake(handler, Correlator(store, handler, policy))
+        intake = Intake(handler, Correlator(store, handler, policy), policy.severity_aliases)
         log.info(
             "stream %s ready (retention %ss, replicas %s), last sequence %s",
             config.stream,
@@ -174,12 +177,20 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             models.reader.projector.checkpoint,
         )
 
+        # Before the intakes open: the routes' consumers exist before anything new is appended.
+        notifier = Notifier(store, handler, models, policy, clock)
+        stack.push_async_callback(notifier.close)
+        await notifier.start()
+        notifying = asyncio.create_task(supervise_notifier(notifier), name="notifier")
+        stack.push_async_callback(stop, notifying)
+
         broker = create_broker(client_url.split(","), intake, clock)
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
 
         app = create_app(intake, tokens, clock, models, store, config.allowed_hosts)
         app.state.health = health  # /healthz
+        app.state.notifier = notifier  # /readyz
         http_url = await stack.enter_async_context(
             serving(app, config.http_host, config.http_port, tls)
         )
@@ -194,6 +205,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             handler=handler,
             intake=intake,
             models=models,
+            notifier=notifier,
         )
 
 

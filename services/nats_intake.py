@@ -20,7 +20,7 @@ from services.clock import Clock
 from services.errors import ErrorKind, ServiceError, internal
 from services.natsauth import PRODUCER_ALERTMANAGER, PRODUCER_EVENTS, SERVICE_INBOX, producer_of
 from services.supervisor import quiet_errors
-from services.write.intake import Intake, decode_events
+from services.write.intake import Intake
 from services.write.principals import NATS
 
 EVENTS_SUBJECT: Final = "intake.events"
@@ -67,7 +67,7 @@ def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroke
     @broker.subscriber(EVENTS_SUBJECT, queue=QUEUE)
     async def on_events(msg: NatsMessage) -> bytes:
         try:
-            events = decode_events(msg.body)
+            events = intake.decode_events(msg.body)
             return _encode(await intake.events(events, principal_of(msg.raw_message.subject)))
         except (ServiceError, StoreUnavailableError) as exc:
             return _failure(exc)

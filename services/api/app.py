@@ -18,12 +18,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import ParameterKwarg
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 
 from events.store import EventStore, StoreUnavailableError
 from projections import sandbox
-from services.api import admin, changes, commands, health, pages, reads
+from services.api import admin, changes, commands, comms, health, pages, process, reads
 from services.api import intake as intake_routes
+from services.api import prometheus as prometheus_routes
 from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
@@ -124,13 +125,15 @@ def create_app(
     app = Litestar(
         route_handlers=[
             *commands.ROUTES,
+            *comms.ROUTES,
             *intake_routes.ROUTES,
             *changes.ROUTES,
             *health.ROUTES,
             *reads.ROUTES,
+            *process.ROUTES,
             *pages.ROUTES,
             *admin.ROUTES,
-            PrometheusController,
+            *prometheus_routes.ROUTES,
         ],
         template_config=pages.TEMPLATES,
         exception_handlers={

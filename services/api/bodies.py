@@ -4,28 +4,32 @@ Bodies are derived from the command Structs so the API, its OpenAPI document and
 never disagree. The edge fills what a person should not have to type: the incident id from the
 path, a fresh event id, the time, the authenticated actor. Structs nested in a body (an
 impact statement) refuse unknown fields like the body itself, and `POST .../impact` takes the
-impact's own fields flat, not wrapped in `{"impact": {...}}`.
+impact's own fields flat, not wrapped in `{"impact": {...}}`. Severities may be given in the
+runbooks' words (`SEV-1`: the policy's aliases) and reach the command as P0..P4; a status that
+names a phase (`mitigating`) is refused with the route that sets the phase.
 """
 
 import functools
 import operator
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
+from events.aliases import DEFAULT_SEVERITY_ALIASES, canonical_severity, phase_meant
 from events.commands import (
     AddActionItem,
     AnyCommand,
+    ChangeStatus,
     Command,
     CommandEventId,
     StartMitigation,
     UpdateImpact,
 )
-from events.schema import Impact, IncidentId, Name, Source, UtcDatetime
+from events.schema import Impact, IncidentId, Name, Severity, Source, Status, UtcDatetime
 from events.subjects import SERVICE_ID_PREFIX, new_event_id, service_event_id
 from services.errors import ErrorKind, ServiceError, located
 
@@ -47,8 +51,9 @@ _GENERATED: Final[dict[type[Command], tuple[str, Callable[[], str]]]] = {
 _RESERVED: Final = f"ids starting with {SERVICE_ID_PREFIX!r} are the service's own"
 
 
-# Envelope fields the service sets and a body may not carry.
-_SERVICE_SET: Final = frozenset({"principal"})
+# Fields the service sets and a body may not carry: the principal, and the policy's escalation
+# paths (`Escalate.escalation`, set by the escalations route).
+_SERVICE_SET: Final = frozenset({"principal", "escalation"})
 
 
 def _field(info: msgspec.structs.FieldInfo, kind: Any) -> tuple[str, Any] | tuple[str, Any, Any]:
@@ -75,8 +80,33 @@ _FLAT: Final[dict[type[Command], tuple[str, type[msgspec.Struct]]]] = {
 }
 
 
+# People's words, taken as text and mapped by `to_command`: a severity or a word for one
+# (`SEV-1`), and the status of `POST .../status`, where a phase word gets its own answer.
+SeverityWord = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description="P0 (worst) to P4, or a word for one: SEV-1..SEV-4 (the policy's aliases)",
+        examples=["P1", "SEV-2"],
+    ),
+]
+StatusWord = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description=", ".join(s.value for s in Status) + " (the public status; see /phase)",
+    ),
+]
+_WORDS: Final[dict[type[Command], dict[str, Any]]] = {ChangeStatus: {"status": StatusWord}}
+
+
 def _in_body(kind: Any) -> Any:
-    """`kind` with each nested log Struct replaced by its strict twin (`Impact | None`...)."""
+    """`kind` with each nested log Struct replaced by its strict twin (`Impact | None`...), and
+    a severity by the words that name one."""
+    if kind is Severity:
+        return SeverityWord
     if kind in _NESTED:
         return _NESTED[kind]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
@@ -101,8 +131,9 @@ def body_of(command: type[Command]) -> type[msgspec.Struct]:
     optional = {name: (name, kind, default) for name, kind, default in _ENVELOPE}
     if command in _GENERATED:
         optional[_GENERATED[command][0]] = (_GENERATED[command][0], Name | None, None)
+    words = _WORDS.get(command, {})
     fields = [
-        optional.get(info.name) or _field(info, _in_body(info.type))
+        optional.get(info.name) or _field(info, words.get(info.name) or _in_body(info.type))
         for info in _own_fields(command)
     ]
     return msgspec.defstruct(
@@ -117,11 +148,14 @@ def to_command(
     actor: str,
     now: datetime,
     event_id: str | None = None,
+    severity_aliases: Mapping[str, Severity] = DEFAULT_SEVERITY_ALIASES,
 ) -> AnyCommand:
     """The command `body` asks for; what it leaves out comes from the path, the principal
     (`actor`: its name), the clock, and `event_id` (or a fresh id of the service's own). An
-    actor the body claims is kept; the principal itself is stamped by intake."""
+    actor the body claims is kept; the principal itself is stamped by intake. Severities in
+    `severity_aliases` become the severity they name."""
     given = _given(command, body)
+    _read_words(command, given, incident_id, severity_aliases)
     if str(given.get("event_id") or "").startswith(SERVICE_ID_PREFIX):
         raise ServiceError(ErrorKind.INVALID, _RESERVED, "event_id")
     if incident_id and given.get("incident_id") not in (None, incident_id):
@@ -144,6 +178,39 @@ def to_command(
         field, reason = located(str(exc))
         raise ServiceError(ErrorKind.INVALID, reason, field) from exc
     return built
+
+
+def _holds(kind: Any, target: type) -> bool:
+    return kind is target or target in typing.get_args(kind)
+
+
+def _read_words(
+    command: type[Command],
+    given: dict[str, Any],
+    incident_id: str | None,
+    aliases: Mapping[str, Severity],
+) -> None:
+    """Severity words in `given` replaced by the severity; a phase word as a status refused."""
+    for info in msgspec.structs.fields(command):
+        value = given.get(info.name)
+        if not isinstance(value, str):
+            continue
+        if _holds(info.type, Severity):
+            severity = canonical_severity(value, aliases)
+            if severity is None:
+                words = ", ".join(sorted(aliases))
+                detail = f"{value!r} is not a severity: use P0..P4 or one of {words}"
+                raise ServiceError(ErrorKind.INVALID, detail, info.name)
+            given[info.name] = severity.value
+        elif command in _WORDS and _holds(info.type, Status):
+            phase = phase_meant(value)
+            if phase is not None:
+                where = f"/v1/incidents/{incident_id or '{id}'}/phase"
+                detail = (
+                    f"{value} is a phase, not a status: POST {where} "
+                    f'{{"phase": "{phase.value}"}} (statuses: {", ".join(Status)})'
+                )
+                raise ServiceError(ErrorKind.INVALID, detail, info.name)
 
 
 def _given(command: type[Command], body: msgspec.Struct | None) -> dict[str, Any]:

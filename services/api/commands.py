@@ -27,12 +27,12 @@ from events.commands import (
     CorrectEvent,
     Declare,
     Escalate,
-    PublishPostmortem,
     ReleaseRole,
     Reopen,
     Resolve,
     RetractEvent,
-    SendComms,
+    ReviewPostmortem,
+    StartActionItem,
     StartMitigation,
     UpdateImpact,
     target_incident,
@@ -40,13 +40,15 @@ from events.commands import (
 from events.subjects import declared_incident_id, service_event_id
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, authenticated, requires
-from services.api.state import AnyRequest, intake_of, now
+from services.api.state import AnyRequest, intake_of, now, reader_of
 from services.auth import Permission
 from services.write.answers import Answer
 
 # Command routes under /v1/incidents/{incident_id}/: the contract of DESIGN 7, plus a few
 # extensions (phase, releasing roles, completing mitigations and action items, corrections).
 # `impact` takes the impact statement's fields flat (`bodies`): it replaces the previous one.
+# `comms` has its own module (`comms.py`): its body may name a template the server renders.
+# `postmortem` too (`process.py`): without a document, the generated draft is published.
 COMMAND_ROUTES: Final[dict[str, type[Command]]] = {
     "ack": Acknowledge,
     "severity": ChangeSeverity,
@@ -58,14 +60,14 @@ COMMAND_ROUTES: Final[dict[str, type[Command]]] = {
     "escalations": Escalate,
     "mitigations": StartMitigation,
     "mitigations/complete": CompleteMitigation,
-    "comms": SendComms,
     "notes": AddNote,
     "evidence": AttachEvidence,
     "resolve": Resolve,
     "reopen": Reopen,
     "close": Close,
-    "postmortem": PublishPostmortem,
+    "postmortem/review": ReviewPostmortem,
     "action-items": AddActionItem,
+    "action-items/start": StartActionItem,
     "action-items/complete": CompleteActionItem,
     "corrections": CorrectEvent,
     "retractions": RetractEvent,
@@ -79,9 +81,12 @@ async def _command(
     incident_id: str | None,
     event_id: str | None = None,
 ) -> Answer:
-    actor, moment = actor_of(request), now(request)
-    command = to_command(command_type, body, incident_id, actor, moment, event_id)
-    answer = await intake_of(request).command(command, authenticated(request))
+    actor, moment, intake = actor_of(request), now(request), intake_of(request)
+    aliases = intake.severity_aliases
+    command = to_command(command_type, body, incident_id, actor, moment, event_id, aliases)
+    if isinstance(command, Escalate):  # the paths are policy data: decide picks the severity's
+        command = msgspec.structs.replace(command, escalation=reader_of(request).policy.escalation)
+    answer = await intake.command(command, authenticated(request))
     return msgspec.structs.replace(answer, incident_id=target_incident(command))
 
 

@@ -7,6 +7,7 @@ from litestar import Response, get
 
 from events.store import StoreUnavailableError
 from services.api.state import AnyRequest, reader_of, store_of
+from services.notify.notifier import Notifier
 from services.supervisor import LogHealth
 
 
@@ -26,8 +27,8 @@ async def healthz(request: AnyRequest) -> Response[dict[str, Any]]:
 async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     """Ready when NATS is connected and the projector runs; reports the projector's lag behind
     the log. `status`: `ready`; `degraded` (still 200) while the quarantine holds records that
-    do not decode; `failed` (503) while a failed projector waits for its restart or has not
-    moved on since; `unavailable` (503) when the log does not answer."""
+    do not decode; `failed` (503) while a failed projector (or notifier) waits for its restart
+    or has not moved on since; `unavailable` (503) when the log does not answer."""
     reader = reader_of(request)
     store = store_of(request)
     projector = reader.projector
@@ -61,8 +62,16 @@ async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
             "expired_events": projector.expired,
         },
     }
+    notifier: Notifier | None = request.app.state.get("notifier")
+    if notifier is not None:
+        body["notifier"] = notifier.report()
     if projector.failure is not None:
         reason = f"projector failed ({projector.restarts} restarts): {projector.failure}"
+        failed = {**body, "ready": False, "status": "failed", "reason": reason}
+        return Response(failed, status_code=503)
+    if notifier is not None and notifier.failure is not None:
+        # A receiver that is down is not this: it shows in the route's `failing_since`.
+        reason = f"notifier failed ({notifier.restarts} restarts): {notifier.failure}"
         failed = {**body, "ready": False, "status": "failed", "reason": reason}
         return Response(failed, status_code=503)
     return Response(body)

@@ -26,7 +26,6 @@ from services.api.state import AnyRequest, intake_of, now
 from services.auth import Permission, Principal, Tokens, bearer
 from services.formats.pagerduty import PagerDutyError, parse_change, parse_pagerduty
 from services.write.answers import Answer
-from services.write.intake import decode_events
 
 
 @post("/v1/events", status_code=200, guards=[requires(Permission.APPEND)], tags=["intake"])
@@ -35,8 +34,9 @@ async def post_events(request: AnyRequest) -> Answer:
 
     The principal's role decides which event types it may append (a producer never
     acknowledges, assigns, resolves, closes, reopens, corrects or retracts)."""
-    events = decode_events(await request.body())
-    return await intake_of(request).events(events, authenticated(request))
+    intake = intake_of(request)
+    events = intake.decode_events(await request.body())
+    return await intake.events(events, authenticated(request))
 
 
 @post(

@@ -1,4 +1,5 @@
-"""The web page (jinja2): status board and incident timelines, over the same read queries.
+"""The web page (jinja2): status board and incident pages (impact, breaches, next escalation,
+comms, action items, postmortem, timeline), over the same read queries.
 
 Server-rendered, no external assets. Links come from producers and monitors: only http(s)
 URIs become links (`href`), so a `javascript:` evidence URI stays text.
@@ -16,7 +17,7 @@ from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
 from events.durations import format_duration
-from projections import changes, queries
+from projections import action_items, changes, queries
 from projections.wording import attribution
 from services.api.guards import requires
 from services.api.reads import incident_with_breaches
@@ -53,10 +54,32 @@ def _engine(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters.update(filters, href=_href, percent=_percent)
 
 
+def _live(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Bodies of the events of one type not retracted, with when (corrected) and who."""
+    return [
+        e["body"] | {"at": e["effective_at"], "by": e["actor"]}
+        for e in events
+        if e["type"] == kind and not e["retracted"]
+    ]
+
+
 def _evidence(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The evidence attached and not retracted: kind, uri, description."""
-    attached = (e for e in events if e["type"] == "evidence.attached" and not e["retracted"])
-    return [e["body"] for e in attached]
+    return _live(events, "evidence.attached")
+
+
+def _postmortem(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest publication (status, document, summary), its authors as the fold keeps them
+    (the latest publication that names any), and every review meeting held."""
+    published = _live(events, "postmortem.published")
+    reviews = _live(events, "postmortem.reviewed")
+    if not published and not reviews:
+        return None
+    latest = published[-1] if published else {}
+    authors: list[str] = next((p["authors"] for p in reversed(published) if p.get("authors")), [])
+    # A record from before issue 13 carries no status: it was a published, final document.
+    status = latest.get("status", "final") if published else None
+    return latest | {"status": status, "authors": authors, "reviews": reviews}
 
 
 TEMPLATES: Final = TemplateConfig(
@@ -70,7 +93,13 @@ TEMPLATES: Final = TemplateConfig(
 async def board(request: AnyRequest, include_closed: FromQuery[bool] = False) -> Template:
     reader = reader_of(request)
     incidents = await reader.run(
-        queries.list_incidents, reader.clock(), None, None, None, include_closed
+        queries.list_incidents,
+        reader.clock(),
+        None,
+        None,
+        None,
+        include_closed,
+        policy=reader.policy,
     )
     context = {
         "incidents": incidents,
@@ -91,6 +120,10 @@ async def incident_page(request: AnyRequest, incident_id: FromPath[str]) -> Temp
         "incident": incident,
         "events": events,
         "evidence": _evidence(events),
+        "comms": _live(events, "comms.sent"),
+        "action_items": await reader.run(action_items.of_incident, incident_id, now),
+        "postmortem": _postmortem(events),
+        "now": now,
         "changes": await reader.run(changes.before, incident["detected_at"]),
         "refresh": REFRESH_S,
     }

@@ -20,6 +20,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from projections import asof as asofs
 from projections import breaches, changes, metrics, postmortem, queries, sandbox
+from projections.groups import group_by_text, parse_group_by
 from services.api.guards import principal_of, requires
 from services.api.state import AnyRequest, query_time, reader_of, store_of
 from services.auth import Permission
@@ -41,7 +42,7 @@ async def _fresh(reader: Reader, wait_for: int | None) -> None:
 
 async def incident_with_breaches(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
     """The incident's row as of `now`, with the policy targets it missed; 404 when unknown."""
-    incident = await reader.run(queries.get_incident, incident_id, now)
+    incident = await reader.run(queries.get_incident, incident_id, now, reader.policy)
     if incident is None:
         raise NotFoundException(f"incident {incident_id} does not exist")
     incident["breaches"] = await reader.run(
@@ -69,9 +70,11 @@ async def list_incidents(
     as_of = query_time(as_of, "as_of")
     if as_of is not None:
         past = await _past(request, reader, None, as_of)
-        return {"as_of": as_of, "incidents": await past.run(queries.list_incidents, as_of, *args)}
+        board = await past.run(queries.list_incidents, as_of, *args, policy=past.policy)
+        return {"as_of": as_of, "incidents": board}
     await _fresh(reader, wait_for)
-    return {"incidents": await reader.run(queries.list_incidents, reader.clock(), *args)}
+    board = await reader.run(queries.list_incidents, reader.clock(), *args, policy=reader.policy)
+    return {"incidents": board}
 
 
 @get("/v1/incidents/{incident_id:str}", guards=[requires(Permission.READ)], tags=["reads"])
@@ -162,15 +165,17 @@ async def mttr(
     from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
     to: FromQuery[datetime | None] = None,
 ) -> dict[str, Any]:
-    """MTTD, MTTA, MTTM and MTTR per group (`from`/`to` bound the declaration time)."""
-    if group_by not in metrics.GROUPS:
-        raise ServiceError(
-            ErrorKind.INVALID, f"group_by is one of {', '.join(metrics.GROUPS)}", "group_by"
-        )
+    """MTTD, MTTA, MTTM and MTTR per group (`from`/`to` bound the declaration time), and the
+    automation share; `group_by` one key or two (`severity,month`; `team` by the policy)."""
+    try:
+        keys = parse_group_by(group_by)
+    except ValueError as exc:
+        raise ServiceError(ErrorKind.INVALID, str(exc), "group_by") from None
     reader = reader_of(request)
-    rows = await reader.run(metrics.mttx, group_by, query_time(from_, "from"), query_time(to, "to"))
+    since, until = query_time(from_, "from"), query_time(to, "to")
+    rows = await reader.run(metrics.mttx, keys, since, until, reader.policy.teams)
     return {
-        "group_by": group_by,
+        "group_by": group_by_text(keys),
         "definitions_version": metrics.DEFINITIONS_VERSION,
         "rows": rows,
         "snapshot": _snapshot(request, reader),

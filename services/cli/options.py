@@ -12,7 +12,8 @@ from urllib.parse import quote, urlsplit
 import typer
 from typer.core import TyperCommand
 
-from events.schema import INCIDENT_ID_PATTERN
+from events.aliases import canonical_severity, phase_meant
+from events.schema import INCIDENT_ID_PATTERN, Status
 from services.clock import to_utc
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
@@ -33,7 +34,9 @@ class Verb(TyperCommand):
             return super().make_context(info_name, args, parent, **extra)
         except typer.TyperException as exc:  # the base of typer's usage errors
             reason = exc.format_message().replace("Value error, ", "")
-            fail(f"{reason} (see: incidents {info_name} --help)", exc.exit_code)
+            # A sub-command (`incidents action add`) is named with its group.
+            group = f"{parent.info_name} " if parent is not None and parent.parent else ""
+            fail(f"{reason} (see: incidents {group}{info_name} --help)", exc.exit_code)
 
 
 def http_url(text: str) -> str:
@@ -61,6 +64,35 @@ def parse_incident_id(text: str) -> str:
     if not re.fullmatch(INCIDENT_ID_PATTERN, text):
         raise ValueError(f"{text!r} is not an incident id (letters, digits, '_' and '-')")
     return text
+
+
+SEVERITY_HELP: Final = "P0 (worst) to P4, or a word for one: SEV-1 (worst) to SEV-4."
+
+
+def parse_severity(text: str) -> str:
+    """A severity as typed: P0..P4 (any case) or a word for one. The service maps words by its
+    policy's aliases (SEV-1..SEV-4 by default) and refuses unknown ones, so the log holds
+    P0..P4 whatever was typed."""
+    word = text.strip()
+    if not word:
+        raise ValueError("a severity is P0..P4 or a word for one, e.g. SEV-1")
+    severity = canonical_severity(word)
+    return severity.value if severity is not None else word
+
+
+def parse_status(text: str) -> str:
+    """A public status; a phase word (`mitigating`) is refused with the verb that sets it."""
+    phase = phase_meant(text)
+    if phase is not None:
+        raise ValueError(
+            f"{text} is a phase, not a status: incidents status ID --phase {phase.value}"
+        )
+    try:
+        return Status(text.strip().lower()).value
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a status (use {', '.join(Status)}; phases: --phase)"
+        ) from None
 
 
 IncidentArg = Annotated[

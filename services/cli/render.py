@@ -39,7 +39,7 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(": ".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(f"{k}={_cell(k, v)}" for k, v in value.items())  # next_escalation
     return str(value)
 
 

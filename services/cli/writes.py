@@ -7,6 +7,7 @@ answer. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fa
 """
 
 import inspect
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, NamedTuple
@@ -20,18 +21,19 @@ from events.schema import (
     MAX_ESCALATION_LEVEL,
     Audience,
     Category,
+    Channel,
     CommsKind,
     MitigationAction,
     NoteKind,
     Outcome,
     Phase,
     Role,
-    Severity,
     Status,
 )
 from events.subjects import new_event_id
 from services.cli.client import call
 from services.cli.options import (
+    SEVERITY_HELP,
     Customers,
     CustomersAffected,
     DataLoss,
@@ -49,6 +51,8 @@ from services.cli.options import (
     local_user,
     option,
     parse_incident_id,
+    parse_severity,
+    parse_status,
     rfc3339,
     service_options,
 )
@@ -143,7 +147,8 @@ def _show(answer: dict[str, Any], post: _Post) -> None:
         mark = " [yellow]duplicate[/]" if event.get("duplicate") else ""
         where = f"[bold]{escape(str(event.get('incident_id')))}[/]"
         out.print(f"{where} [cyan]{escape(str(event.get('type')))}[/] seq {event.get('seq')}{mark}")
-    if not events:
+    # A preview answers no events at all: it never tried to change anything.
+    if not events and "events" in answer:
         out.print(f"[bold]{escape(str(answer.get('incident_id') or ''))}[/] no change")
 
 
@@ -187,7 +192,12 @@ ImpactStartedAt = Annotated[datetime | None, _moment("When users were first affe
 
 def declare(
     title: Annotated[str, typer.Argument(show_default=False, help="What is broken, for people.")],
-    severity: Annotated[Severity, typer.Option("--severity", "-s", help="P0 (worst) to P4.")],
+    severity: Annotated[
+        str,
+        typer.Option(
+            "--severity", "-s", parser=parse_severity, metavar="SEVERITY", help=SEVERITY_HELP
+        ),
+    ],
     category: Annotated[Category, typer.Option()] = Category.APPLICATION,
     service: Annotated[list[str] | None, typer.Option(help="Affected service; repeat.")] = None,
     summary: Annotated[str | None, typer.Option(show_default=False)] = None,
@@ -265,7 +275,9 @@ def ack(incident_id: IncidentArg) -> _Post:
 
 def severity(
     incident_id: IncidentArg,
-    to: Annotated[Severity, typer.Argument(metavar="SEVERITY", help="P0 (worst) to P4.")],
+    to: Annotated[
+        str, typer.Argument(metavar="SEVERITY", parser=parse_severity, help=SEVERITY_HELP)
+    ],
     reason: Reason = None,
 ) -> _Post:
     """Change the severity."""
@@ -274,7 +286,10 @@ def severity(
 
 def status(
     incident_id: IncidentArg,
-    to: Annotated[Status | None, typer.Argument(metavar="STATUS", show_default=False)] = None,
+    to: Annotated[
+        str | None,
+        typer.Argument(metavar="STATUS", parser=parse_status, show_default=False),
+    ] = None,
     phase: Annotated[Phase | None, typer.Option(help="Set the internal phase instead.")] = None,
 ) -> _Post:
     """Set the public status (use `resolve` to resolve), or the internal phase with --phase."""
@@ -298,19 +313,30 @@ def assign(
 
 def escalate(
     incident_id: IncidentArg,
-    to: Annotated[str, typer.Option("--to", help="Team or person escalated to.")],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            show_default=False,
+            help="Team or person escalated to; default the one the policy names for the level.",
+        ),
+    ] = None,
     level: Annotated[
         int | None,
         typer.Option(
             min=1,
             max=MAX_ESCALATION_LEVEL,
             show_default=False,
-            help="Escalation level; default one above the current one (never lower).",
+            help=(
+                "Escalation level; default the next one of the policy's path still due "
+                "(never lower)."
+            ),
         ),
     ] = None,
     reason: Reason = None,
 ) -> _Post:
-    """Escalate to a team or person, one level up unless --level says which."""
+    """Escalate along the policy's path for the incident's severity: the next level due and
+    its target, unless --level or --to say otherwise (at the top of the path, --to is needed)."""
     return _Post(
         incident_path(incident_id, "/escalations"), {"to": to, "level": level, "reason": reason}
     )
@@ -350,20 +376,96 @@ def mitigate(
     )
 
 
+_VAR: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _extras(pairs: list[str]) -> dict[str, str]:
+    extras: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not _VAR.fullmatch(key):
+            fail(f"--set takes KEY=VALUE with KEY a variable name, got {pair!r}")
+        extras[key] = value
+    return extras
+
+
+def _composed(preview: bool) -> Callable[[Answer], str]:
+    """The message as the service rendered it, under a line saying where it goes."""
+
+    def shown(answer: Answer) -> str:
+        comms = answer.get("comms") or {}
+        where = f"{comms.get('audience')} via {comms.get('channel') or 'no channel'}"
+        head = f"{comms.get('template')} ({comms.get('kind')}) to {where}"
+        head += "; preview, nothing sent" if preview else ""
+        return f"{head}\n{comms.get('message', '')}"
+
+    return shown
+
+
 def comms(
     incident_id: IncidentArg,
-    audience: Annotated[Audience, typer.Argument(show_default=False)],
-    kind: Annotated[CommsKind, typer.Argument(show_default=False)],
-    message: Annotated[str, typer.Argument(show_default=False)],
+    audience: Annotated[
+        Audience | None,
+        typer.Argument(metavar="AUDIENCE", show_default=False, help="Who it was for."),
+    ] = None,
+    kind: Annotated[CommsKind | None, typer.Argument(metavar="KIND", show_default=False)] = None,
+    message: Annotated[str | None, typer.Argument(metavar="MESSAGE", show_default=False)] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            show_default=False,
+            help="Render this policy template instead of MESSAGE (GET /v1/templates lists them).",
+        ),
+    ] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="A variable of the template that the incident does not hold; repeat.",
+        ),
+    ] = None,
+    to: Annotated[
+        Audience | None,
+        typer.Option(
+            "--audience", show_default=False, help="With --template: instead of the template's."
+        ),
+    ] = None,
+    template_kind: Annotated[
+        CommsKind | None,
+        typer.Option(
+            "--kind", show_default=False, help="With --template: instead of the template's."
+        ),
+    ] = None,
+    channel: Annotated[
+        Channel | None,
+        typer.Option(show_default=False, help="Where it went (a template names its own)."),
+    ] = None,
     status: Annotated[Status | None, typer.Option(help="Public status announced.")] = None,
     next_update: Annotated[
         timedelta | None,
         typer.Option(parser=_duration, metavar="DURATION", help="Next update due in, e.g. 30m."),
     ] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="With --template: print it, send nothing.")
+    ] = False,
 ) -> _Post:
-    """Record a communication sent to an AUDIENCE."""
-    body = {"audience": audience, "kind": kind, "message": message, "status": status}
-    return _Post(incident_path(incident_id, "/comms"), body | {"next_update_at": next_update})
+    """Record a communication: AUDIENCE KIND MESSAGE, or --template NAME rendered by the
+    service from the incident (prints the message it sent)."""
+    body: dict[str, Any] = {"channel": channel, "status": status, "next_update_at": next_update}
+    path = incident_path(incident_id, "/comms")
+    if template is None:
+        if audience is None or kind is None or message is None:
+            fail("give AUDIENCE KIND MESSAGE, or --template NAME (see: incidents comms --help)")
+        if extra or preview or to or template_kind:
+            fail("--set, --preview, --audience and --kind go with --template")
+        return _Post(path, body | {"audience": audience, "kind": kind, "message": message})
+    if audience is not None or kind is not None or message is not None:
+        fail("--template writes the message: give no AUDIENCE KIND MESSAGE (--audience, --kind)")
+    body |= {"template": template, "vars": _extras(extra or [])}
+    body |= {"audience": to, "kind": template_kind}
+    return _Post(path + ("/preview" if preview else ""), body, note=_composed(preview))
 
 
 def note(

@@ -6,18 +6,19 @@ maps to its own answer; nothing is appended for a request that fails validation.
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 import msgspec
 
 from events import changes
+from events.aliases import DEFAULT_SEVERITY_ALIASES, decode_aliased
 from events.changes import ChangeError, ChangeRecorded
 from events.commands import AnyCommand, Record, command_event_id, command_time
 from events.decisions import Rejected
 from events.ids import EventIdTakenError
-from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, Source, decode, type_name
+from events.schema import MAX_EVENT_BYTES, AnyEvent, SchemaError, Severity, Source, type_name
 from events.store import ConcurrencyError, EventTooLargeError
 from events.subjects import SERVICE_ID_PREFIX
 from services.auth import Permission, Principal
@@ -44,8 +45,11 @@ def _log_refusal(exc: EventIdTakenError | EventTooLargeError, field: str | None)
     return ServiceError(kind, str(exc), field)
 
 
-def decode_events(body: bytes) -> list[AnyEvent]:
-    """One event (a JSON object) or a batch (an array), validated whole."""
+def decode_events(
+    body: bytes, severity_aliases: Mapping[str, Severity] = DEFAULT_SEVERITY_ALIASES
+) -> list[AnyEvent]:
+    """One event (a JSON object) or a batch (an array), validated whole; a severity given as
+    one of `severity_aliases` (`SEV-1`) is decoded as the severity it names (stored `P0`)."""
     if len(body) > MAX_BODY_BYTES:
         raise ServiceError(ErrorKind.TOO_LARGE, f"body is larger than {MAX_BODY_BYTES} bytes")
     utf8.require(body)  # names the field: msgspec's UnicodeDecodeError names none
@@ -67,7 +71,7 @@ def decode_events(body: bytes) -> list[AnyEvent]:
                 ErrorKind.TOO_LARGE, f"an event is at most {MAX_EVENT_BYTES} bytes", where or None
             )
         try:
-            events.append(decode(bytes(raw)))
+            events.append(decode_aliased(bytes(raw), severity_aliases))
         except SchemaError as exc:
             path, reason = located(str(exc))
             field = ".".join(p for p in (where, path) if p) or None
@@ -108,9 +112,19 @@ class Intake:
     """Every write names its principal: the role table (`principals`) is checked before
     anything is decided, and the principal is recorded on every event it appends."""
 
-    def __init__(self, handler: CommandHandler, correlator: Correlator) -> None:
+    def __init__(
+        self,
+        handler: CommandHandler,
+        correlator: Correlator,
+        severity_aliases: Mapping[str, Severity] = DEFAULT_SEVERITY_ALIASES,
+    ) -> None:
         self.handler = handler
         self.correlator = correlator
+        self.severity_aliases = severity_aliases  # the policy's: every edge maps them the same
+
+    def decode_events(self, body: bytes) -> list[AnyEvent]:
+        """`decode_events` with this service's severity aliases."""
+        return decode_events(body, self.severity_aliases)
 
     async def command(self, command: AnyCommand, principal: Principal) -> Answer:
         """A person's command; its actor is kept as claimed, next to the recorded principal."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from tests_support import run_cli
 
 from services.bootstrap import Service
@@ -112,3 +113,88 @@ async def test_postmortem_verb(service: Service, http: httpx.AsyncClient, tmp_pa
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr.startswith("error: ") and "does not exist" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+async def _published(service: Service, incident_id: str) -> list[dict[str, Any]]:
+    loaded = await service.store.load(incident_id)
+    events = [msgspec.to_builtins(stored.event) for stored in loaded.events]
+    return [e for e in events if e["type"] == "postmortem.published"]
+
+
+async def test_publishing_without_a_document_publishes_the_draft(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    incident_id, seq = await _incident(http)
+    on = f"/v1/incidents/{incident_id}/postmortem"
+    draft = (await http.get(on, params={"wait_for": seq})).text
+    authors = ["alice@example.com", "bob@example.com"]
+    first = await http.post(on, json={"authors": authors, "status": "draft", "summary": "v1"})
+    assert first.status_code == 200, first.text
+    [event] = first.json()["events"]
+    assert (event["type"], event["incident_id"]) == ("postmortem.published", incident_id)
+    [stored] = await _published(service, incident_id)
+    assert stored["markdown"] == draft  # the whole log's draft, as it was when published
+    assert (stored["uri"], list(stored["authors"]), stored["status"]) == (None, authors, "draft")
+
+    second = await http.post(on, json={"uri": "https://wiki/pm-1", "status": "in_review"})
+    assert second.status_code == 200, second.text
+    now = (await http.get(on, params={"wait_for": second.json()["events"][0]["seq"]})).text
+    for expected in (
+        "| Postmortem status | in_review (published ",
+        "| Postmortem authors | alice@example.com, bob@example.com |",  # kept: none named
+        "| Published postmortem | https://wiki/pm-1 |",
+        "| Postmortem review | _not held_ |",
+        "| Postmortem published | inline Markdown (draft, by alice@example.com, "
+        "bob@example.com): v1 |",
+    ):
+        assert expected in now, (expected, now)
+
+    missing = await http.post("/v1/incidents/INC-NOSUCH1/postmortem", json={})
+    assert missing.status_code == 404, missing.text
+
+
+async def test_a_draft_too_long_to_publish_inline_is_refused(http: httpx.AsyncClient) -> None:
+    incident_id, _ = await _incident(http)
+    on = f"/v1/incidents/{incident_id}"
+    for n in range(4):  # 4 x 16 KiB of notes: a draft over the 48 KiB of an inline document
+        note = await http.post(f"{on}/notes", json={"text": f"{n}" + "x" * (16 * 1024 - 1)})
+        assert note.status_code == 200, note.text
+    refused = await http.post(f"{on}/postmortem", json={"status": "draft"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "markdown"
+    assert "give its uri" in refused.json()["detail"]
+    elsewhere = await http.post(f"{on}/postmortem", json={"uri": "https://wiki/pm-big"})
+    assert elsewhere.status_code == 200, elsewhere.text
+
+
+async def test_the_review_meeting(http: httpx.AsyncClient) -> None:
+    declared = await http.post("/v1/incidents", json={"title": "Open still", "severity": "P3"})
+    unresolved = f"/v1/incidents/{declared.json()['incident_id']}/postmortem"
+    early = await http.post(unresolved, json={})
+    assert early.status_code == 409, early.text  # decide: published after the resolution
+
+    incident_id, _ = await _incident(http)
+    on = f"/v1/incidents/{incident_id}/postmortem"
+    review = {
+        "held_at": "2026-03-06T15:00:00+01:00",
+        "attendees": ["alice@example.com", "sre-lead"],
+        "summary": "Agreed the action items",
+        "actor": "carol@example.com",
+    }
+    before = await http.post(f"{on}/review", json=review)
+    assert before.status_code == 409, before.text
+    assert "publish the postmortem" in before.json()["detail"]
+    assert (await http.post(on, json={"uri": "https://wiki/pm-2"})).status_code == 200
+    naive = await http.post(f"{on}/review", json=review | {"held_at": "2026-03-06T15:00:00"})
+    assert naive.status_code == 422 and naive.json()["field"] == "held_at", naive.text
+    held = await http.post(f"{on}/review", json=review)
+    assert held.status_code == 200, held.text
+    [event] = held.json()["events"]
+    assert event["type"] == "postmortem.reviewed"
+    text = (await http.get(on, params={"wait_for": event["seq"]})).text
+    for expected in (
+        "| Postmortem review | 2026-03-06 14:00:00Z with alice@example.com, sre-lead |",
+        "| 2026-03-06 14:00:00Z | alice@example.com, sre-lead | Agreed the action items | "
+        "carol@example.com |",
+    ):
+        assert expected in text, (expected, text)

@@ -1,7 +1,8 @@
 """Metrics, breaches and repeats over a projected year of ~3000 incidents, checked against a
 plain-Python reference computed from the generated events (not from the database).
 
-The reference re-implements DESIGN 8's definitions with loops; the SQL is never consulted.
+The reference re-implements DESIGN 8's definitions with loops; the SQL is never consulted:
+every group key (team by a policy's map), two keys at once, the automation share.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from events.chain import GENESIS, seal
 from events.policy import DEFAULT_POLICY, Policy, Targets
 from events.records import Stored
 from events.schema import (
+    ActionItemAdded,
+    ActionItemCompleted,
     AlertFired,
     AlertResolved,
     AnyEvent,
@@ -35,6 +38,7 @@ from events.schema import (
     IncidentAcknowledged,
     IncidentClosed,
     IncidentDeclared,
+    IncidentEscalated,
     IncidentImpactUpdated,
     IncidentReopened,
     IncidentResolved,
@@ -44,13 +48,23 @@ from events.schema import (
     MitigationStarted,
     Outcome,
     PostmortemPublished,
+    PostmortemReviewed,
     Severity,
     Source,
     encode,
 )
-from projections.breaches import breaches, repeats
+from projections.breaches import KINDS, breaches, repeats
 from projections.database import open_database
-from projections.metrics import GROUPS, METRICS, NO_REGION, NO_SERVICE, mttx
+from projections.metrics import (
+    AUTOMATION,
+    DEFINITIONS,
+    GROUPS,
+    METRICS,
+    NO_REGION,
+    NO_SERVICE,
+    NO_TEAM,
+    mttx,
+)
 from projections.projector import Projector
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -60,6 +74,15 @@ SERVICES = [f"svc-{name}" for name in "abcdefgh"]
 ALERTNAMES = [f"Alert{n}" for n in range(15)]
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "ap-south-1"]
 RESOLVE_MEDIAN_S = {"P0": 5400, "P1": 14400, "P2": 40000, "P3": 150000, "P4": 300000}
+# The policy's [teams]: two services share a team, two have none.
+TEAMS = {
+    "svc-a": "payments",
+    "svc-b": "payments",
+    "svc-c": "search",
+    "svc-d": "platform",
+    "svc-e": "platform",
+    "svc-f": "platform",
+}
 
 
 def us(t: datetime) -> int:
@@ -99,6 +122,7 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
     # Impact statements and corrections of detection draw from a stream of their own, so the
     # rest of the history stays what it was before they were added.
     impact_rng = random.Random(1_000_000 + n)
+    auto_rng = random.Random(2_000_000 + n)  # automated mitigations (issue 13), likewise
     severity = rng.choices(list(Severity), weights=[1, 3, 5, 4, 2])[0]
     declared = BASE + timedelta(seconds=rng.randrange(365 * 86400))
     b = Builder(f"INC-{n:05d}", declared)
@@ -133,7 +157,11 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
     t = 0.0
     for k in range(rng.choice([0, 1, 1, 2, 3])):
         t += rng.randrange(60, 5000)
-        started = {"mitigation_id": f"m{k}", "action": rng.choice(list(MitigationAction))}
+        started: dict[str, Any] = {"mitigation_id": f"m{k}"}
+        started |= {
+            "action": rng.choice(list(MitigationAction)),
+            "automated": auto_rng.random() < 0.4,
+        }
         timed.append((t, MitigationStarted, started))
         if rng.random() < 0.9:
             outcome = rng.choices(list(Outcome), weights=[6, 3, 1])[0]
@@ -173,6 +201,7 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
                 timed.append((last, PostmortemPublished, {"markdown": "# pm"}))
             if rng.random() < 0.3:
                 timed.append((last + rng.randrange(60, 86400), IncidentClosed, {}))
+    _process(random.Random(3_000_000 + n), timed, declared)
     # Nothing happens after NOW; the stable sort keeps the causal order of equal times.
     timed = sorted((item for item in timed if item[0] < horizon - 10), key=lambda item: item[0])
     for offset, cls, fields in timed:
@@ -180,7 +209,25 @@ def _incident(rng: random.Random, n: int) -> list[AnyEvent]:
     last = max(offset for offset, _, _ in timed) if timed else 0
     _amend(rng, b, last)
     _restate(impact_rng, b, last)
+    _automate(auto_rng, b, last)
     return b.events
+
+
+def _automate(rng: random.Random, b: Builder, last: float) -> None:
+    """Mitigation starts taken back, and completions moved (the first success may change)."""
+    starts = [e for e in b.events if isinstance(e, MitigationStarted)]
+    if starts and rng.random() < 0.05:
+        b.add(EventRetracted, last + 7, target_event_id=rng.choice(starts).event_id, reason="no")
+    completions = [e for e in b.events if isinstance(e, MitigationCompleted)]
+    if completions and rng.random() < 0.15:
+        moved = b.declared + timedelta(seconds=rng.randrange(0, 6000))
+        b.add(
+            EventCorrected,
+            last + 8,
+            target_event_id=rng.choice(completions).event_id,
+            corrected_occurred_at=moved,
+            reason="logged late",
+        )
 
 
 def _restate(rng: random.Random, b: Builder, last: float) -> None:
@@ -207,6 +254,37 @@ def _restate(rng: random.Random, b: Builder, last: float) -> None:
         )
         if rng.random() < 0.15:
             b.add(EventRetracted, last + 6, target_event_id=fix.event_id, reason="it was not")
+
+
+def _process(rng: random.Random, timed: list[Any], declared: datetime) -> None:
+    """The runbooks' process (issue 13), from a stream of its own so the rest of the history
+    stays what it was: escalations, promised updates, postmortem reviews, action items."""
+    if rng.random() < 0.3:
+        level = 0
+        for _ in range(rng.choice([1, 1, 2])):
+            level += rng.choice([1, 1, 2])
+            fields = {"level": level, "to": f"rota-{level}"}
+            timed.append((rng.randrange(0, 4000), IncidentEscalated, fields))
+    for offset, cls, fields in list(timed):
+        if cls is CommsSent and rng.random() < 0.5:
+            # Some promise an update before their own message: due at once.
+            promise = offset + rng.choice([rng.randrange(300, 3600), -60])
+            fields["next_update_at"] = declared + timedelta(seconds=promise)
+    posts = [offset for offset, cls, _ in timed if cls is PostmortemPublished]
+    if posts and rng.random() < 0.6:
+        held = min(posts) + rng.randrange(-3600, 14 * 86400)
+        review = {"held_at": declared + timedelta(seconds=held), "attendees": ("ic",)}
+        timed.append((max(held, min(posts)) + 60, PostmortemReviewed, review))
+    for k in range(rng.choice([0, 0, 0, 1, 2])):
+        added = rng.randrange(3600, 20 * 86400)
+        due_day = rng.choice([None, rng.randrange(-2, 40)])
+        item: dict[str, Any] = {"item_id": f"ai{k}", "title": "fix it"}
+        if due_day is not None:
+            item["due"] = (declared + timedelta(seconds=added, days=due_day)).date()
+        timed.append((added, ActionItemAdded, item))
+        if rng.random() < 0.6:
+            done = added + rng.randrange(60, 50 * 86400)
+            timed.append((done, ActionItemCompleted, {"item_id": f"ai{k}"}))
 
 
 def _comms_fields(kind: CommsKind) -> dict[str, Any]:
@@ -282,6 +360,10 @@ def log_of(incidents: list[list[AnyEvent]]) -> list[Stored]:
 # ---- the reference: DESIGN 8 in plain Python ------------------------------------------------
 
 
+# (kind, target_s, start, stop, open, level or item id), times in microseconds.
+Clock = tuple[str, float | None, int, int, bool, int | str | None]
+
+
 @dataclass
 class Ref:
     incident_id: str
@@ -296,7 +378,8 @@ class Ref:
     mttm: float | None
     mttr: float | None
     alertnames: set[str]
-    clocks: list[tuple[str, float | None, int, int, bool]]
+    clocks: list[Clock]
+    automation: tuple[bool, bool, bool, bool]  # started, succeeded, mitigated, first automated
     times: dict[str, int | None] = field(default_factory=dict)  # the board's, in microseconds
 
 
@@ -352,6 +435,24 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     regions = stated[-1].regions if stated else ()
     acks = times(IncidentAcknowledged)
     mitigated = times(MitigationCompleted, lambda e: e.outcome is Outcome.SUCCEEDED)
+    automated = {
+        e.mitigation_id: e.automated for _, _, e in live if isinstance(e, MitigationStarted)
+    }
+    completed = sorted(
+        ((k, e) for _, k, e in live if isinstance(e, MitigationCompleted)), key=lambda x: x[0]
+    )
+    outcome = {e.mitigation_id: e.outcome for _, e in completed}  # the latest in log order
+    successes = [
+        e
+        for _, _, e in live
+        if isinstance(e, MitigationCompleted) and e.outcome is Outcome.SUCCEEDED
+    ]
+    automation = (
+        any(automated.values()),
+        any(a and outcome.get(m) is Outcome.SUCCEEDED for m, a in automated.items()),
+        bool(successes),
+        bool(successes) and automated.get(successes[0].mitigation_id, False),
+    )
     comms = times(CommsSent)
     posts = times(PostmortemPublished)
     closes = times(IncidentClosed)
@@ -362,20 +463,36 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     now_us = us(now)
     end = resolved_at if resolved_at is not None else (min(closes) if closes else now_us)
     targets = policy.for_severity(severity)
-    clocks: list[tuple[str, float | None, int, int, bool]] = [
-        ("ack", targets.ack_s, detected, min(acks) if acks else end, is_open),
-        ("first_comms", targets.first_comms_s, detected, min(comms) if comms else end, is_open),
-        ("resolution", targets.resolve_s, detected, end, is_open),
+    clocks: list[Clock] = [
+        ("ack", targets.ack_s, detected, min(acks) if acks else end, is_open, None),
+        (
+            "first_comms",
+            targets.first_comms_s,
+            detected,
+            min(comms) if comms else end,
+            is_open,
+            None,
+        ),
+        ("resolution", targets.resolve_s, detected, end, is_open, None),
     ]
     if resolved_at is not None:
         post = min(posts) if posts else None
         stop = post if post is not None else now_us
-        clocks.append(("postmortem", targets.postmortem_s, resolved_at, stop, post is None))
+        clocks.append(("postmortem", targets.postmortem_s, resolved_at, stop, post is None, None))
+    if posts:
+        held = [us(e.held_at) for _, _, e in live if isinstance(e, PostmortemReviewed)]
+        review = min(held) if held else None
+        stop = review if review is not None else now_us
+        clocks.append(
+            ("postmortem_review_overdue", targets.review_s, min(posts), stop, review is None, None)
+        )
+    # The cadence starts at the first comms; at the declaration only for a severity whose first
+    # message has no target of its own (one missing first message, one breach).
     points = [
         (t, k, e)
         for t, k, e in live
         if isinstance(e, CommsSent | IncidentResolved | IncidentReopened)
-        or (e is first and not comms)
+        or (e is first and not comms and targets.first_comms_s is None)
     ]
     phase: type | None = None
     for n, (t, _, e) in enumerate(points):
@@ -383,9 +500,18 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
             phase = type(e)
         if phase is IncidentResolved:
             continue
-        stop_at = points[n + 1][0] if n + 1 < len(points) else (now_us if is_open else None)
+        next_at = points[n + 1][0] if n + 1 < len(points) else None
+        stop_at = next_at if next_at is not None else (now_us if is_open else None)
         if stop_at is not None:
-            clocks.append(("update_cadence", targets.update_s, t, stop_at, is_open))
+            clocks.append(("update_cadence", targets.update_s, t, stop_at, is_open, None))
+        if isinstance(e, CommsSent) and e.next_update_at is not None:
+            promise = us(e.next_update_at)
+            start = min(t, promise)
+            kept = next_at if next_at is not None else end
+            open_ = next_at is None and is_open
+            clocks.append(("next_update_missed", (promise - start) / 1e6, start, kept, open_, None))
+    clocks += _escalations(live, policy, severity, detected, acks, end, is_open)
+    clocks += _action_items(events, when, now_us)
     return Ref(
         incident_id=first.incident_id,
         severity=severity,
@@ -400,6 +526,7 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
         mttr=_seconds(resolved_at, detected),
         alertnames={e.alertname for _, _, e in live if isinstance(e, AlertFired) and e.alertname},
         clocks=clocks,
+        automation=automation,
         times={
             "declared_at": declared,
             "detected_at": detected,
@@ -415,6 +542,51 @@ def reference(events: list[AnyEvent], now: datetime, policy: Policy) -> Ref | No
     )
 
 
+def _escalations(
+    live: list[tuple[int, int, AnyEvent]],
+    policy: Policy,
+    severity: str,
+    detected: int,
+    acks: list[int],
+    end: int,
+    is_open: bool,
+) -> list[Clock]:
+    """Each level of the path waits from detection for an escalation at it or higher (retracted
+    ones too, as the fold counts them) until the acknowledgement or resolution it is about."""
+    escalations = [(t, e.level) for t, _, e in live if isinstance(e, IncidentEscalated)]
+    clocks: list[Clock] = []
+    for level, step in enumerate(policy.escalation.path(severity), start=1):
+        on_ack = step.without == "ack"
+        awaited = (min(acks) if acks else end) if on_ack else end
+        done = [t for t, reached in escalations if reached >= level]
+        stop = min(awaited, min(done)) if done else awaited
+        open_ = not done and is_open and (not on_ack or not acks)
+        clocks.append(("escalation", step.after_s, detected, stop, open_, level))
+    return clocks
+
+
+def _action_items(events: list[AnyEvent], when: dict[str, int], now_us: int) -> list[Clock]:
+    """Overdue items, as the fold has them (retractions aside): due at the end of the due day
+    (UTC), done at the first completion."""
+    completed: dict[str, int] = {}
+    for e in events:
+        if isinstance(e, ActionItemCompleted):
+            completed[e.item_id] = min(completed.get(e.item_id, when[e.event_id]), when[e.event_id])
+    clocks: list[Clock] = []
+    for e in events:
+        if not isinstance(e, ActionItemAdded) or e.due is None:
+            continue
+        due = us(datetime.combine(e.due + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+        start = min(when[e.event_id], due)
+        done = completed.get(e.item_id)
+        if (done is None and now_us >= due) or (done is not None and done > due):
+            stop = done if done is not None else now_us
+            clocks.append(
+                ("action_item_overdue", (due - start) / 1e6, start, stop, done is None, e.item_id)
+            )
+    return clocks
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     pos = q * (len(ordered) - 1)
@@ -422,29 +594,44 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
 
 
+def keys_of(r: Ref, group_by: str) -> set[str]:
+    """The values of one group key an incident counts under (several for lists)."""
+    if group_by == "service":
+        return set(r.services) or {NO_SERVICE}
+    if group_by == "region":
+        return set(r.regions) or {NO_REGION}
+    if group_by == "team":
+        return {TEAMS.get(s, NO_TEAM) for s in r.services} or {NO_TEAM}
+    return {
+        {
+            "severity": r.severity,
+            "category": r.category,
+            "month": (EPOCH + timedelta(microseconds=r.declared)).strftime("%Y-%m"),
+        }[group_by]
+    }
+
+
 def expected_mttx(
     refs: list[Ref], group_by: str, lo: int | None = None, hi: int | None = None
 ) -> dict[str, dict[str, Any]]:
-    groups: dict[str, list[Ref]] = defaultdict(list)
+    names = group_by.split(",")
+    groups: dict[tuple[str, ...], list[Ref]] = defaultdict(list)
     for r in refs:
         if (lo is not None and r.declared < lo) or (hi is not None and r.declared >= hi):
             continue
-        if group_by == "service":
-            for service in set(r.services) or {NO_SERVICE}:
-                groups[service].append(r)
-        elif group_by == "region":
-            for region in set(r.regions) or {NO_REGION}:
-                groups[region].append(r)
-        else:
-            key = {
-                "severity": r.severity,
-                "category": r.category,
-                "month": (EPOCH + timedelta(microseconds=r.declared)).strftime("%Y-%m"),
-            }[group_by]
-            groups[key].append(r)
+        combos: list[tuple[str, ...]] = [()]
+        for name in names:
+            combos = [(*c, v) for c in combos for v in sorted(keys_of(r, name))]
+        for combo in combos:
+            groups[combo].append(r)
     rows: dict[str, dict[str, Any]] = {}
-    for key, members in groups.items():
-        row: dict[str, Any] = {"group": key, "count": len(members)}
+    for combo, members in sorted(groups.items()):
+        key = " / ".join(combo)
+        row: dict[str, Any] = {
+            "group": key,
+            "groups": dict(zip(names, combo, strict=True)),
+            "count": len(members),
+        }
         for metric in METRICS:
             values = [v for r in members if (v := getattr(r, metric)) is not None]
             row[metric] = {
@@ -454,6 +641,10 @@ def expected_mttx(
                 "p90_s": quantile(values, 0.9) if values else None,
                 "max_s": max(values) if values else None,
             }
+        counts = [sum(r.automation[n] for r in members) for n in range(len(AUTOMATION))]
+        row["automation"] = dict(zip(AUTOMATION, counts, strict=True)) | {
+            "share": counts[3] / counts[2] if counts[2] else None
+        }
         rows[key] = row
     return rows
 
@@ -461,13 +652,18 @@ def expected_mttx(
 def expected_breaches(refs: list[Ref]) -> list[tuple[Any, ...]]:
     rows = []
     for r in refs:
-        for kind, target, start, stop, is_open in r.clocks:
-            if target is not None and stop - start > round(target * 1e6):
+        for kind, target, start, stop, is_open, key in r.clocks:
+            # Action items come judged by their own rule (overdue once the due day has ended).
+            late = kind == "action_item_overdue" or stop - start > round((target or 0) * 1e6)
+            if target is not None and late:
                 due = EPOCH + timedelta(microseconds=start + round(target * 1e6))
+                level = key if kind == "escalation" else None
+                item = key if kind == "action_item_overdue" else None
+                actual = (stop - start) / 1e6
                 rows.append(
-                    (r.incident_id, r.severity, kind, target, (stop - start) / 1e6, due, is_open)
+                    (r.incident_id, r.severity, kind, target, actual, due, is_open, level, item)
                 )
-    return sorted(rows, key=lambda row: (row[5], row[0], row[2]))
+    return sorted(rows, key=lambda row: (row[5], row[0], row[2], row[7] or 0, row[8] or ""))
 
 
 def expected_repeats(refs: list[Ref], window_days: int = 30) -> set[tuple[str, str, str, float]]:
@@ -526,10 +722,12 @@ def refs_of(world: World, policy: Policy = DEFAULT_POLICY) -> list[Ref]:
 
 
 def assert_rows(got: list[dict[str, Any]], want: dict[str, dict[str, Any]]) -> None:
-    assert [row["group"] for row in got] == sorted(want)
+    assert [row["group"] for row in got] == list(want)  # ordered by the keys' values
     for row in got:
         expected = want[row["group"]]
         assert row["count"] == expected["count"], row["group"]
+        assert row["groups"] == expected["groups"], row["group"]
+        assert row["automation"] == pytest.approx(expected["automation"]), row["group"]
         for metric in METRICS:
             have, should = row[metric], expected[metric]
             assert have["count"] == should["count"], (row["group"], metric)
@@ -541,9 +739,47 @@ def assert_rows(got: list[dict[str, Any]], want: dict[str, dict[str, Any]]) -> N
                     assert have[stat] == pytest.approx(should[stat], rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.parametrize("group_by", GROUPS)
+@pytest.mark.parametrize(
+    "group_by", [*GROUPS, "severity,month", "team,region", "service,team", "month,severity"]
+)
 def test_mttx_matches_reference(world: World, group_by: str) -> None:
-    assert_rows(mttx(world.cur, group_by, None, None), expected_mttx(refs_of(world), group_by))
+    got = mttx(world.cur, group_by, None, None, TEAMS)
+    assert_rows(got, expected_mttx(refs_of(world), group_by))
+
+
+def test_automation_share_is_exercised(world: World) -> None:
+    """The generated year holds every automation case the definitions tell apart."""
+    refs = refs_of(world)
+    started, succeeded, mitigated, first = (
+        sum(r.automation[n] for r in refs) for n in range(len(AUTOMATION))
+    )
+    assert 300 < first < mitigated and first < succeeded < started
+    assert any(r.automation[1] and not r.automation[3] for r in refs)  # a person was first
+    [total] = mttx(world.cur, "month", None, None)[:1]
+    assert total["automation"]["share"] == pytest.approx(
+        total["automation"]["first_automated"] / total["automation"]["mitigated"]
+    )
+    assert "first_automated" in DEFINITIONS["automation"]
+
+
+def test_team_without_a_map_is_none(world: World) -> None:
+    rows = mttx(world.cur, "team", None, None)
+    assert [row["group"] for row in rows] == [NO_TEAM]
+    assert rows[0]["count"] == len(refs_of(world))
+
+
+@pytest.mark.parametrize(
+    ("group_by", "reason"),
+    [
+        ("severity,severity", "twice"),
+        ("severity,month,team", "at most 2"),
+        ("severity,week", "'week'"),
+        ("", "''"),
+    ],
+)
+def test_mttx_rejects_bad_group_keys(world: World, group_by: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        mttx(world.cur, group_by, None, None)
 
 
 def test_mttx_window_selects_by_declaration(world: World) -> None:
@@ -585,13 +821,20 @@ def test_history_exercises_every_case(world: World) -> None:
 def test_breaches_match_reference(world: World, policy: Policy) -> None:
     got = breaches(world.cur, policy, NOW)
     want = expected_breaches(refs_of(world, policy))
-    keys = ("incident_id", "severity", "kind", "target_s", "actual_s", "due_at", "open")
+    keys = (
+        *("incident_id", "severity", "kind", "target_s", "actual_s", "due_at", "open"),
+        *("level", "item_id"),
+    )
     assert [tuple(row[k] for k in keys) for row in got] == want
     assert all(row["breached_at"] == row["due_at"] for row in got)
     kinds = {(row["kind"], row["open"]) for row in got}
     if policy is DEFAULT_POLICY:
-        names = ("ack", "first_comms", "update_cadence", "resolution", "postmortem")
-        assert {(kind, o) for kind in names for o in (False, True)} <= kinds
+        assert {(kind, o) for kind in KINDS for o in (False, True)} <= kinds
+    assert all(
+        (row["to"] is not None) == (row["kind"] == "escalation")
+        and (row["item_id"] is not None) == (row["kind"] == "action_item_overdue")
+        for row in got
+    )
     open_rows = breaches(world.cur, policy, NOW, open_only=True)
     assert open_rows == [row for row in got if row["open"]]
     one = got[len(got) // 2]["incident_id"]
@@ -715,6 +958,7 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
     by_severity = {row["group"]: row for row in mttx(cur, "severity", None, None)}
     assert by_severity["P1"] == {
         "group": "P1",
+        "groups": {"severity": "P1"},
         "count": 1,
         # Detected 10 min before declaring (definitions 2: every clock starts there).
         "mttd": stat(1, 300.0),
@@ -722,15 +966,31 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
         "mtta": stat(1, 1800.0),
         "mttm": stat(1, 4200.0),
         "mttr": stat(1, 6600.0),
+        # A person's failover was the first (and only) success: nothing automated.
+        "automation": {
+            "started": 0,
+            "succeeded": 0,
+            "mitigated": 1,
+            "first_automated": 0,
+            "share": 0.0,
+        },
     }
     assert by_severity["P0"] == {
         "group": "P0",
+        "groups": {"severity": "P0"},
         "count": 1,
         "mttd": stat(0),
         "time_to_declare": stat(1, 0.0),
         "mtta": stat(0),
         "mttm": stat(0),
         "mttr": stat(0),
+        "automation": {
+            "started": 0,
+            "succeeded": 0,
+            "mitigated": 0,
+            "first_automated": 0,
+            "share": None,
+        },
     }
     assert by_severity["P2"]["mttr"] == stat(0)  # reopened, not resolved again
     assert by_severity["P3"]["mttd"] == stat(0)  # no impact start: no MTTD
@@ -738,6 +998,28 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
     assert by_severity["P3"]["time_to_declare"] == stat(1, 0.0)
     services = {row["group"]: row["count"] for row in mttx(cur, "service", None, None)}
     assert services == {"(none)": 1, "api": 1, "db": 2, "web": 1}
+    # A in api (core) and db (data-team); B without services; C's web has no team; D in db.
+    teams = {"api": "core", "db": "data-team", "queue": "data-team"}
+    by_team = {row["group"]: row["count"] for row in mttx(cur, "team", None, None, teams)}
+    assert by_team == {"(none)": 2, "core": 1, "data-team": 2}
+    pairs = [
+        (row["groups"], row["group"], row["count"])
+        for row in mttx(cur, "team,severity", None, None, teams)
+    ]
+    assert pairs == [
+        ({"team": "(none)", "severity": "P0"}, "(none) / P0", 1),
+        ({"team": "(none)", "severity": "P2"}, "(none) / P2", 1),
+        ({"team": "core", "severity": "P1"}, "core / P1", 1),
+        ({"team": "data-team", "severity": "P1"}, "data-team / P1", 1),
+        ({"team": "data-team", "severity": "P3"}, "data-team / P3", 1),
+    ]
+    by_month = mttx(cur, "severity,month", None, None)
+    assert [(r["groups"]["severity"], r["groups"]["month"]) for r in by_month] == [
+        ("P0", "2026-03"),
+        ("P1", "2026-03"),
+        ("P2", "2026-03"),
+        ("P3", "2026-03"),
+    ]
 
     def h(hours: float) -> datetime:
         return T + timedelta(hours=hours)
@@ -749,16 +1031,29 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
         ]
 
     ignored = 2 * 86400.0
-    expected = [
+    late_ack = [
         ("INC-A", "ack", 1800.0, h(5 / 60), False),  # from detection, 10 min before declaring
+        # P1's first level (15 min without an acknowledgement): acknowledged 30 min after
+        # detection, never escalated.
+        ("INC-A", "escalation", 1800.0, h(5 / 60), False),
+    ]
+    expected = [
+        *late_ack,
         ("INC-A", "first_comms", 1200.0, h(5 / 60), False),  # comms 20 min after detection
+        # P1's second level (30 min without a resolution): resolved 110 min after detection.
+        ("INC-A", "escalation", 6600.0, h(20 / 60), False),
+        ("INC-C", "escalation", 3 * 86400.0, h(0.5), True),  # P2: 30 min unacknowledged
         ("INC-A", "update_cadence", 2400.0, h(40 / 60), False),  # 10 -> 50 min; 70 -> 100 is 30
         ("INC-C", "ack", 3 * 86400.0, h(1), True),
         ("INC-C", "update_cadence", 3 * 86400 - 7200.0, h(3), True),  # reopened at 2 h, silent
         ("INC-C", "resolution", 3 * 86400.0, h(24), True),
         ("INC-B", "ack", ignored, h(24 + 5 / 60), True),
+        # P0: secondary at 5 min (unacknowledged), manager at 10 and VP at 20 (unresolved).
+        ("INC-B", "escalation", ignored, h(24 + 5 / 60), True),
+        ("INC-B", "escalation", ignored, h(24 + 10 / 60), True),
+        # No comms at all: one breach (first comms), the cadence waits for the first message.
         ("INC-B", "first_comms", ignored, h(24.25), True),
-        ("INC-B", "update_cadence", ignored, h(24.25), True),  # no comms: from the declaration
+        ("INC-B", "escalation", ignored, h(24 + 20 / 60), True),
         ("INC-B", "resolution", ignored, h(26), True),
         ("INC-A", "postmortem", 3 * 86400 - 6000.0, h(100 / 60 + 48), True),
     ]
@@ -766,6 +1061,8 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
     assert [r["incident_id"] for r in breaches(cur, DEFAULT_POLICY, LATER, open_only=True)] == [
         row[0] for row in expected if row[4]
     ]
+    levels = [r["level"] for r in breaches(cur, DEFAULT_POLICY, LATER, incident_id="INC-B")]
+    assert levels == [None, 1, 2, None, 3, None]
     assert repeats(cur) == [
         {
             "incident_id": "INC-D",
@@ -778,6 +1075,66 @@ def test_small_history_by_hand(tmp_path: Path) -> None:
 
     projector.apply(log[len(first) :], len(log))  # the ack was earlier than typed
     assert mttx(cur, "severity", None, None)[1]["mtta"] == stat(1, 840.0)
-    assert found() == expected[1:]
+    assert found() == expected[len(late_ack) :]  # 14 min: within the ack target and level 1
     cur.close()
     con.close()
+
+
+def test_automation_share_by_hand(tmp_path: Path) -> None:
+    """X: the robot's rollback failed, a person's restart worked. Y: a person's restart worked
+    first, the robot's later; then the person's is found to have finished later still. Z: the
+    robot's failover worked, then that completion is taken back. W: nothing mitigated."""
+    x, y, z, w = (Builder(f"INC-{name}", T) for name in "XYZW")
+    for b, severity in ((x, Severity.P1), (y, Severity.P1), (z, Severity.P1), (w, Severity.P2)):
+        b.add(IncidentDeclared, 0, title=b.incident_id, severity=severity)
+    rollback = MitigationAction.ROLLBACK
+    x.add(MitigationStarted, 60, mitigation_id="auto", action=rollback, automated=True)
+    x.add(MitigationCompleted, 120, mitigation_id="auto", outcome=Outcome.FAILED)
+    x.add(MitigationStarted, 180, mitigation_id="hand", action=MitigationAction.RESTART)
+    x.add(MitigationCompleted, 240, mitigation_id="hand", outcome=Outcome.SUCCEEDED)
+    y.add(MitigationStarted, 60, mitigation_id="hand", action=MitigationAction.RESTART)
+    hand = y.add(MitigationCompleted, 300, mitigation_id="hand", outcome=Outcome.SUCCEEDED)
+    y.add(MitigationStarted, 400, mitigation_id="auto", action=rollback, automated=True)
+    y.add(MitigationCompleted, 600, mitigation_id="auto", outcome=Outcome.SUCCEEDED)
+    z.add(MitigationStarted, 60, mitigation_id="auto", action=rollback, automated=True)
+    done = z.add(MitigationCompleted, 90, mitigation_id="auto", outcome=Outcome.SUCCEEDED)
+    first = x.events + y.events + z.events + w.events
+    amend = [
+        y.add(
+            EventCorrected,
+            700,
+            target_event_id=hand.event_id,
+            corrected_occurred_at=T + timedelta(seconds=900),
+            reason="the restart finished later",
+        ),
+        z.add(EventRetracted, 700, target_event_id=done.event_id, reason="it had not worked"),
+    ]
+    log = [Stored(n, e, encode(e)) for n, e in enumerate(_sealed(first + amend), start=1)]
+    con = open_database(tmp_path / "db.duckdb")
+    projector = Projector(con, None)
+    projector.apply(log[: len(first)], len(first))
+    cur = con.cursor()
+
+    def automation() -> dict[str, dict[str, Any]]:
+        return {row["group"]: row["automation"] for row in mttx(cur, "severity")}
+
+    before = {"started": 3, "succeeded": 2, "mitigated": 3, "first_automated": 1}
+    assert automation() == {
+        "P1": before | {"share": pytest.approx(1 / 3)},
+        "P2": dict.fromkeys(before, 0) | {"share": None},
+    }
+    projector.apply(log[len(first) :], len(log))
+    after = {"started": 3, "succeeded": 1, "mitigated": 2, "first_automated": 1, "share": 0.5}
+    assert automation()["P1"] == after
+    cur.close()
+    con.close()
+
+
+def _sealed(events: list[AnyEvent]) -> list[AnyEvent]:
+    heads: dict[str, str] = {}
+    out = []
+    for event in events:
+        (event,) = seal([event], heads.get(event.incident_id, GENESIS), LATER)
+        heads[event.incident_id] = event.hash
+        out.append(event)
+    return out

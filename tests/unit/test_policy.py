@@ -31,6 +31,7 @@ MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
                 update_s=15 * MIN,
                 resolve_s=2 * HOUR,
                 postmortem_s=24 * HOUR,
+                review_s=7 * DAY,  # runbook 002: review within a week
             ),
         ),
         (
@@ -41,6 +42,7 @@ MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
                 update_s=30 * MIN,
                 resolve_s=8 * HOUR,
                 postmortem_s=48 * HOUR,
+                review_s=7 * DAY,
             ),
         ),
         (
@@ -51,6 +53,7 @@ MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
                 update_s=60 * MIN,
                 resolve_s=24 * HOUR,
                 postmortem_s=5 * DAY,
+                review_s=7 * DAY,
             ),
         ),
         (
@@ -117,6 +120,7 @@ def test_toml_overrides_fields_and_keeps_the_rest(tmp_path: Path) -> None:
         update_s=1200,
         resolve_s=p1.resolve_s,
         postmortem_s=p1.postmortem_s,
+        review_s=p1.review_s,
     )
     assert policy.for_severity(Severity.P3).update_s is None
     assert policy.for_severity(Severity.P3).ack_s == 4 * HOUR

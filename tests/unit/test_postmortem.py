@@ -2,7 +2,8 @@
 
 The log goes through the real decider (so it is one `decide` would accept), the hash chain and
 the projector into an in-memory DuckDB; `draft` reads the rows `queries` returns. Set
-UPDATE_GOLDEN=1 to rewrite tests/golden/postmortem.md after a deliberate change, then read it.
+UPDATE_GOLDEN=1 to rewrite tests/golden/postmortem.md (and postmortem_filled.md, a log that fills
+every section of the runbooks' templates) after a deliberate change, then read them.
 """
 
 import os
@@ -36,7 +37,9 @@ from events.commands import (
     RecordAlertFired,
     Resolve,
     RetractEvent,
+    ReviewPostmortem,
     SendComms,
+    StartActionItem,
     StartMitigation,
 )
 from events.decisions import Rejected, decide
@@ -51,6 +54,7 @@ from projections.postmortem import draft, report
 from projections.projector import Projector
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "postmortem.md"
+FILLED = Path(__file__).parents[1] / "golden" / "postmortem_filled.md"
 INCIDENT = "INC-PM7K2M9Q"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -305,18 +309,23 @@ def test_sections_carry_the_facts(text: str) -> None:
         "~~It is DNS.~~",
         "~~Note~~ (retracted)",
         "for 31 minutes; no order was lost.",
-        "| AI-1 | Validate pool settings in CI | erin@example.com | 2026-11-08 | done (",
+        "| AI-1 | Validate pool settings in CI | erin@example.com |  | 2026-11-08 | done (",
         f"- `{TRACE}`: seq 17 (Root cause), seq 18 (Evidence attached)",
         "Generated from stream sequences 1..30 of INC-PM7K2M9Q (30 events).",
     ):
         assert expected in text, expected
 
 
-def test_table_cells_are_escaped(text: str) -> None:
+def test_table_cells_are_escaped(text: str, full: str) -> None:
     assert "Dashboards \\| logs disagreed<br>for ten minutes." in text
     assert cell("a | b\nc\r\nd") == "a \\| b<br>c<br>d"
     assert cell("C:\\tmp <script>") == "C:\\\\tmp \\<script>"
     assert cell(None) == ""
+    _assert_tables_are_regular(text)
+    _assert_tables_are_regular(full)
+
+
+def _assert_tables_are_regular(text: str) -> None:
     in_table = False
     for line in text.splitlines():
         if line.startswith("|") != in_table:
@@ -411,3 +420,259 @@ def test_an_impact_statement_keeps_unknown_apart_from_no() -> None:
     ):
         assert expected in text, expected
     assert "truncated" not in text
+
+
+def filled() -> Log:
+    """A P1 whose responders filed a note of every kind, with action items, a postmortem
+    published three times (draft, in review, final) and its review meeting: every section of
+    the runbooks' templates (runbooks 001 to 004) has something to show."""
+    log = Log(incident_id="INC-FILLED01")
+    log.do(
+        0,
+        Declare,
+        "alice@example.com",
+        title="Login 500s after API v2.3.1",
+        severity="P1",
+        category="application",
+        services=("api", "auth"),
+        summary="Logins failed for most users after the v2.3.1 deploy.",
+        commander="alice@example.com",
+        impact_started_at=T0 - timedelta(minutes=3),
+        impact={
+            "services": ["api", "auth"],
+            "regions": ["eu-west-1"],
+            "customers_affected": 1200,
+            "users_affected_pct": 80,
+            "data_loss": False,
+            "security": False,
+            "revenue_at_risk": 5000,
+            "text": "Users could not sign in",
+        },
+    )
+    log.do(
+        1,
+        RecordAlertFired,
+        "alertmanager",
+        source=Source.ALERTMANAGER,
+        fingerprint="a1b2c3",
+        alertname="LoginErrorRate",
+        severity="critical",
+        starts_at=T0 - timedelta(minutes=1),
+    )
+    log.do(3, Acknowledge, "bob@example.com")
+    log.do(4, AssignRole, "alice@example.com", role="tech_lead", person="bob@example.com")
+    log.do(4.5, AssignRole, "alice@example.com", role="product_owner", person="pat@example.com")
+    log.do(5, Escalate, "alice@example.com", level=1, to="secondary-oncall", reason="5 min")
+    log.do(
+        6,
+        SendComms,
+        "carol@example.com",
+        audience="internal",
+        channel="slack",
+        kind="initial",
+        status="investigating",
+        message="Investigating login failures.",
+        next_update_at=T0 + timedelta(minutes=36),
+    )
+    log.do(
+        8,
+        StartMitigation,
+        "bob@example.com",
+        mitigation_id="m1",
+        action="config_rollback",
+        target="api@v2.3.0",
+    )
+    log.do(14, CompleteMitigation, "bob@example.com", mitigation_id="m1", outcome="succeeded")
+    log.do(15, Resolve, "alice@example.com", summary="Rolled the API config back to v2.3.0.")
+    log.do(
+        16,
+        SendComms,
+        "carol@example.com",
+        audience="status_page",
+        channel="status_page",
+        kind="resolution",
+        status="resolved",
+        message="Logins work again.",
+    )
+    notes = [
+        ("root_cause", "v2.3.1 held DB connections for 30s, exhausting the pool."),
+        ("five_whys", "Why did logins fail? The auth service got no DB connection."),
+        ("five_whys", "Why no connection? The pool was exhausted."),
+        ("five_whys", "Why exhausted? A new query held connections for 30s."),
+        ("five_whys", "Why 30s? It scanned the sessions table without an index."),
+        ("five_whys", "Why unnoticed? Staging has 1% of production's sessions."),
+        ("decision", "Roll back the config instead of fixing forward."),
+        ("went_well", "The alert fired within a minute."),
+        ("went_well", "The rollback was one command."),
+        ("went_wrong", "The slow query passed staging.\nNo pool saturation alert existed."),
+        ("lucky", "It happened during business hours."),
+        ("lesson", "Staging must carry production-like data volumes."),
+        ("prevention", "Query performance regression tests in CI."),
+        ("prevention", "Alert on connection pool saturation above 80%."),
+        ("impact", "About 45,000 login requests failed."),
+        ("note", "The war room was #inc-login."),
+    ]
+    for n, (kind, text) in enumerate(notes):
+        trace = TRACE if kind == "root_cause" else None
+        log.do(20 + n, AddNote, "bob@example.com", kind=kind, text=text, trace_id=trace)
+    log.do(
+        40,
+        AttachEvidence,
+        "bob@example.com",
+        kind="dashboard",
+        uri="https://grafana.example.com/d/auth",
+        description="DB pool saturation",
+    )
+    items = [
+        ("AI-1", "Add slow query detection to CI", "dev-team", date(2026, 11, 3), "P0"),
+        ("AI-2", "Alert on connection pool saturation", "sre-team", date(2026, 11, 4), "P0"),
+        ("AI-3", "Automate deployment rollback", "platform", date(2026, 11, 17), "P1"),
+    ]
+    for n, (item_id, title, owner, due, priority) in enumerate(items):
+        log.do(
+            45 + n,
+            AddActionItem,
+            "alice@example.com",
+            item_id=item_id,
+            title=title,
+            owner=owner,
+            due=due,
+            priority=priority,
+            ticket_url=f"https://jira.example.com/browse/OPS-{n + 1}",
+        )
+    log.do(50, StartActionItem, "dev-team", item_id="AI-1")
+    log.do(51, StartActionItem, "sre-team", item_id="AI-2")
+    log.do(52, CompleteActionItem, "sre-team", item_id="AI-2")
+    log.do(
+        60,
+        PublishPostmortem,
+        "alice@example.com",
+        markdown="# Postmortem (draft)",
+        status="draft",
+        authors=("alice@example.com", "bob@example.com"),
+        summary="First draft",
+    )
+    log.do(
+        20 * 60,
+        PublishPostmortem,
+        "alice@example.com",
+        uri="https://wiki.example.com/pm/INC-FILLED01",
+        status="in_review",
+    )
+    log.do(
+        3 * 24 * 60,
+        ReviewPostmortem,
+        "alice@example.com",
+        held_at=T0 + timedelta(days=2, hours=3),
+        attendees=("alice@example.com", "bob@example.com", "carol@example.com", "sre-lead"),
+        summary="Agreed the action items; AI-3 moves to the platform roadmap.",
+    )
+    log.do(
+        3 * 24 * 60 + 5,
+        PublishPostmortem,
+        "bob@example.com",
+        uri="https://wiki.example.com/pm/INC-FILLED01",
+        status="final",
+        summary="Connection pool exhaustion from an unindexed query",
+    )
+    return log
+
+
+@pytest.fixture(scope="module")
+def full() -> Iterator[str]:
+    con = projected(filled().stored)
+    yield drafted(con, incident_id="INC-FILLED01")
+    con.close()
+
+
+def test_a_filled_log_matches_its_golden_file(full: str) -> None:
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        FILLED.write_text(full, encoding="utf-8")
+    expected = FILLED.read_text(encoding="utf-8")
+    assert full == expected, "the draft changed: rerun with UPDATE_GOLDEN=1 and read the diff"
+
+
+def test_every_runbook_section_is_filled_from_notes(full: str) -> None:
+    assert "_To be written_" not in full
+    assert "_None" not in full  # no empty section at all
+    sections = [line for line in full.splitlines() if line.startswith("#")]
+    for heading in (
+        "## Summary",
+        "## Impact",
+        "## Timeline",
+        "### Root cause",
+        "### Five whys",
+        "### Decisions",
+        "## Lessons learned",
+        "### What went well",
+        "### What went wrong",
+        "### Where we got lucky",
+        "### Lessons",
+        "## Preventive measures",
+        "## Action items",
+        "## Review",
+    ):
+        assert heading in sections, heading
+    for expected in (
+        "1. Why did logins fail? The auth service got no DB connection. — bob@example.com",
+        "5. Why unnoticed? Staging has 1% of production's sessions. — bob@example.com",
+        "- The slow query passed staging.\n  No pool saturation alert existed. — bob@example.com",
+        "- It happened during business hours. — bob@example.com",
+        "- Alert on connection pool saturation above 80%. — bob@example.com",
+        # The latest publication's status; authors carried from the one that named them.
+        "| Postmortem status | final (published 2026-11-04 12:05:00Z) |",
+        "| Postmortem authors | alice@example.com, bob@example.com |",
+        "| Published postmortem | https://wiki.example.com/pm/INC-FILLED01: Connection pool "
+        "exhaustion from an unindexed query |",
+        "| Postmortem review | 2026-11-03 15:00:00Z with alice@example.com, bob@example.com, "
+        "carol@example.com, sre-lead |",
+        "| Product Owner | **pat@example.com** (since 2026-11-01 12:04:30Z) |",
+        "| AI-1 | Add slow query detection to CI | dev-team | P0 | 2026-11-03 | in progress "
+        "(since 2026-11-01 12:50:00Z) | https://jira.example.com/browse/OPS-1 |",
+        "| AI-2 | Alert on connection pool saturation | sre-team | P0 | 2026-11-04 | done "
+        "(2026-11-01 12:52:00Z) | https://jira.example.com/browse/OPS-2 |",
+        "| AI-3 | Automate deployment rollback | platform | P1 | 2026-11-17 | todo |",
+        "| 2026-11-03 15:00:00Z | alice@example.com, bob@example.com, carol@example.com, "
+        "sre-lead | Agreed the action items; AI-3 moves to the platform roadmap. | "
+        "alice@example.com |",
+        "| internal | slack | initial |",
+        "Postmortem published | inline Markdown (draft, by alice@example.com, "
+        "bob@example.com): First draft |",
+        "Postmortem reviewed | held 2026-11-03 15:00:00Z with alice@example.com",
+        "Action item started | AI-1: Add slow query detection to CI |",
+    ):
+        assert expected in full, expected
+
+
+def test_a_section_keeps_its_placeholder_only_without_a_note() -> None:
+    log = Log(incident_id="INC-PARTLY1")
+    log.do(0, Declare, "x", title="Partly written", severity="P3")
+    log.do(1, AddNote, "x", kind="lucky", text="Nobody was on a plane.")
+    lucky = log.do(2, AddNote, "x", kind="went_well", text="retracted later")
+    log.do(3, RetractEvent, "x", target_event_id=lucky, reason="wrong kind")
+    text = drafted(projected(log.stored), incident_id="INC-PARTLY1")
+    section = text.split("## Lessons learned", 1)[1].split("## Preventive measures", 1)[0]
+    assert section == (
+        "\n\n### What went well\n\n_To be written_"  # its only note was retracted
+        "\n\n### What went wrong\n\n_To be written_"
+        "\n\n### Where we got lucky\n\n- Nobody was on a plane. — x, 2026-11-01 12:01:00Z"
+        "\n\n### Lessons\n\n_To be written_\n\n"
+    )
+    for expected in (
+        "| Postmortem status | _not published_ |",
+        "| Postmortem review | _not held_ |",
+        "## Review\n\n_No review meeting recorded yet._",
+        "## Preventive measures\n\n_To be written_",
+        "### Five whys\n\n_To be written_",
+    ):
+        assert expected in text, expected
+    assert "Postmortem authors" not in text
+
+
+def test_a_filled_draft_is_deterministic() -> None:
+    stored = filled().stored
+    one, two = projected(stored), projected(stored, batches=9)
+    later = T0 + timedelta(days=400)
+    first = drafted(one, incident_id="INC-FILLED01")
+    assert first == drafted(two, incident_id="INC-FILLED01")
+    assert first == drafted(one, now=later, incident_id="INC-FILLED01")
