@@ -348,7 +348,7 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
         except ValueError:
             raise PolicyError(
                 f"{key}: not a severity (use P0..P4, 'version', 'auto_resolve', 'alerts', "
-                "'templates', 'escalation')"
+                "'templates', 'escalation', 'notifications', 'severity_aliases', 'teams')"
             ) from None
         if not isinstance(fields, Mapping):
             raise PolicyError(f"{severity}: expected a table of targets, got {fields!r}")

@@ -231,7 +231,9 @@ def test_web_pages_print_the_utc_time(served: Served) -> None:
     """The true UTC time, not the host's clock face with a Z."""
     shown = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ")
     page = served.http.get(f"/incidents/{served.a}").text
-    assert set(shown.findall(page)) == {f"2026-01-02 02:{m}:00Z" for m in ("00", "10", "15", "20")}
+    # Events at 02:00-02:20; the promised next update (02:45) and the next escalation (02:30).
+    minutes = ("00", "10", "15", "20", "30", "45")
+    assert set(shown.findall(page)) == {f"2026-01-02 02:{m}:00Z" for m in minutes}
     board = served.http.get("/").text
     assert set(shown.findall(board)) == {"2026-01-02 02:15:00Z", "2026-01-02 02:45:00Z"}
     postmortem = served.http.get(f"/v1/incidents/{served.a}/postmortem").text

@@ -20,6 +20,12 @@ PURE = [
     "events/chain.py",
     "events/policy.py",
     "events/durations.py",
+    "events/escalation.py",
+    "events/notifications.py",
+    "events/templates.py",
+    "events/aliases.py",
+    "events/teams.py",
+    "events/vocabulary.py",
 ]
 FORBIDDEN_ROOTS = {"nats", "faststream", "duckdb", "asyncio", "socket", "services", "projections"}
 FORBIDDEN_MODULES = {"events.store"}
