@@ -87,6 +87,8 @@ class Mitigation(Struct, frozen=True, gc=False):
     started_at: datetime
     outcome: Outcome | None = None
     completed_at: datetime | None = None
+    automated: bool = False  # started by automation (runbook 001's auto-remediation)
+    event_id: str = ""  # its mitigation.started (retractable)
 
 
 class ActionItem(Struct, frozen=True, gc=False):
@@ -184,6 +186,23 @@ class Incident(Struct, frozen=True, gc=False):
         if self.is_closed:
             return "closed"
         return self.status.value if self.status else ""
+
+    @property
+    def automation(self) -> tuple[bool, bool, bool]:
+        """(an automated mitigation started, one succeeded, the first success - the one MTTM
+        ends at - was automated): the automation share's facts."""
+        live = [m for m in self.mitigations if m.event_id not in self.retracted]
+        started = any(m.automated for m in live)
+        succeeded = any(m.automated and m.outcome is Outcome.SUCCEEDED for m in live)
+        firsts = [
+            f
+            for f in self.facts
+            if f.kind == MITIGATED and not f.retracted and f.outcome is Outcome.SUCCEEDED
+        ]
+        first = min(firsts, key=lambda f: f.key, default=None)
+        mitigation = self.mitigation(first.mitigation_id or "") if first else None
+        automated = mitigation is not None and mitigation.event_id not in self.retracted
+        return started, succeeded, automated and mitigation is not None and mitigation.automated
 
     def holder(self, role: Role) -> str | None:
         return next((person for held, person in self.roles if held is role), None)
@@ -451,7 +470,14 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             # Never lower: an escalation that names a lower level still escalates.
             return _with(state, escalation_level=max(state.escalation_level, event.level))
         case MitigationStarted():
-            started = Mitigation(event.mitigation_id, event.action, event.target, event.occurred_at)
+            started = Mitigation(
+                event.mitigation_id,
+                event.action,
+                event.target,
+                event.occurred_at,
+                automated=event.automated,
+                event_id=event.event_id,
+            )
             return _with(state, mitigations=(*state.mitigations, started))
         case CommsSent():
             return _sent(state, event)

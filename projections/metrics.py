@@ -3,10 +3,9 @@
 
 The facts are the folded incident's (`incidents`: the domain's `evolve` applies corrections and
 retractions and folds detection, so the board, `decide` and these figures agree), detection
-included: one concept, one place. Whether a mitigation was automated is in its
-`mitigation.started` only, so the automation share reads the `events` table by the same rules
-(`effective_at`, retracted events ignored). Every figure is computed in DuckDB: one query per
-call, grouped by one key or two at once (`projections.groups`).
+included, and the automation share's (`auto_started`, `auto_succeeded`, `auto_first`): one
+concept, one place. Every figure is computed in DuckDB from typed columns: one query per call,
+grouped by one key or two at once (`projections.groups`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -184,38 +183,6 @@ def _clamped(to_us: str, from_us: str) -> str:
     )
 
 
-# Whether each incident's mitigations were automated, from the events (the fold keeps no
-# such flag), for the selected incidents only: each body is parsed once, in one pass.
-_AUTOMATION: Final = """
-mitigations AS MATERIALIZED (
-    SELECT incident_id, type, seq, effective_at, fields[1] AS mitigation_id,
-        coalesce(CAST(fields[2] AS BOOLEAN), false) AS automated, fields[3] AS outcome
-    FROM (
-        SELECT *, json_extract_string(body, ['$.mitigation_id', '$.automated', '$.outcome'])
-            AS fields
-        FROM events
-        WHERE type IN ('mitigation.started', 'mitigation.completed') AND NOT retracted
-          AND incident_id IN (SELECT incident_id FROM selected)
-    )
-),
-per_mitigation AS (
-    -- Its outcome is its latest completion (as the fold's); `first_ok` its first success.
-    SELECT incident_id, mitigation_id,
-        bool_or(automated) FILTER (WHERE type = 'mitigation.started') AS automated,
-        arg_max(outcome, seq) FILTER (WHERE type = 'mitigation.completed') AS outcome,
-        min((effective_at, seq)) FILTER (
-            WHERE type = 'mitigation.completed' AND outcome = 'succeeded'
-        ) AS first_ok
-    FROM mitigations GROUP BY ALL
-),
-automation AS (
-    -- The first success is the one MTTM ends at: earliest effective time, then log order.
-    SELECT incident_id, coalesce(bool_or(automated), false) AS auto_started,
-        coalesce(bool_or(automated AND outcome = 'succeeded'), false) AS auto_succeeded,
-        coalesce(arg_min(coalesce(automated, false), first_ok), false) AS first_automated
-    FROM per_mitigation GROUP BY ALL
-)
-"""
 _TEAMS: Final = "team_map AS (SELECT MAP(CAST($team_services AS VARCHAR[]), " + (
     "CAST($team_names AS VARCHAR[])) AS team_of)"
 )
@@ -253,7 +220,6 @@ def mttx(
           AND (CAST($until AS BIGINT) IS NULL OR declared_us < $until)
     ),
     {_TEAMS},
-    {_AUTOMATION},
     durations AS (
         SELECT f.declared_us, i.severity, i.category, i.services, i.impact_regions,
             {_clamped("f.detected_us", "f.impact_us")} AS mttd,
@@ -261,12 +227,11 @@ def mttx(
             {_clamped("f.ack_us", "f.detected_us")} AS mtta,
             {_clamped("f.mitigated_us", "f.detected_us")} AS mttm,
             CASE WHEN f.resolved THEN {_clamped("f.last_res_us", "f.detected_us")} END AS mttr,
-            coalesce(a.auto_started, false) AS auto_started,
-            coalesce(a.auto_succeeded, false) AS auto_succeeded,
+            coalesce(i.auto_started, false) AS auto_started,
+            coalesce(i.auto_succeeded, false) AS auto_succeeded,
             f.mitigated_us IS NOT NULL AS mitigated,
-            f.mitigated_us IS NOT NULL AND coalesce(a.first_automated, false) AS auto_first
+            f.mitigated_us IS NOT NULL AND coalesce(i.auto_first, false) AS auto_first
         FROM selected f JOIN incidents i USING (incident_id)
-        LEFT JOIN automation a USING (incident_id)
     ),
     {", ".join(steps)}
     SELECT {columns}, count(*), {", ".join(_stat(m) for m in METRICS)},

@@ -105,6 +105,8 @@ def incident_row(state: Incident, first_seq: int, last_seq: int) -> tuple[Any, .
         state.alerts_truncated,
         state.alert_opened,
         state.taken_over,
+        # Added in schema version 6: the automation share's facts.
+        *state.automation,
     )
 
 

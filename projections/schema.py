@@ -18,8 +18,8 @@ import duckdb
 # 5: `detected_at` is the effective detection (issue 12: the earliest of the first alert's start,
 # the declaration's corrected detected_at and the declaration); the impact statement's columns,
 # `alerts_truncated`, `alert_opened`, `taken_over`: folded again, older states lack them.
-# 6: the `action_items` table (issue 13), one row per action item of the fold: folded again to
-# fill it.
+# 6: the `action_items` table (issue 13), one row per action item of the fold, and the
+# automation columns (`auto_started`, `auto_succeeded`, `auto_first`): folded again to fill them.
 SCHEMA_VERSION: Final = 6
 # Files older than this hold folded states this version folds differently.
 FOLDED_SINCE: Final = 6
@@ -91,7 +91,10 @@ CREATE TABLE IF NOT EXISTS incidents (
     impact_text VARCHAR,
     alerts_truncated INTEGER,
     alert_opened BOOLEAN,
-    taken_over BOOLEAN
+    taken_over BOOLEAN,
+    auto_started BOOLEAN,
+    auto_succeeded BOOLEAN,
+    auto_first BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS alerts (
     incident_id VARCHAR NOT NULL,
@@ -156,24 +159,39 @@ FROM events;
 """
 
 
-# Columns added since version 1, in table order (rows are appended by position).
-_ADDED: Final = """
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS declared_at TIMESTAMPTZ;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS first_comms_at TIMESTAMPTZ;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_started_at TIMESTAMPTZ;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_services VARCHAR[];
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_regions VARCHAR[];
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_customers VARCHAR[];
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS customers_affected INTEGER;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS users_affected_pct DOUBLE;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS data_loss BOOLEAN;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS security BOOLEAN;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS revenue_at_risk BIGINT;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS impact_text VARCHAR;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS alerts_truncated INTEGER;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS alert_opened BOOLEAN;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS taken_over BOOLEAN;
-"""
+# Columns `incidents` gained after version 1, by the version that added them, in table order
+# (rows are appended by position, so an upgraded file must get them in this order).
+ADDED_COLUMNS: Final[dict[int, tuple[tuple[str, str], ...]]] = {
+    2: (
+        ("declared_at", "TIMESTAMPTZ"),
+        ("first_comms_at", "TIMESTAMPTZ"),
+    ),
+    4: (("impact_started_at", "TIMESTAMPTZ"),),
+    5: (
+        ("impact_services", "VARCHAR[]"),
+        ("impact_regions", "VARCHAR[]"),
+        ("impact_customers", "VARCHAR[]"),
+        ("customers_affected", "INTEGER"),
+        ("users_affected_pct", "DOUBLE"),
+        ("data_loss", "BOOLEAN"),
+        ("security", "BOOLEAN"),
+        ("revenue_at_risk", "BIGINT"),
+        ("impact_text", "VARCHAR"),
+        ("alerts_truncated", "INTEGER"),
+        ("alert_opened", "BOOLEAN"),
+        ("taken_over", "BOOLEAN"),
+    ),
+    6: (
+        ("auto_started", "BOOLEAN"),
+        ("auto_succeeded", "BOOLEAN"),
+        ("auto_first", "BOOLEAN"),
+    ),
+}
+_ADDED: Final = "".join(
+    f"ALTER TABLE incidents ADD COLUMN IF NOT EXISTS {name} {kind};\n"
+    for columns in ADDED_COLUMNS.values()
+    for name, kind in columns
+)
 
 
 def create(con: duckdb.DuckDBPyConnection) -> bool:

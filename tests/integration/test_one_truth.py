@@ -38,24 +38,11 @@ from events.schema import Audience, CommsKind, Severity, Source, Status, encode
 from projections import asof, breaches, metrics, postmortem, queries
 from projections.database import open_database
 from projections.projector import Projector
-from projections.schema import SCHEMA_VERSION, VIEWS
+from projections.schema import ADDED_COLUMNS, SCHEMA_VERSION, VIEWS
 
 INC = "INC-ONETRUTH"
-# The columns `incidents` gained in schema version 5 (issue 12), which older files lack.
-SINCE_5 = [
-    "impact_services",
-    "impact_regions",
-    "impact_customers",
-    "customers_affected",
-    "users_affected_pct",
-    "data_loss",
-    "security",
-    "revenue_at_risk",
-    "impact_text",
-    "alerts_truncated",
-    "alert_opened",
-    "taken_over",
-]
+# The columns `incidents` gained in schema versions 5 and 6, which older files lack.
+SINCE_5 = tuple(name for v in (5, 6) for name, _ in ADDED_COLUMNS[v])
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=10)
 
