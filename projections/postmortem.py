@@ -300,7 +300,7 @@ def report(
     """The draft from one snapshot of the read models (the projector may commit meanwhile)."""
     cur.execute("BEGIN TRANSACTION")
     try:
-        incident = queries.get_incident(cur, incident_id, now)
+        incident = queries.get_incident(cur, incident_id, now, policy)
         events = queries.timeline(cur, incident_id) if incident is not None else []
     finally:
         cur.execute("ROLLBACK")
