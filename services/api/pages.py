@@ -92,9 +92,10 @@ TEMPLATES: Final = TemplateConfig(
 @get("/", guards=[requires(Permission.READ)], include_in_schema=False)
 async def board(request: AnyRequest, include_closed: FromQuery[bool] = False) -> Template:
     reader = reader_of(request)
+    now = reader.clock()
     incidents = await reader.run(
         queries.list_incidents,
-        reader.clock(),
+        now,
         None,
         None,
         None,
@@ -106,6 +107,7 @@ async def board(request: AnyRequest, include_closed: FromQuery[bool] = False) ->
         "include_closed": include_closed,
         "checkpoint": reader.projector.checkpoint,
         "refresh": REFRESH_S,
+        "now": now,
     }
     return Template(template_name="board.html", context=context)
 

@@ -139,7 +139,8 @@ _BOARD: Final = (
     *(("incident_id", "id"), ("severity", "sev"), ("status", "status"), ("phase", "phase")),
     *(("title", "title"), ("commander", "commander"), ("age_s", "age")),
     *(("acknowledged", "acked"), ("last_comms_at", "last comms")),
-    *(("due", "next update due"), ("alerts_firing", "alerts firing")),
+    *(("due", "next update due"), ("escalation", "next escalation")),
+    ("alerts_firing", "alerts firing"),
 )
 
 
@@ -150,6 +151,12 @@ def board(answer: Answer) -> None:
         due = i.get("next_update_at")
         overdue = " (overdue)" if due and datetime.fromisoformat(due) < now else ""
         i["due"] = _cell("next_update_at", due) + overdue
+        escalation = i.get("next_escalation")
+        i["escalation"] = (
+            f"L{escalation['level']} {escalation['to']}, {_cell('due_at', escalation['due_at'])}"
+            if escalation
+            else ""
+        )
     _print_rows(f"{len(incidents)} incidents", incidents, _BOARD)
 
 

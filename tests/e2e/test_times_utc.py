@@ -235,7 +235,13 @@ def test_web_pages_print_the_utc_time(served: Served) -> None:
     minutes = ("00", "10", "15", "20", "30", "45")
     assert set(shown.findall(page)) == {f"2026-01-02 02:{m}:00Z" for m in minutes}
     board = served.http.get("/").text
-    assert set(shown.findall(board)) == {"2026-01-02 02:15:00Z", "2026-01-02 02:45:00Z"}
+    # Last comms and next update of one; next escalations: 15 min after each one's detection.
+    escalations = {"2026-01-02 02:30:00Z", "2026-11-23 13:28:05Z"}
+    assert set(shown.findall(board)) == {
+        "2026-01-02 02:15:00Z",
+        "2026-01-02 02:45:00Z",
+        *escalations,
+    }
     postmortem = served.http.get(f"/v1/incidents/{served.a}/postmortem").text
     assert "| Declared | 2026-01-02 02:00:00Z |" in postmortem
 
