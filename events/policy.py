@@ -9,7 +9,7 @@ missed); correlation (`services/write/correlation.py`) reads the alert rules and
 import hashlib
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,19 +21,17 @@ from events.aliases import DEFAULT_SEVERITY_ALIASES, canonical_severity, parse_s
 from events.durations import parse_duration
 from events.escalation import (
     DEFAULT_ESCALATION,
-    EscalationError,
     EscalationPolicy,
     parse_escalation,
 )
 from events.notifications import (
     NO_NOTIFICATIONS,
     Notifications,
-    NotificationsError,
     parse_notifications,
 )
 from events.schema import Category, Severity
 from events.teams import parse_teams
-from events.templates import DEFAULT_TEMPLATES, CommsTemplate, TemplateError, parse_templates
+from events.templates import DEFAULT_TEMPLATES, CommsTemplate, parse_templates
 
 _MIN: Final = 60.0
 _HOUR: Final = 3600.0
@@ -286,6 +284,16 @@ def _alert_rules(document: object, base: AlertRules) -> AlertRules:
     return msgspec.structs.replace(base, **changes)
 
 
+# The sections their own modules parse: key (also the `Policy` field) -> parser(document, base).
+_SECTIONS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "escalation": parse_escalation,
+    "notifications": parse_notifications,
+    "templates": parse_templates,
+    "severity_aliases": parse_severity_aliases,
+    "teams": parse_teams,
+}
+
+
 def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) -> Policy:
     """Overlay a decoded document (`{"P1": {"ack": "10m"}, "version": "..."}`) on `base`.
 
@@ -297,10 +305,7 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
         raise PolicyError("a policy is a table of severities (P0..P4), each a table of targets")
     targets = dict(base.targets)
     alerts = base.alerts
-    aliases, teams = base.severity_aliases, base.teams
-    templates = base.templates
-    notifications = base.notifications
-    escalation = base.escalation
+    sections: dict[str, Any] = {key: getattr(base, key) for key in _SECTIONS}
     resolving = set(base.auto_resolve)
     if "auto_resolve" in document:
         everywhere = _auto_resolve(document["auto_resolve"], "auto_resolve")
@@ -313,34 +318,13 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
             continue
         if key == "auto_resolve":
             continue
-        if key == "notifications":
-            try:
-                notifications = parse_notifications(fields, notifications)
-            except NotificationsError as exc:
-                raise PolicyError(str(exc)) from None
-            continue
-        if key == "templates":
-            try:
-                templates = parse_templates(fields, templates)
-            except TemplateError as exc:
-                raise PolicyError(str(exc)) from None
-            continue
         if key == "alerts":
             alerts = _alert_rules(fields, alerts)
             continue
-        if key == "escalation":
+        if key in _SECTIONS:
             try:
-                escalation = parse_escalation(fields, escalation)
-            except EscalationError as exc:
-                raise PolicyError(str(exc)) from None
-            continue
-        if key in ("severity_aliases", "teams"):
-            try:
-                if key == "teams":
-                    teams = parse_teams(fields, teams)
-                else:
-                    aliases = parse_severity_aliases(fields, aliases)
-            except ValueError as exc:
+                sections[key] = _SECTIONS[key](fields, sections[key])
+            except ValueError as exc:  # each module's own error, naming the key
                 raise PolicyError(str(exc)) from None
             continue
         try:
@@ -348,7 +332,7 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
         except ValueError:
             raise PolicyError(
                 f"{key}: not a severity (use P0..P4, 'version', 'auto_resolve', 'alerts', "
-                "'templates', 'escalation', 'notifications', 'severity_aliases', 'teams')"
+                f"{', '.join(repr(k) for k in _SECTIONS)})"
             ) from None
         if not isinstance(fields, Mapping):
             raise PolicyError(f"{severity}: expected a table of targets, got {fields!r}")
@@ -369,13 +353,9 @@ def parse_policy(document: object, version: str, base: Policy = DEFAULT_POLICY) 
     return Policy(
         targets=targets,
         version=version,
-        alerts=msgspec.structs.replace(alerts, severity_aliases=aliases),
+        alerts=msgspec.structs.replace(alerts, severity_aliases=sections["severity_aliases"]),
         auto_resolve=frozenset(resolving),
-        severity_aliases=aliases,
-        teams=teams,
-        templates=templates,
-        notifications=notifications,
-        escalation=escalation,
+        **sections,
     )
 
 
