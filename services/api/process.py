@@ -19,7 +19,7 @@ from events.schema import MAX_MARKDOWN, ActionStatus
 from projections import action_items, postmortem
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, authenticated, requires
-from services.api.reads import _fresh as fresh
+from services.api.reads import fresh
 from services.api.state import AnyRequest, intake_of, now, reader_of, store_of
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError

@@ -30,7 +30,7 @@ from services.readmodels import Reader
 MAX_AUDIT_ENTRIES: Final = 10_000
 
 
-async def _fresh(reader: Reader, wait_for: int | None) -> None:
+async def fresh(reader: Reader, wait_for: int | None) -> None:
     if wait_for is not None:
         try:
             await reader.projector.wait(wait_for, timeout=10)
@@ -72,7 +72,7 @@ async def list_incidents(
         past = await _past(request, reader, None, as_of)
         board = await past.run(queries.list_incidents, as_of, *args, policy=past.policy)
         return {"as_of": as_of, "incidents": board}
-    await _fresh(reader, wait_for)
+    await fresh(reader, wait_for)
     board = await reader.run(queries.list_incidents, reader.clock(), *args, policy=reader.policy)
     return {"incidents": board}
 
@@ -84,7 +84,7 @@ async def show_incident(
     wait_for: FromQuery[int | None] = None,
 ) -> dict[str, Any]:
     reader = reader_of(request)
-    await _fresh(reader, wait_for)
+    await fresh(reader, wait_for)
     now = reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
     before = await _changes_before(request, incident)
@@ -113,7 +113,7 @@ async def incident_timeline(
     if as_of is not None:
         reader = await _past(request, reader, incident_id, as_of)
     else:
-        await _fresh(reader, wait_for)
+        await fresh(reader, wait_for)
     now = as_of or reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
     answer = {
@@ -137,7 +137,7 @@ async def incident_postmortem(
 ) -> str:
     """A postmortem draft in Markdown, from the incident's events and the severity policy."""
     reader = reader_of(request)
-    await _fresh(reader, wait_for)
+    await fresh(reader, wait_for)
     draft = await reader.run(postmortem.report, incident_id, reader.policy, reader.clock())
     if draft is None:
         raise NotFoundException(f"incident {incident_id} does not exist")

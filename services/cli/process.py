@@ -19,11 +19,9 @@ from events.schema import MAX_MARKDOWN, ActionStatus, PostmortemStatus, Severity
 from events.subjects import new_event_id
 from services.cli import reads
 from services.cli.options import IncidentArg, Verb, fail, incident_path, rfc3339
-from services.cli.reads import _command as read_command
-from services.cli.reads import _Read as Read
+from services.cli.reads import Read, read_verb
 from services.cli.render import Answer, out
-from services.cli.writes import _command as write_command
-from services.cli.writes import _Post as Post
+from services.cli.verbs import Post, write_verb
 
 ItemArg = Annotated[
     str, typer.Argument(metavar="ITEM", show_default=False, help="Action item id, e.g. AI-1.")
@@ -199,8 +197,8 @@ class _DraftByDefault(TyperGroup):
 def register(app: typer.Typer) -> None:
     action = typer.Typer(no_args_is_help=True, help="Action items: add, start, complete, list.")
     for build in (add, start, complete):
-        action.command(build.__name__, cls=Verb)(write_command(build))
-    action.command("list", cls=Verb)(read_command(list_))
+        action.command(build.__name__, cls=Verb)(write_verb(build))
+    action.command("list", cls=Verb)(read_verb(list_))
     app.add_typer(action, name="action")
 
     postmortem = typer.Typer(
@@ -209,6 +207,6 @@ def register(app: typer.Typer) -> None:
         help="The postmortem: its draft from the log (`postmortem ID`), publish, review.",
     )
     postmortem.command("draft", cls=Verb)(reads.postmortem)
-    postmortem.command("publish", cls=Verb)(write_command(publish))
-    postmortem.command("review", cls=Verb)(write_command(review))
+    postmortem.command("publish", cls=Verb)(write_verb(publish))
+    postmortem.command("review", cls=Verb)(write_verb(review))
     app.add_typer(postmortem, name="postmortem")

@@ -1,6 +1,6 @@
 """CLI read verbs (DESIGN 11): each turns its arguments into one request to a read route.
 
-A verb is a plain function from arguments to a `_Read` (path, query, renderer); `register` adds
+A verb is a plain function from arguments to a `Read` (path, query, renderer); `register` adds
 `--url`, `--token` and `--json`, sends it and prints the answer as rich tables, or verbatim with
 `--json`. Exit 0 on success, 2 on bad input or a 4xx answer, 1 when the service fails.
 """
@@ -31,7 +31,7 @@ from services.cli.options import (
 from services.cli.render import Answer
 
 
-class _Read(NamedTuple):
+class Read(NamedTuple):
     path: str
     render: Callable[[Answer], None]
     params: dict[str, Any] | None = None
@@ -53,23 +53,23 @@ def list_(
     severity: Annotated[Severity | None, typer.Option(show_default=False)] = None,
     service: Annotated[str | None, typer.Option(show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include resolved and closed.")] = False,
-) -> _Read:
+) -> Read:
     """The status board: open incidents, most severe first."""
     query = {"status": status, "severity": severity, "service": service}
-    return _Read("/v1/incidents", render.board, query | {"include_closed": all_ or None})
+    return Read("/v1/incidents", render.board, query | {"include_closed": all_ or None})
 
 
-def show(incident_id: IncidentArg) -> _Read:
+def show(incident_id: IncidentArg) -> Read:
     """One incident: its state, impact, alerts, breaches, evidence and changes before it."""
     # People see what the timeline answer adds (evidence, changes); --json stays the incident.
     timeline = incident_path(incident_id, "/timeline")
-    return _Read(timeline, render.incident, json_path=incident_path(incident_id))
+    return Read(timeline, render.incident, json_path=incident_path(incident_id))
 
 
-def timeline(incident_id: IncidentArg, as_of: Moment = None) -> _Read:
+def timeline(incident_id: IncidentArg, as_of: Moment = None) -> Read:
     """Every event of an incident in order (--as-of: as the log knew it then)."""
     show_timeline = functools.partial(render.timeline, as_of=as_of)
-    return _Read(incident_path(incident_id, "/timeline"), show_timeline, {"as_of": as_of})
+    return Read(incident_path(incident_id, "/timeline"), show_timeline, {"as_of": as_of})
 
 
 def _group_by(text: str) -> str:
@@ -87,18 +87,18 @@ def mttr(
     ] = GroupBy.SEVERITY.value,
     from_: From = None,
     to: Moment = None,
-) -> _Read:
+) -> Read:
     """MTTD, MTTA, MTTM, MTTR and the automation share per group, for incidents declared
     between --from and --to."""
-    return _Read("/v1/metrics/mttr", render.mttr, {"group_by": group_by, "from": from_, "to": to})
+    return Read("/v1/metrics/mttr", render.mttr, {"group_by": group_by, "from": from_, "to": to})
 
 
 def breaches(
     open_: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
     incident: IncidentOption = None,
-) -> _Read:
+) -> Read:
     """Missed targets of the severity policy, and repeat incidents."""
-    return _Read(
+    return Read(
         "/v1/breaches", render.breaches, {"open_only": open_ or None, "incident_id": incident}
     )
 
@@ -110,20 +110,20 @@ def audit(
     from_: From = None,
     to: Moment = None,
     limit: Annotated[int | None, typer.Option(min=1, show_default=False)] = None,
-) -> _Read:
+) -> Read:
     """Who did what, newest first (--from/--to bound the recording time)."""
     query = {"actor": actor, "type": type_, "incident_id": incident, "limit": limit}
-    return _Read("/v1/audit", render.audit, query | {"from": from_, "to": to})
+    return Read("/v1/audit", render.audit, query | {"from": from_, "to": to})
 
 
 def query(
     sql: Annotated[str, typer.Argument(show_default=False, help="One statement; - reads stdin.")],
-) -> _Read:
+) -> Read:
     """Read-only SQL over the read models (tables incidents, events, alerts, comms)."""
     sql = sys.stdin.read() if sql == "-" else sql
     if not sql.strip():
         fail("empty SQL")
-    return _Read("/v1/query", render.result, body={"sql": sql})
+    return Read("/v1/query", render.result, body={"sql": sql})
 
 
 def _params(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def _params(params: dict[str, Any] | None) -> dict[str, Any]:
 _SERVICE: Final = service_options("Service")
 
 
-def _command(build: Callable[..., _Read]) -> Callable[..., None]:
+def read_verb(build: Callable[..., Read]) -> Callable[..., None]:
     """The typer command of a verb: its own parameters, then --url, --token and --json."""
 
     def command(*, url: str, token: str | None, as_json: bool, **kwargs: Any) -> None:
@@ -187,5 +187,5 @@ postmortem.__signature__ = inspect.Signature([*_own, *_SERVICE[:2]])  # type: ig
 
 def register(app: typer.Typer) -> None:
     for build in VERBS:
-        app.command(build.__name__.rstrip("_"), cls=Verb)(_command(build))
+        app.command(build.__name__.rstrip("_"), cls=Verb)(read_verb(build))
     # `postmortem` (the draft) is registered by `process`, with publish and review.
