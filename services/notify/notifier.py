@@ -152,12 +152,17 @@ class Notifier:
     async def _follow(self, route: Route) -> None:
         while True:
             try:
+                reconnects = self.store.nc.stats["reconnects"]
                 sub = await consumers.subscribe(self._js, self.store.stream, route)
                 try:
                     while True:
                         try:
                             msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
                         except nats.errors.TimeoutError:
+                            if self.store.nc.stats["reconnects"] != reconnects:
+                                # A restarted nats-server may have lost the consumer, and the
+                                # pull subscription its server side: ensure and bind again.
+                                break
                             self.failure = None  # caught up: nothing left to fail on
                             continue
                         for msg in msgs:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client as NATS
-from tests_support import fresh_fold, note
+from tests_support import as_recorded, fresh_fold, note
 
 from events.chain import verify
 from events.incident import fold
@@ -35,7 +35,7 @@ async def test_old_records_load_fold_and_take_new_events(
     assert [raw for _, raw in await store.records(ALL_INCIDENTS)] == RECORDS
     for incident_id, expected in FOLDED.items():
         state = fold(s.event for s in (await store.load(incident_id)).events)
-        found = {name: getattr(state, name) for name in expected}
+        found = {name: as_recorded(name, getattr(state, name), expected[name]) for name in expected}
         assert json.loads(msgspec.json.encode(found, order="sorted")) == expected
     # The chain of an old incident goes on with this version's events.
     handler = CommandHandler(store)

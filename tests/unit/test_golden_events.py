@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from tests_support import as_recorded
 
 from events.chain import verify
 from events.incident import fold
@@ -20,18 +21,6 @@ FOLDED: dict[str, dict[str, Any]] = json.loads((GOLDEN / "folded.json").read_tex
 def _json(value: object) -> Any:
     """`value` as JSON reads back: tuples as lists, sets as sorted lists, times as text."""
     return json.loads(msgspec.json.encode(value, order="sorted"))
-
-
-def _as_recorded(name: str, value: object, expected: Any) -> object:
-    """An attribute in the shape `folded.json` recorded it: items that gained fields since (action
-    items a status, with `done` now a property of it; mitigations `automated` and `event_id`)
-    are compared on the keys recorded."""
-    if isinstance(value, tuple) and value and isinstance(value[0], msgspec.Struct):
-        return [
-            {key: getattr(item, key) for key in recorded}
-            for item, recorded in zip(value, expected, strict=True)
-        ]
-    return value
 
 
 def _events() -> list[AnyEvent]:
@@ -72,7 +61,5 @@ def test_the_fold_is_what_it_was() -> None:
     events = _events()
     for incident_id, expected in FOLDED.items():
         state = fold(e for e in events if e.incident_id == incident_id)
-        found = {
-            name: _as_recorded(name, getattr(state, name), expected[name]) for name in expected
-        }
+        found = {name: as_recorded(name, getattr(state, name), expected[name]) for name in expected}
         assert _json(found) == expected, incident_id
