@@ -1,4 +1,5 @@
-# The incidents service image used by compose.yaml (API/intake and projector replicas).
+# The incidents service image of compose.yaml: the same image runs the projector+query replica
+# (INCIDENTS_ROLE=all) and the stateless API/intake replicas (INCIDENTS_ROLE=api).
 FROM python:3.11-slim
 COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
 WORKDIR /app

@@ -69,12 +69,16 @@ class Appended(Struct, frozen=True, gc=False):
     duplicate: bool
 
 
-_OUTAGES: Final = (
+# What an outage of NATS or JetStream looks like to a client (each reader of the log maps it).
+OUTAGES: Final = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
     nats.errors.ConnectionClosedError,
     nats.errors.OutboundBufferLimitError,
     nats.js.errors.ServiceUnavailableError,
+    # A publish while the stream has no leader (a cluster electing one after a node died):
+    # nats-py's name for NoRespondersError on js.publish.
+    nats.js.errors.NoStreamResponseError,
 )
 
 
@@ -86,7 +90,7 @@ def _unavailable(nc: NATS) -> Iterator[None]:
         raise StoreUnavailableError("not connected to NATS (reconnecting)")
     try:
         yield
-    except _OUTAGES as exc:
+    except OUTAGES as exc:
         raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
 
 

@@ -1,15 +1,16 @@
 """Composition root: turns a Config into running parts, started and stopped in order.
 
 data dir lock -> nats-server (embedded unless INCIDENTS_NATS_URL; supervised; with users when
-tokens are on) -> connection -> stream -> store, handler, correlator, intake -> HTTP API
-(uvicorn) and NATS intake (faststream). `running()` is the one place that starts and stops
-things, so a start-up that fails half way still stops whatever it had started (an embedded
-nats-server above all).
+tokens are on) -> connection -> stream -> store, handler, correlator, intake -> read models and
+notifier (INCIDENTS_ROLE=all, not on an `api` replica) -> HTTP API (uvicorn) and NATS intake
+(faststream). `running()` is the one place that starts and stops things, so a start-up that
+fails half way still stops whatever it had started (an embedded nats-server above all).
 """
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,22 +22,24 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from events.policy import load_policy
+from events.policy import Policy, load_policy
 from events.store import EventStore
 from events.stream import StreamSettings, ensure_stream
 from projections.database import open_database
 from projections.projector import Projector
 from projections.rebuild import live_path
 from projections.tasks import stop
+from services import runtime
 from services.api.app import create_app
 from services.api.server import check_tls, serving
 from services.auth import Tokens, is_loopback
 from services.clock import Clock, utc_now
-from services.config import Config, ConfigError
+from services.config import Config, ConfigError, ServiceRole
 from services.datadir import holding
 from services.nats_intake import create_broker
 from services.natsauth import SERVICE_INBOX, ServiceCredentials, embedded_auth
 from services.natsserver import EmbeddedNatsServer
+from services.natsurl import redacted, target
 from services.notify.notifier import Notifier
 from services.notify.supervision import supervise as supervise_notifier
 from services.readmodels import LiveModels, supervise
@@ -46,6 +49,7 @@ from services.write.handler import CommandHandler
 from services.write.intake import Intake
 
 log = logging.getLogger("incidents")
+NO_READ_MODELS = "an INCIDENTS_ROLE=api replica keeps no read models and runs no notifier"
 
 
 class Service(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,8 +61,21 @@ class Service(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStore
     handler: CommandHandler
     intake: Intake
-    models: LiveModels
-    notifier: Notifier
+    # None on an INCIDENTS_ROLE=api replica; `models` and `notifier` say so when asked.
+    read_models: LiveModels | None
+    notifications: Notifier | None
+
+    @property
+    def models(self) -> LiveModels:
+        if self.read_models is None:
+            raise RuntimeError(NO_READ_MODELS)
+        return self.read_models
+
+    @property
+    def notifier(self) -> Notifier:
+        if self.notifications is None:
+            raise RuntimeError(NO_READ_MODELS)
+        return self.notifications
 
     @property
     def projector(self) -> Projector:
@@ -80,10 +97,11 @@ def stream_settings(config: Config) -> StreamSettings:
 
 async def connect(url: str, name: str = "incidents", health: LogHealth | None = None) -> NATS:
     """The service's connection: reconnects forever, one log line per error (not a traceback
-    per attempt); its inboxes are out of the producers' `_INBOX.>` (services/natsauth.py)."""
+    per attempt); its inboxes are out of every producer's sight (services/natsauth.py); the
+    credentials of `url` hold for the servers the cluster announces too (services/natsurl.py)."""
     callbacks = health.callbacks() if health is not None else {"error_cb": quiet_errors(name)}
     nc = await nats.connect(
-        servers=url.split(","),
+        **target(url).options(),
         name=name,
         connect_timeout=5,
         max_reconnect_attempts=-1,
@@ -132,7 +150,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             url, client_url = server.url, server.client_url
             log.info(
                 "embedded nats-server %s (store %s, pid %s%s)",
-                url,
+                redacted(url),
                 server.store_dir,
                 server.pid,
                 ", NATS users from the tokens file" if server.auth else "",
@@ -161,40 +179,36 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             await store.last_seq(),
         )
 
-        executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="incidents-read")
-        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        models = LiveModels.open(
-            config.data_dir,
-            store,
-            policy=policy,
-            clock=clock,
-            executor=executor,
-        )
-        stack.push_async_callback(models.close)
-        log.info(
-            "projector on %s from checkpoint %s",
-            live_path(config.data_dir),
-            models.reader.projector.checkpoint,
-        )
+        models: LiveModels | None = None
+        notifier: Notifier | None = None
+        if config.role is ServiceRole.ALL:
+            # Before the intakes open: the routes' consumers exist before anything new is
+            # appended.
+            models, notifier = await _read_side(stack, config, store, handler, policy, clock)
+        else:
+            log.info("INCIDENTS_ROLE=%s: no read models, no notifier", config.role.value)
 
-        # Before the intakes open: the routes' consumers exist before anything new is appended.
-        notifier = Notifier(store, handler, models, policy, clock)
-        stack.push_async_callback(notifier.close)
-        await notifier.start()
-        notifying = asyncio.create_task(supervise_notifier(notifier), name="notifier")
-        stack.push_async_callback(stop, notifying)
-
-        broker = create_broker(client_url.split(","), intake, clock)
+        broker = create_broker(target(client_url), intake, clock)
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
 
-        app = create_app(intake, tokens, clock, models, store, config.allowed_hosts)
+        app = create_app(intake, tokens, clock, models, store, config.allowed_hosts, policy)
         app.state.health = health  # /healthz
         app.state.notifier = notifier  # /readyz
         http_url = await stack.enter_async_context(
             serving(app, config.http_host, config.http_port, tls)
         )
         log.info("HTTP API %s (OpenAPI at %s/schema), NATS intake on intake.>", http_url, http_url)
+        # Last: the CLI finds this service by it only once everything listens; first removed.
+        endpoints = runtime.Endpoints(
+            http_url=runtime.reachable(http_url),
+            nats_url=runtime.without_credentials(url),
+            nats_users=server is not None and server.auth is not None,
+            stream=config.stream,
+            pid=os.getpid(),
+            started_at=utc_now(),  # the wall clock: when this process started, for people
+        )
+        stack.enter_context(runtime.published(config.data_dir, endpoints))
         yield Service(
             config=config,
             nats_url=url,
@@ -204,9 +218,42 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
             store=store,
             handler=handler,
             intake=intake,
-            models=models,
-            notifier=notifier,
+            read_models=models,
+            notifications=notifier,
         )
+
+
+async def _read_side(
+    stack: AsyncExitStack,
+    config: Config,
+    store: EventStore,
+    handler: CommandHandler,
+    policy: Policy,
+    clock: Clock,
+) -> tuple[LiveModels, Notifier]:
+    """The projector with its read models, and the notifier (which reads them), started on
+    `stack`."""
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="incidents-read")
+    stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+    models = LiveModels.open(
+        config.data_dir,
+        store,
+        policy=policy,
+        clock=clock,
+        executor=executor,
+    )
+    stack.push_async_callback(models.close)
+    log.info(
+        "projector on %s from checkpoint %s",
+        live_path(config.data_dir),
+        models.reader.projector.checkpoint,
+    )
+    notifier = Notifier(store, handler, models, policy, clock)
+    stack.push_async_callback(notifier.close)
+    await notifier.start()
+    notifying = asyncio.create_task(supervise_notifier(notifier), name="notifier")
+    stack.push_async_callback(stop, notifying)
+    return models, notifier
 
 
 async def _quietly(close: Callable[[], Awaitable[object]], what: str) -> None:
@@ -271,10 +318,11 @@ async def serve(config: Config) -> None:
     with _on_signals(signalled.set):
         async with running(config) as service:
             log.info(
-                "incidents ready: %s, nats %s, data %s",
+                "incidents ready: %s, nats %s, data %s, role %s",
                 service.http_url,
-                service.nats_url,
+                redacted(service.nats_url),
                 config.data_dir,
+                config.role.value,
             )
             await signalled.wait()
             log.info("stopping")

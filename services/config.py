@@ -5,16 +5,17 @@ The composition root builds it with `Config.from_env()` and passes it down expli
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 
 from events.durations import parse_duration
+from services.natsurl import redacted, target
 
 
 class ConfigError(ValueError):
@@ -23,7 +24,20 @@ class ConfigError(ValueError):
 
 # JetStream stream names are also file names on the server and tokens in $JS.API subjects.
 _STREAM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
-_NATS_SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
+
+
+class ServiceRole(enum.StrEnum):
+    """What one `incidents serve` process runs (INCIDENTS_ROLE; DESIGN section 5).
+
+    `all`: everything: projector and read models (its DuckDB file), queries, web page,
+    notifier, the HTTP API and the NATS intake; alone, or as the projector+query replica of a
+    scale-out. `api`: the stateless HTTP API and NATS intake only, for the writes (commands,
+    webhooks, producer events): no DuckDB file, no projector, no notifier; its read routes
+    answer 503 naming the role, so reads go to an `all` replica.
+    """
+
+    ALL = "all"
+    API = "api"
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +59,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # HTTPS when both are set (PEM files): PagerDuty's maintained client posts to https:// only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    role: ServiceRole = ServiceRole.ALL
 
     @property
     def embedded_nats(self) -> bool:
@@ -66,7 +81,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             env, "INCIDENTS_HTTP", _host_port, (default.http_host, default.http_port)
         )
         config = cls(
-            nats_url=_parsed(env, "INCIDENTS_NATS_URL", _nats_url, default.nats_url),
+            nats_url=_parsed(
+                env, "INCIDENTS_NATS_URL", _nats_url, default.nats_url, shown=redacted
+            ),
             data_dir=_parsed(env, "INCIDENTS_DATA_DIR", _path, default.data_dir),
             http_host=http_host,
             http_port=http_port,
@@ -88,6 +105,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             ),
             tls_cert=_parsed(env, "INCIDENTS_TLS_CERT", _path, default.tls_cert),
             tls_key=_parsed(env, "INCIDENTS_TLS_KEY", _path, default.tls_key),
+            role=_parsed(env, "INCIDENTS_ROLE", _role, default.role),
         )
         if (config.tls_cert is None) != (config.tls_key is None):
             raise ConfigError("INCIDENTS_TLS_CERT and INCIDENTS_TLS_KEY: set both, or neither")
@@ -103,14 +121,28 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 _T = TypeVar("_T")
 
 
-def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
+def _parsed(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], _T],
+    default: _T,
+    shown: Callable[[str], str] = str,
+) -> _T:
+    """`shown`: how the value appears in the error (a URL's password must not)."""
     value = env.get(name, "").strip()
     if not value:
         return default
     try:
         return parse(value)
     except ValueError as exc:
-        raise ConfigError(f"{name}={value!r}: {exc}") from None
+        raise ConfigError(f"{name}={shown(value)!r}: {exc}") from None
+
+
+def _role(value: str) -> ServiceRole:
+    try:
+        return ServiceRole(value.lower())
+    except ValueError:
+        raise ValueError("expected " + " or ".join(r.value for r in ServiceRole)) from None
 
 
 def _names(value: str) -> frozenset[str]:
@@ -158,12 +190,5 @@ def _host_port(value: str) -> tuple[str, int]:
 
 def _nats_url(value: str) -> str:
     # A comma-separated list is how nats clients take several seed servers of one cluster.
-    for server in value.split(","):
-        try:
-            parts = urlsplit(server.strip())
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError as exc:
-            raise ValueError(f"malformed URL: {exc}") from None
-        if parts.scheme not in _NATS_SCHEMES or not parts.hostname:
-            raise ValueError("expected nats://host:port (or tls://, ws://, wss://)")
+    target(value)  # raises ValueError naming what is wrong
     return value

@@ -11,7 +11,7 @@ import logging
 from typing import Final
 
 import msgspec
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsToken, NatsUserPassword
 from faststream.nats.annotations import NatsMessage
 
 from events.store import StoreUnavailableError
@@ -19,6 +19,7 @@ from services.auth import Principal, Role
 from services.clock import Clock
 from services.errors import ErrorKind, ServiceError, internal
 from services.natsauth import PRODUCER_ALERTMANAGER, PRODUCER_EVENTS, SERVICE_INBOX, producer_of
+from services.natsurl import NatsTarget
 from services.supervisor import quiet_errors
 from services.write.intake import Intake
 from services.write.principals import NATS
@@ -50,10 +51,20 @@ def principal_of(subject: str) -> Principal:
     return NATS if name is None else Principal(name, Role.PRODUCER)
 
 
-def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroker:
+def _login(target: NatsTarget) -> NatsToken | NatsUserPassword | None:
+    # As connect options, not in the URLs: they hold for the servers a cluster announces too.
+    if target.token is not None:
+        return NatsToken(target.token)
+    if target.user is not None:
+        return NatsUserPassword(target.user, target.password or "")
+    return None
+
+
+def create_broker(target: NatsTarget, intake: Intake, clock: Clock) -> NatsBroker:
     # Raw bodies (NatsMessage), not faststream's JSON decoding: intake validates with msgspec.
     broker = NatsBroker(
-        servers,
+        list(target.servers),
+        security=_login(target),
         logger=None,
         name="incidents-intake",
         # Like the service's own connection: reconnect forever, one line per error.
@@ -66,6 +77,8 @@ def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroke
     @broker.subscriber(PRODUCER_EVENTS, queue=QUEUE)
     @broker.subscriber(EVENTS_SUBJECT, queue=QUEUE)
     async def on_events(msg: NatsMessage) -> bytes:
+        """Events (one JSON object, or an array of up to 1,000), as `POST /v1/events` takes
+        them; the reply is its answer: the stored events, or the error body."""
         try:
             events = intake.decode_events(msg.body)
             return _encode(await intake.events(events, principal_of(msg.raw_message.subject)))
@@ -77,6 +90,8 @@ def create_broker(servers: list[str], intake: Intake, clock: Clock) -> NatsBroke
     @broker.subscriber(PRODUCER_ALERTMANAGER, queue=QUEUE)
     @broker.subscriber(ALERTMANAGER_SUBJECT, queue=QUEUE)
     async def on_alertmanager(msg: NatsMessage) -> bytes:
+        """An Alertmanager webhook payload (version 4), as `POST /v1/webhooks/alertmanager`
+        takes it; the reply is its answer: the stored events, or the error body."""
         try:
             principal = principal_of(msg.raw_message.subject)
             return _encode(await intake.alertmanager(msg.body, clock(), principal))

@@ -6,10 +6,15 @@
 - Each producer entry of the tokens file with `nats = true` is a NATS user named like the
   entry. Its password is derived from the credentials file's `producer_key` and the entry's
   token hash, so the tokens file still holds no secret and re-issuing the token changes the
-  password. It may publish only on `intake.<name>.>` and subscribe only to `_INBOX.>` (its
-  replies): the subject of everything it sends names it, and the server enforces that.
+  password. It may publish only on `intake.<name>.>` and subscribe only to its own inboxes,
+  `_INBOX_<name>.>` (its replies; its client connects with that inbox prefix): the subject of
+  everything it sends names it, and the server enforces that. The shared `_INBOX.>`, where
+  any other client's replies go (JetStream deliveries of stored events among them), is out of
+  its reach, and so is every other producer's inbox.
 - The service's own inboxes (request replies, JetStream deliveries) use the prefix
   `_INCIDENTS_INBOX`, out of the producers' sight.
+
+deploy/nats/nats.conf gives the users of the compose cluster the same rights.
 
 Without tokens there is no NATS authentication: the embedded server listens on loopback only.
 """
@@ -30,10 +35,9 @@ from services.config import ConfigError
 from services.natsserver import NatsAuth, NatsUser
 
 CREDENTIALS_FILE: Final = "nats-credentials.toml"
-# The service's inbox prefix: producers may subscribe to `_INBOX.>`, which must not see the
-# service's JetStream traffic.
+# The service's inbox prefix: its requests' replies and JetStream deliveries (stored events)
+# go there, where no producer may subscribe.
 SERVICE_INBOX: Final = "_INCIDENTS_INBOX"
-PRODUCER_INBOX: Final = "_INBOX.>"
 # Per-producer intake subjects: `intake.<name>.events`, `intake.<name>.alertmanager`.
 PRODUCER_EVENTS: Final = "intake.*.events"
 PRODUCER_ALERTMANAGER: Final = "intake.*.alertmanager"
@@ -66,8 +70,14 @@ class ServiceCredentials(msgspec.Struct, frozen=True, forbid_unknown_fields=True
             name=name,
             password=self.producer_password(name, token_sha256),
             publish=(f"intake.{name}.>",),
-            subscribe=(PRODUCER_INBOX,),
+            subscribe=(f"{producer_inbox(name)}.>",),
         )
+
+
+def producer_inbox(name: str) -> str:
+    """The inbox prefix producer `name` connects with (nats-py `inbox_prefix`, the nats CLI's
+    `--inbox-prefix`): the only subjects it may subscribe to start with it."""
+    return f"_INBOX_{name}"
 
 
 def _create(path: Path) -> None:

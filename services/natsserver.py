@@ -214,7 +214,7 @@ class EmbeddedNatsServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
                 # Own session: Ctrl-C reaches only us, and we stop the server after our
                 # connections close (PDEATHSIG still covers a hard death of the parent).
                 start_new_session=True,
@@ -300,7 +300,7 @@ def _authorization(auth: NatsAuth | None) -> list[str]:
     return [*lines, "  ]", "}"]
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn that makes the kernel SIGKILL the child when its parent dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None

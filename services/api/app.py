@@ -15,16 +15,16 @@ from typing import Any, Final
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import ParameterKwarg
 from litestar.plugins.prometheus import PrometheusConfig
 
+from events.policy import Policy
 from events.store import EventStore, StoreUnavailableError
 from projections import sandbox
-from services.api import admin, changes, commands, comms, health, pages, process, reads
+from services.api import admin, changes, commands, comms, health, openapi, pages, process, reads
 from services.api import intake as intake_routes
 from services.api import prometheus as prometheus_routes
+from services.api.console.sessions import Sessions
 from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
@@ -116,11 +116,17 @@ def create_app(
     intake: Intake,
     tokens: Tokens,
     clock: Clock,
-    models: LiveModels,
+    models: LiveModels | None,
     store: EventStore,
     allowed_hosts: Collection[str] = (),
+    policy: Policy | None = None,
 ) -> Litestar:
-    """`allowed_hosts`: names the service answers for besides its own (INCIDENTS_ALLOWED_HOSTS)."""
+    """`allowed_hosts`: names the service answers for besides its own (INCIDENTS_ALLOWED_HOSTS).
+    `models` None: an INCIDENTS_ROLE=api replica, whose read routes answer 503 (state.py);
+    `policy` defaults to that of `models`."""
+    if policy is None:
+        assert models is not None, "without read models, give the policy"
+        policy = models.reader.policy
     hosts = host_policy(tokens.enabled, allowed_hosts)
     app = Litestar(
         route_handlers=[
@@ -134,6 +140,7 @@ def create_app(
             *pages.ROUTES,
             *admin.ROUTES,
             *prometheus_routes.ROUTES,
+            openapi.assets(),
         ],
         template_config=pages.TEMPLATES,
         exception_handlers={
@@ -146,12 +153,7 @@ def create_app(
             Exception: _on_bug,
         },
         request_class=JsonRequest,
-        openapi_config=OpenAPIConfig(
-            title="incident-timeline",
-            version="1",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi.config(),  # offline: the page's files are vendored
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[
             BrowserGuard(hosts),
@@ -162,6 +164,8 @@ def create_app(
     app.state.tokens = tokens
     app.state.clock = clock
     app.state.models = models
+    app.state.policy = policy
     app.state.store = store
     app.state.sql_gate = asyncio.Semaphore(sandbox.CONCURRENT)
+    app.state.sessions = Sessions()  # the web console's (services/api/console/sessions.py)
     return app

@@ -40,7 +40,7 @@ from events.commands import (
 from events.subjects import declared_incident_id, service_event_id
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, authenticated, requires
-from services.api.state import AnyRequest, intake_of, now, reader_of
+from services.api.state import AnyRequest, intake_of, now, policy_of
 from services.auth import Permission
 from services.write.answers import Answer
 
@@ -85,7 +85,7 @@ async def _command(
     aliases = intake.severity_aliases
     command = to_command(command_type, body, incident_id, actor, moment, event_id, aliases)
     if isinstance(command, Escalate):  # the paths are policy data: decide picks the severity's
-        command = msgspec.structs.replace(command, escalation=reader_of(request).policy.escalation)
+        command = msgspec.structs.replace(command, escalation=policy_of(request).escalation)
     answer = await intake.command(command, authenticated(request))
     return msgspec.structs.replace(answer, incident_id=target_incident(command))
 

@@ -23,7 +23,7 @@ from events.store import EventStore
 from events.templates import CommsTemplate, variables_of
 from services.api.bodies import body_of, to_command
 from services.api.guards import actor_of, authenticated, requires
-from services.api.state import AnyRequest, intake_of, now, reader_of, store_of
+from services.api.state import AnyRequest, intake_of, now, policy_of, store_of
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError
 from services.write.answers import Answer
@@ -71,7 +71,7 @@ class Preview(msgspec.Struct, frozen=True):
 
 
 def _template(request: AnyRequest, name: str) -> CommsTemplate:
-    templates = reader_of(request).policy.templates
+    templates = policy_of(request).templates
     if name not in templates:
         known = ", ".join(templates) or "none"
         raise ServiceError(ErrorKind.INVALID, f"no template {name} (known: {known})", "template")
@@ -179,7 +179,7 @@ async def preview_comms(
 @get("/v1/templates", guards=[requires(Permission.READ)], tags=["reads"])
 async def list_templates(request: AnyRequest) -> dict[str, Any]:
     """The policy's comms templates; `extras`: variables a template reads that `vars` give."""
-    policy = reader_of(request).policy
+    policy = policy_of(request)
     listed = []
     for template in policy.templates.values():
         used = variables_of(template.text)

@@ -4,6 +4,7 @@ how far the read models are behind it)."""
 from typing import Any, Final
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 
 from events.store import StoreUnavailableError
 from services.api.state import AnyRequest, reader_of, store_of
@@ -11,7 +12,15 @@ from services.notify.notifier import Notifier
 from services.supervisor import LogHealth
 
 
-@get("/healthz", tags=["operations"])
+@get(
+    "/healthz",
+    tags=["operations"],
+    responses={
+        503: ResponseSpec(
+            dict[str, Any], description="the log has been unreachable", generate_examples=False
+        )
+    },
+)
 async def healthz(request: AnyRequest) -> Response[dict[str, Any]]:
     """Alive; 503 once the log (NATS) has been unreachable longer than
     INCIDENTS_UNHEALTHY_AFTER, so an outer supervisor can act."""
@@ -23,12 +32,23 @@ async def healthz(request: AnyRequest) -> Response[dict[str, Any]]:
     return Response({"status": "ok"}) if healthy else Response(body, status_code=503)
 
 
-@get("/readyz", tags=["operations"])
+@get(
+    "/readyz",
+    tags=["operations"],
+    responses={
+        503: ResponseSpec(
+            dict[str, Any], description="`failed` or `unavailable`", generate_examples=False
+        )
+    },
+)
 async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     """Ready when NATS is connected and the projector runs; reports the projector's lag behind
     the log. `status`: `ready`; `degraded` (still 200) while the quarantine holds records that
     do not decode; `failed` (503) while a failed projector (or notifier) waits for its restart
-    or has not moved on since; `unavailable` (503) when the log does not answer."""
+    or has not moved on since; `unavailable` (503) when the log does not answer. An
+    INCIDENTS_ROLE=api replica has no projector: ready when the log answers."""
+    if request.app.state.models is None:
+        return await _api_replica(request)
     reader = reader_of(request)
     store = store_of(request)
     projector = reader.projector
@@ -75,6 +95,16 @@ async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
         failed = {**body, "ready": False, "status": "failed", "reason": reason}
         return Response(failed, status_code=503)
     return Response(body)
+
+
+async def _api_replica(request: AnyRequest) -> Response[dict[str, Any]]:
+    try:
+        first_seq, last_seq = await store_of(request).bounds()
+    except StoreUnavailableError as exc:
+        body = {"ready": False, "status": "unavailable", "role": "api", "reason": str(exc)}
+        return Response(body, status_code=503)
+    stream = {"first_seq": first_seq, "last_seq": last_seq}
+    return Response({"ready": True, "status": "ready", "role": "api", "stream": stream})
 
 
 ROUTES: Final = [healthz, readyz]

@@ -20,15 +20,31 @@ from typing import Any, Final
 
 import msgspec
 from litestar import Response, post
+from litestar.openapi import ResponseSpec
 
+from events.schema import AnyEvent
 from services.api.guards import authenticated, requires
+from services.api.openapi import request_body
 from services.api.state import AnyRequest, intake_of, now
 from services.auth import Permission, Principal, Tokens, bearer
-from services.formats.pagerduty import PagerDutyError, parse_change, parse_pagerduty
+from services.formats.alertmanager import AlertmanagerPayload
+from services.formats.pagerduty import (
+    PagerDutyChangeEvent,
+    PagerDutyError,
+    PagerDutyEvent,
+    parse_change,
+    parse_pagerduty,
+)
 from services.write.answers import Answer
 
 
-@post("/v1/events", status_code=200, guards=[requires(Permission.APPEND)], tags=["intake"])
+@post(
+    "/v1/events",
+    status_code=200,
+    guards=[requires(Permission.APPEND)],
+    tags=["intake"],
+    opt=request_body(AnyEvent | list[AnyEvent]),
+)
 async def post_events(request: AnyRequest) -> Answer:
     """Append one event (a JSON object) or a batch (an array of up to 1,000), all or nothing.
 
@@ -44,6 +60,7 @@ async def post_events(request: AnyRequest) -> Answer:
     status_code=200,
     guards=[requires(Permission.APPEND)],
     tags=["intake"],
+    opt=request_body(AlertmanagerPayload),
 )
 async def alertmanager(request: AnyRequest) -> Answer:
     """Alertmanager webhook receiver (payload version 4)."""
@@ -64,11 +81,31 @@ def _routing_key(body: bytes) -> str | None:
     return key if isinstance(key, str) else None
 
 
+class PagerDutyAnswer(msgspec.Struct, omit_defaults=True):
+    """How PagerDuty's Events API v2 answers: `status` "success", "invalid event",
+    "unauthorized" or "forbidden"; `dedup_key` of an event taken; `errors` of one refused."""
+
+    status: str
+    message: str
+    dedup_key: str | None = None
+    errors: list[str] | None = None
+
+
+def _answered(why: str) -> ResponseSpec:
+    return ResponseSpec(PagerDutyAnswer, description=why, generate_examples=False)
+
+
+# PagerDuty's answers, which its clients read (their success and refusals are not `Error`s).
+_PAGERDUTY_ANSWERS: Final = {
+    202: _answered("taken (an acknowledge or resolve that finds nothing to change too)"),
+    400: _answered("invalid event, or a routing key nobody was issued"),
+    401: _answered("an Authorization header with an unknown token"),
+    403: _answered("a token of a role that may not send events"),
+}
+
+
 def _pagerduty(status: int, kind: str, message: str, errors: list[str]) -> Response[Any]:
-    return Response(
-        {"status": kind, "message": message, "errors": errors},
-        status_code=status,
-    )
+    return Response(PagerDutyAnswer(kind, message, errors=errors), status_code=status)
 
 
 def _invalid(errors: list[str]) -> Response[Any]:
@@ -103,6 +140,8 @@ def _sender(
     ["/v1/webhooks/pagerduty", "/v2/enqueue", "/v1/webhooks/pagerduty/v2/enqueue"],
     status_code=202,
     tags=["intake"],
+    opt=request_body(PagerDutyEvent),
+    responses=_PAGERDUTY_ANSWERS,
 )
 async def pagerduty(request: AnyRequest) -> Response[Any]:
     """PagerDuty Events API v2: trigger, acknowledge, resolve by dedup_key (scoped by routing
@@ -115,16 +154,15 @@ async def pagerduty(request: AnyRequest) -> Response[Any]:
         dedup_key, _ = await intake_of(request).pagerduty(body, now(request), principal)
     except PagerDutyError as exc:
         return _invalid(exc.errors)
-    return Response(
-        {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
-        status_code=202,
-    )
+    return Response(PagerDutyAnswer("success", "Event processed", dedup_key), status_code=202)
 
 
 @post(
     ["/v2/change/enqueue", "/v1/webhooks/pagerduty/v2/change/enqueue"],
     status_code=202,
     tags=["intake"],
+    opt=request_body(PagerDutyChangeEvent),
+    responses=_PAGERDUTY_ANSWERS,
 )
 async def pagerduty_change(request: AnyRequest) -> Response[Any]:
     """PagerDuty change event: one `change.recorded` record outside any incident (a retried
@@ -138,7 +176,7 @@ async def pagerduty_change(request: AnyRequest) -> Response[Any]:
         await intake_of(request).change(body, now(request), principal)
     except PagerDutyError as exc:
         return _invalid(exc.errors)
-    return Response({"status": "success", "message": "Change event processed"}, status_code=202)
+    return Response(PagerDutyAnswer("success", "Change event processed"), status_code=202)
 
 
 ROUTES: Final = [post_events, alertmanager, pagerduty, pagerduty_change]

@@ -13,7 +13,10 @@ the responder's browser against the service: write incidents with a cross-site f
   come from the service's own origin (scheme, host and port of the request); else 403.
 - Content-Type: their bodies are JSON sent as `application/json`; any other type (text/plain,
   forms, multipart: what a page may send cross-site without a CORS preflight), or a body sent
-  with no type at all, is 415 naming `Content-Type`.
+  with no type at all, is 415 naming `Content-Type`. The web console's own forms, under
+  `/console/`, are the one exception: they post `application/x-www-form-urlencoded`, and are
+  taken only with the console session's cookie (SameSite=Strict) and its CSRF token
+  (services/api/console/access.py).
 """
 
 import ipaddress
@@ -32,6 +35,8 @@ ANY_HOST: Final = "*"
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 STATE_CHANGING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON: Final = "application/json"
+FORM: Final = "application/x-www-form-urlencoded"
+CONSOLE_FORMS: Final = "/console/"  # the console's form routes: session and CSRF checked
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -98,7 +103,8 @@ class BrowserGuard(ASGIMiddleware):
             origin = headers.get("origin")
             if origin is not None:
                 _check_origin(origin, host, scope)
-            _check_media_type(headers)
+            forms = str(scope.get("path", "")).startswith(CONSOLE_FORMS)
+            _check_media_type(headers, FORM if forms else JSON)
         await next_app(scope, receive, send)
 
     def _check_host(self, host: str, scope: Scope) -> None:
@@ -144,15 +150,17 @@ def _check_origin(origin: str, host: str | None, scope: Scope) -> None:
         )
 
 
-def _check_media_type(headers: Headers) -> None:
+def _check_media_type(headers: Headers, wanted: str = JSON) -> None:
     given = headers.get("content-type")
     if given is None:
         length = headers.get("content-length")
         if headers.get("transfer-encoding") is None and length in (None, "0"):
             return  # no body: nothing to misread (commands without fields, a plain replay)
-        detail = f"send the body as JSON with Content-Type: {JSON}"
-    elif given.split(";", 1)[0].strip().lower() == JSON:
+        detail = (
+            f"send the body as {'JSON' if wanted == JSON else 'a form'} with Content-Type: {wanted}"
+        )
+    elif given.split(";", 1)[0].strip().lower() == wanted:
         return
     else:
-        detail = f"{given.split(';', 1)[0].strip()!r} is not accepted: send {JSON}"
+        detail = f"{given.split(';', 1)[0].strip()!r} is not accepted: send {wanted}"
     raise BrowserRefusal(415, "unsupported_media_type", "Content-Type", detail)

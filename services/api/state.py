@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Request
 
+from events.policy import Policy
 from events.store import EventStore
 from services.clock import Clock, to_utc
 from services.errors import ErrorKind, ServiceError
@@ -30,9 +31,24 @@ def now(request: AnyRequest) -> datetime:
     return clock()
 
 
+# INCIDENTS_ROLE=api replicas take writes only (services/config.py ServiceRole).
+NO_READ_MODELS = (
+    "this replica (INCIDENTS_ROLE=api) keeps no read models: read from a replica with "
+    "INCIDENTS_ROLE=all"
+)
+
+
 def models_of(request: AnyRequest) -> LiveModels:
-    models: LiveModels = request.app.state.models
+    models: LiveModels | None = request.app.state.models
+    if models is None:
+        raise ServiceError(ErrorKind.UNAVAILABLE, NO_READ_MODELS)
     return models
+
+
+def policy_of(request: AnyRequest) -> Policy:
+    """The service's policy; on every replica, with or without read models."""
+    policy: Policy = request.app.state.policy
+    return policy
 
 
 def reader_of(request: AnyRequest) -> Reader:

@@ -2,18 +2,40 @@
 
 `BadRequest` is the caller's fault (a 4xx answer, exit 2); `Unavailable` is the system's
 (no connection, a timeout, a 5xx or an answer that is not JSON, exit 1). `call` is one verb's
-request with those failures turned into exit codes.
+request with those failures turned into exit codes. HTTPS is verified against the CA file
+`INCIDENTS_CA_FILE` when it is set (a private CA: it alone is trusted), else against the usual
+public CAs.
 """
 
+import os
+import ssl
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final
 
 import httpx
 import msgspec
 
-from services.cli.options import fail
+from services.cli.options import fail, service_url
+from services.config import ConfigError
 
 DEFAULT_TIMEOUT_S: Final = 10.0
+CA_FILE_ENV: Final = "INCIDENTS_CA_FILE"
+
+
+def trust(env: Mapping[str, str] = os.environ) -> ssl.SSLContext | bool:
+    """What HTTPS answers are verified against: the CA file of `INCIDENTS_CA_FILE`, or httpx's
+    default (public CAs). A file that is not a readable PEM CA is a ConfigError naming it."""
+    ca_file = env.get(CA_FILE_ENV, "").strip()
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(
+            f"{CA_FILE_ENV}={ca_file}: not a readable PEM CA file ({reason})"
+        ) from None
 
 
 class ClientError(Exception):
@@ -66,13 +88,19 @@ class Client:
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool | None = None,
     ) -> None:
+        """`verify` None: `trust()` (INCIDENTS_CA_FILE), which may raise ConfigError."""
         self.base_url = base_url.rstrip("/")
         headers = {"User-Agent": "incidents-cli", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=trust() if verify is None else verify,
         )
 
     def __enter__(self) -> "Client":
@@ -132,7 +160,7 @@ class Client:
 
 
 def call(
-    url: str,
+    url: str | None,
     token: str | None,
     method: str,
     path: str,
@@ -144,11 +172,14 @@ def call(
     """One request for a verb: the raw and decoded answer, or exit 2 (4xx) or 1 (system).
 
     With `json=False` the answer is not JSON (a Markdown draft): only the raw bytes come back.
+    `url` None: the running service's, or the default (`service_url`).
     """
     try:
-        with Client(url, token) as client:
+        with Client(service_url(url), token) as client:
             raw = client.send(method, path, body, params)
             return raw, client.decode(raw) if json else None
+    except ConfigError as exc:
+        fail(str(exc))
     except BadRequest as exc:
         fail(exc.detail + (f" (field {exc.field})" if exc.field else ""))
     except Unavailable as exc:

@@ -1,13 +1,16 @@
 """`incidents export` and `incidents verify`: evidence straight from NATS, or a bundle offline.
 
-They read the log itself, not the service, so they work when the service is down.
+They read the log itself, not the service, so they work when the service is down. Which NATS:
+`--nats-url` / `INCIDENTS_NATS_URL`, else the one the `incidents serve` running on the data
+dir wrote to its runtime file (services/runtime.py), as the service's own user when that
+embedded server has users (tokens on).
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Final, NamedTuple, TypeVar
 
 import msgspec
 import nats
@@ -16,24 +19,90 @@ import typer
 from nats.aio.client import Client as NATS
 
 from events.store import StoreUnavailableError
+from services import natsurl, runtime
 from services.cli.options import Verb, fail, local_user, parse_incident_id, rfc3339
+from services.config import ConfigError
 from services.errors import ErrorKind
 from services.evidence.bundle import MANIFEST, Manifest, Selection, export, sha256
 from services.evidence.chains import Report, describe, verify_log
 from services.evidence.log import EvidenceError, Log
+from services.natsauth import CREDENTIALS_FILE, SERVICE_INBOX, ServiceCredentials
 
 T = TypeVar("T")
 
 
-async def _connect(url: str) -> NATS:
+class _Nats(NamedTuple):
+    url: str
+    stream: str
+    # The embedded server's service user, with its own inbox prefix (services/natsauth.py).
+    login: dict[str, str]
+    found_in: str = ""  # where the URL came from, for the error that it cannot be reached
+
+
+DEFAULT_STREAM: Final = "INCIDENTS"
+
+
+def _nats(url: str | None, stream: str | None) -> _Nats:
+    """The NATS and stream to read: as given, else those of the running `incidents serve`."""
+    if url:
+        try:
+            natsurl.target(url)
+        except ValueError as exc:
+            fail(f"--nats-url / INCIDENTS_NATS_URL: {exc}")
+        return _Nats(url, stream or DEFAULT_STREAM, {})
+    directory = runtime.data_dir()
+    try:
+        endpoints = runtime.running_service(directory)
+    except OSError as exc:
+        fail(
+            f"cannot read {directory / runtime.RUNTIME_FILE} ({exc.strerror}): run this as the "
+            "user of incidents serve, or set INCIDENTS_NATS_URL"
+        )
+    if endpoints is None:
+        fail(
+            f"no incidents serve is running on data dir {directory} (no live "
+            f"{runtime.RUNTIME_FILE}): start it, set INCIDENTS_DATA_DIR to its data dir, or set "
+            "INCIDENTS_NATS_URL / --nats-url: export and verify read NATS directly"
+        )
+    found_in = f" (from {directory / runtime.RUNTIME_FILE}, incidents serve pid {endpoints.pid})"
+    login = _service_login(directory) if endpoints.nats_users else {}
+    return _Nats(endpoints.nats_url, stream or endpoints.stream, login, found_in)
+
+
+def _service_login(directory: Path) -> dict[str, str]:
+    path = directory / CREDENTIALS_FILE
+    if not path.is_file():
+        fail(
+            f"{path} is missing: the embedded nats-server has users (tokens on) and its "
+            "service user's password lives there; set INCIDENTS_NATS_URL instead"
+        )
+    try:
+        credentials = ServiceCredentials.load_or_create(directory)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(
+            f"cannot read {path} ({exc.strerror}): run this as the user of incidents serve, "
+            "or set INCIDENTS_NATS_URL"
+        )
+    return {
+        "user": credentials.user,
+        "password": credentials.password,
+        "inbox_prefix": SERVICE_INBOX,
+    }
+
+
+async def _connect(target: _Nats) -> NATS:
     errors: list[Exception] = []
 
     async def remember(exc: Exception) -> None:  # instead of nats-py's logged tracebacks
         errors.append(exc)
 
     try:
+        # Credentials written into the URL hold for every server of a cluster (natsurl.py).
+        options = natsurl.target(target.url).options() | target.login
         return await nats.connect(
-            servers=url.split(","),
+            **options,
             name="incidents-evidence",
             connect_timeout=5,
             allow_reconnect=False,
@@ -43,22 +112,22 @@ async def _connect(url: str) -> NATS:
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         reason = errors[-1] if errors else exc
-        raise StoreUnavailableError(f"cannot reach NATS at {url}: {reason}") from exc
+        where = f"{natsurl.redacted(target.url)}{target.found_in}"
+        raise StoreUnavailableError(f"cannot reach NATS at {where}: {reason}") from exc
 
 
-async def _with_log(url: str, stream: str, work: Callable[[Log], Awaitable[T]]) -> T:
-    nc = await _connect(url)
+async def _with_log(target: _Nats, work: Callable[[Log], Awaitable[T]]) -> T:
+    nc = await _connect(target)
     try:
-        return await work(Log(nc, stream))
+        return await work(Log(nc, target.stream))
     finally:
         await nc.close()
 
 
-def _run(url: str | None, stream: str, work: Callable[[Log], Awaitable[T]]) -> T:
-    if not url:
-        fail("set INCIDENTS_NATS_URL or pass --nats-url: export and verify read NATS directly")
+def _run(url: str | None, stream: str | None, work: Callable[[Log], Awaitable[T]]) -> T:
+    target = _nats(url, stream)
     try:
-        return asyncio.run(_with_log(url, stream, work))
+        return asyncio.run(_with_log(target, work))
     except EvidenceError as exc:
         fail(exc.detail, code=1 if exc.kind is ErrorKind.CONFLICT else 2)
     except StoreUnavailableError as exc:
@@ -71,7 +140,7 @@ def export_command(
     until: datetime | None,
     out: Path,
     nats_url: str | None,
-    stream: str,
+    stream: str | None,
     as_json: bool,
 ) -> None:
     if (incident_id is None) == (since is None and until is None):
@@ -110,7 +179,7 @@ def _check_bundle(bundle: Path) -> list[str]:
 def verify_command(
     bundle: Path | None,
     nats_url: str | None,
-    stream: str,
+    stream: str | None,
     expect_last_seq: int,
     strict: bool,
     as_json: bool,
@@ -142,9 +211,21 @@ def verify_command(
 
 NatsUrl = Annotated[
     str | None,
-    typer.Option("--nats-url", envvar="INCIDENTS_NATS_URL", help="NATS holding the log (required)"),
+    typer.Option(
+        "--nats-url",
+        envvar="INCIDENTS_NATS_URL",
+        help="NATS holding the log (default: that of the incidents serve running on "
+        "INCIDENTS_DATA_DIR, from its serve.json)",
+    ),
 ]
-Stream = Annotated[str, typer.Option(envvar="INCIDENTS_STREAM", help="stream name")]
+Stream = Annotated[
+    str | None,
+    typer.Option(
+        envvar="INCIDENTS_STREAM",
+        show_default=False,
+        help=f"stream name (default: the running serve's, else {DEFAULT_STREAM})",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 Moment = Annotated[
     datetime | None,
@@ -163,7 +244,7 @@ def export_verb(
     since: Moment = None,
     until: Moment = None,
     nats_url: NatsUrl = None,
-    stream: Stream = "INCIDENTS",
+    stream: Stream = None,
     as_json: AsJson = False,
 ) -> None:
     """Write an evidence bundle (events as stored, manifest, verify.py) straight from NATS:
@@ -186,7 +267,7 @@ def verify_verb(
         ),
     ] = False,
     nats_url: NatsUrl = None,
-    stream: Stream = "INCIDENTS",
+    stream: Stream = None,
     as_json: AsJson = False,
 ) -> None:
     """Recompute every incident's hash chain from NATS; exit 1 on a break or a gap."""

@@ -116,7 +116,7 @@ def token(
 
 
 def _nats_producer(role: Role, name: str, token_value: str) -> None:
-    from services.natsauth import ServiceCredentials, producer_subjects
+    from services.natsauth import ServiceCredentials, producer_inbox, producer_subjects
 
     problem = nats_name_problem(name, role)
     if problem is not None:
@@ -136,6 +136,8 @@ def _nats_producer(role: Role, name: str, token_value: str) -> None:
     typer.echo(f"nats password: {password}")
     typer.echo(f"nats url: nats://{name}:{password}@127.0.0.1:{port}")
     typer.echo(f"publish (request/reply) to: {events}, {alertmanager}")
+    # Its replies arrive only there: the server lets it subscribe to nothing else.
+    typer.echo(f"nats inbox prefix: {producer_inbox(name)}")
     typer.echo("add to the tokens file (only the hash is stored), then restart incidents serve:")
     typer.echo(token_entry(name, role, token_value, nats=True))
 

@@ -14,6 +14,7 @@ from typer.core import TyperCommand
 
 from events.aliases import canonical_severity, phase_meant
 from events.schema import INCIDENT_ID_PATTERN, Status
+from services import runtime
 from services.clock import to_utc
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
@@ -37,6 +38,18 @@ class Verb(TyperCommand):
             # A sub-command (`incidents action add`) is named with its group.
             group = f"{parent.info_name} " if parent is not None and parent.parent else ""
             fail(f"{reason} (see: incidents {group}{info_name} --help)", exc.exit_code)
+
+
+def service_url(url: str | None) -> str:
+    """The service's base URL: `--url` / `INCIDENTS_URL`, else the HTTP URL of the `incidents
+    serve` running on the data dir (its runtime file), else the local default."""
+    if url:
+        return url
+    try:
+        endpoints = runtime.running_service(runtime.data_dir())
+    except OSError:
+        endpoints = None  # not ours to read: the default, and its error if nothing answers
+    return endpoints.http_url if endpoints is not None else DEFAULT_URL
 
 
 def http_url(text: str) -> str:
@@ -121,12 +134,14 @@ def service_options(panel: str) -> tuple[inspect.Parameter, inspect.Parameter, i
     return (
         option(
             "url",
-            str,
-            DEFAULT_URL,
+            str | None,
+            None,
             envvar="INCIDENTS_URL",
             parser=http_url,
             panel=panel,
-            help=f"Base URL of the service (default {DEFAULT_URL}).",
+            help="Base URL of the service (default: that of the incidents serve running on "
+            f"INCIDENTS_DATA_DIR, from its serve.json, else {DEFAULT_URL}). HTTPS with a "
+            "private CA: INCIDENTS_CA_FILE.",
         ),
         option(
             "token", str | None, None, envvar="INCIDENTS_TOKEN", panel=panel, help="Bearer token."

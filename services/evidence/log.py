@@ -15,7 +15,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from events.store import EventStore, StoreUnavailableError
+from events.store import OUTAGES, EventStore, StoreUnavailableError
 from events.subjects import INCIDENTS_PREFIX
 from services.errors import ErrorKind, ServiceError
 
@@ -53,11 +53,6 @@ class Envelope(msgspec.Struct):
 
 _info: Final = msgspec.json.Decoder(_StreamInfo)
 envelope: Final = msgspec.json.Decoder(Envelope)
-_OUTAGES: Final = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-)
 
 
 class Log:
@@ -82,7 +77,7 @@ class Log:
                 msgspec.json.encode(request),
                 timeout=self.timeout,
             )
-        except _OUTAGES as exc:
+        except OUTAGES as exc:
             raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
         info = _info.decode(reply.data)
         if info.error is not None:
@@ -127,7 +122,7 @@ class Log:
                 ordered_consumer=True,
                 pending_msgs_limit=max(batch_size * 64, 65536),
             )
-        except _OUTAGES as exc:
+        except OUTAGES as exc:
             raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
         batch: list[Record] = []
         try:
@@ -161,7 +156,7 @@ class Log:
                 return seq
             except nats.js.errors.NotFoundError:
                 seq += 1
-            except _OUTAGES as exc:
+            except OUTAGES as exc:
                 raise StoreUnavailableError(f"JetStream did not answer: {exc!r}") from exc
         return seq
 

@@ -39,7 +39,7 @@ ALERTMANAGER_VERSIONS: Final = frozenset({"4", "1"})
 MAX_ALERTS: Final = 1000
 
 
-class _AmAlert(Struct, kw_only=True):
+class AlertmanagerAlert(Struct, kw_only=True):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -53,15 +53,18 @@ class _AmVersion(Struct):
     version: Any = None
 
 
-class _AmPayload(Struct, kw_only=True):
+class AlertmanagerPayload(Struct, kw_only=True):
+    """An Alertmanager webhook notification (payload version 4; Grafana's "1" too). Fields
+    not listed here (`receiver`, `groupLabels`, `externalURL`...) are ignored."""
+
     version: str
     group_key: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)] = field(name="groupKey")
-    alerts: list[_AmAlert]
+    alerts: list[AlertmanagerAlert]
     truncated_alerts: Annotated[int, Meta(ge=0)] = field(name="truncatedAlerts", default=0)
 
 
 _am_version: Final = msgspec.json.Decoder(_AmVersion)
-_am_decoder: Final = msgspec.json.Decoder(_AmPayload)
+_am_decoder: Final = msgspec.json.Decoder(AlertmanagerPayload)
 
 
 def parse_alertmanager(body: bytes, received_at: datetime) -> list[AlertObservation]:
@@ -113,7 +116,7 @@ def _url_annotations(annotations: dict[str, str]) -> list[tuple[str | None, Evid
 
 
 def _from_alertmanager(
-    payload: _AmPayload, alert: _AmAlert, where: str, received_at: datetime
+    payload: AlertmanagerPayload, alert: AlertmanagerAlert, where: str, received_at: datetime
 ) -> AlertObservation:
     group_key = payload.group_key
     firing = alert.status == "firing"

@@ -100,18 +100,18 @@ def scoped_key(routing_key: str, dedup_key: str) -> str:
     return canonical([sender(routing_key), dedup_key])
 
 
-class _PdLink(Struct, kw_only=True):
+class PagerDutyLink(Struct, kw_only=True):
     href: str
     text: str = ""
 
 
-class _PdImage(Struct, kw_only=True):
+class PagerDutyImage(Struct, kw_only=True):
     src: str
     href: str | None = None
     alt: str | None = None
 
 
-class _PdPayload(Struct, kw_only=True):
+class PagerDutyPayload(Struct, kw_only=True):
     summary: str = ""
     source: str = ""
     severity: str = ""
@@ -122,34 +122,39 @@ class _PdPayload(Struct, kw_only=True):
     custom_details: Any = None
 
 
-class _PdEvent(Struct, kw_only=True):
+class PagerDutyEvent(Struct, kw_only=True):
+    """A PagerDuty Events API v2 event (trigger, acknowledge, resolve) as its clients send it.
+    Lenient as a type: what is missing or wrong is answered 400 with PagerDuty's `errors`."""
+
     routing_key: str = ""
     event_action: str = ""
     dedup_key: str | None = None
-    payload: _PdPayload | None = None
-    links: list[_PdLink] = []
-    images: list[_PdImage] = []
+    payload: PagerDutyPayload | None = None
+    links: list[PagerDutyLink] = []
+    images: list[PagerDutyImage] = []
     client: str | None = None
     client_url: str | None = None
 
 
-class _PdChangePayload(Struct, kw_only=True):
+class PagerDutyChangePayload(Struct, kw_only=True):
     summary: str = ""
     source: str = ""
     timestamp: datetime | None = None
     custom_details: Any = None
 
 
-class _PdChange(Struct, kw_only=True):
+class PagerDutyChangeEvent(Struct, kw_only=True):
+    """A PagerDuty change event as its clients send it (`POST /v2/change/enqueue`)."""
+
     routing_key: str = ""
-    payload: _PdChangePayload | None = None
-    links: list[_PdLink] = []
-    images: list[_PdImage] = []  # not in the API reference, but PagerDuty's client sends them
+    payload: PagerDutyChangePayload | None = None
+    links: list[PagerDutyLink] = []
+    images: list[PagerDutyImage] = []  # not in the API reference, but PagerDuty's client sends them
 
 
-_pd_decoder: Final = msgspec.json.Decoder(_PdEvent)
-_change_decoder: Final = msgspec.json.Decoder(_PdChange)
-_NO_PAYLOAD: Final = _PdPayload()
+_pd_decoder: Final = msgspec.json.Decoder(PagerDutyEvent)
+_change_decoder: Final = msgspec.json.Decoder(PagerDutyChangeEvent)
+_NO_PAYLOAD: Final = PagerDutyPayload()
 
 
 def parse_pagerduty(body: bytes, received_at: datetime) -> AlertObservation | PagerDutyAck:
@@ -217,7 +222,7 @@ def _summary_problems(summary: str) -> list[str]:
     return []
 
 
-def _pd_problems(event: _PdEvent) -> list[str]:
+def _pd_problems(event: PagerDutyEvent) -> list[str]:
     errors = _routing_key_problems(event.routing_key)
     if event.event_action not in _PD_ACTIONS:
         errors.append(f"'event_action' must be one of {', '.join(_PD_ACTIONS)}")
@@ -237,7 +242,9 @@ def _pd_problems(event: _PdEvent) -> list[str]:
     return errors
 
 
-def _from_pagerduty(event: _PdEvent, received_at: datetime) -> AlertObservation | PagerDutyAck:
+def _from_pagerduty(
+    event: PagerDutyEvent, received_at: datetime
+) -> AlertObservation | PagerDutyAck:
     payload = canonical(event.payload)
     # PagerDuty invents a dedup_key when a trigger has none; a retried POST must get the same.
     given = event.dedup_key if event.dedup_key and event.dedup_key.strip() else None
@@ -298,7 +305,7 @@ def _rendered(details: Any) -> dict[str, str]:
 
 
 def _change_problems(
-    event: _PdChange, timestamp: datetime | None, received_at: datetime
+    event: PagerDutyChangeEvent, timestamp: datetime | None, received_at: datetime
 ) -> list[str]:
     errors = _routing_key_problems(event.routing_key)
     payload = event.payload
@@ -321,7 +328,10 @@ def _change_problems(
 
 
 def _change(
-    event: _PdChange, payload: _PdChangePayload, timestamp: datetime | None, received_at: datetime
+    event: PagerDutyChangeEvent,
+    payload: PagerDutyChangePayload,
+    timestamp: datetime | None,
+    received_at: datetime,
 ) -> PagerDutyChange:
     # What was sent, and by whom: a retried POST is the same change (`events.changes`).
     sent = canonical([payload, event.links, event.images])

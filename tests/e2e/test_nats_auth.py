@@ -52,6 +52,7 @@ async def issue(data_dir: Path, name: str) -> tuple[str, str]:
     found = re.search(r"^nats password: (\S+)$", done.stdout, re.MULTILINE)
     assert found, done.stdout
     assert f"intake.{name}.events" in done.stdout
+    assert f"nats inbox prefix: _INBOX_{name}" in done.stdout
     entry = done.stdout[done.stdout.index("[[token]]") :]
     assert "nats = true" in entry
     return found.group(1), entry
@@ -120,6 +121,7 @@ async def test_with_tokens_only_the_service_reaches_the_log(tmp_path: Path) -> N
             f"nats://alertmanager:{password}@{where}",
             error_cb=remember,
             allow_reconnect=False,
+            inbox_prefix="_INBOX_alertmanager",  # the only inboxes it may subscribe to
         )
         try:
             await _producer_is_served(producer)
@@ -136,7 +138,7 @@ async def test_with_tokens_only_the_service_reaches_the_log(tmp_path: Path) -> N
             "$js.api.stream.purge.incidents",
         ):
             assert any(f'publish to "{subject}"' in e.lower() for e in errors), (subject, errors)
-        for subject in ("incidents.>", "_incidents_inbox.>"):
+        for subject in ("incidents.>", "_incidents_inbox.>", "_inbox.>"):
             assert any(f'subscription to "{subject}"' in e.lower() for e in errors), errors
 
         # Nothing reached the log, and its retention promise stands.
@@ -185,6 +187,7 @@ async def _producer_is_refused_the_rest(producer: NATS) -> None:
             await producer.request(f"$JS.API.STREAM.{api}.INCIDENTS", shorter, timeout=0.5)
     await producer.subscribe("incidents.>")
     await producer.subscribe("_INCIDENTS_INBOX.>")
+    await producer.subscribe("_INBOX.>")  # other clients' replies (JetStream deliveries too)
     await producer.flush()
     await asyncio.sleep(0.3)  # the server's -ERR for each arrives asynchronously
 

@@ -71,7 +71,13 @@ async def test_incident_page_shows_impact_detection_evidence_and_truncated_alert
     link = '<a href="https://grafana.example.com/d/1?a=1&amp;b=2" rel="noopener noreferrer"'
     assert link in page
     assert "<code>javascript:alert(1)</code>" in page  # shown, never a link
-    assert 'href="javascript' not in page.lower() and "alert(2)" not in page
+    assert 'href="javascript' not in page.lower()
+    # The retracted one is no evidence any more; the timeline still shows it, struck through.
+    listed = page[page.index("<h2>Evidence</h2>") : page.index("<h2>Comms</h2>")]
+    assert "alert(1)" in listed and "alert(2)" not in listed
+    struck = page[page.index('<tr class="retracted"') :]
+    assert "<code> JavaScript:alert(2)</code>" in struck[: struck.index("</tr>")]
+    assert "<strong>retracted</strong> by local" in struck and "wrong trace" in struck
     assert "not delivered" not in page
 
     # Alerts the monitor left out of its delivery are counted on the page.

@@ -46,14 +46,16 @@ def deploy_users(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-async def _connect(url: str, errors: list[str] | None = None) -> NATS:
+async def _connect(url: str, errors: list[str] | None = None, inbox: str = "_INBOX") -> NATS:
     async def remember(exc: Exception) -> None:
         if errors is not None:
             errors.append(str(exc).lower())
 
     for _ in range(100):  # the server may still be starting
         try:
-            return await nats.connect(url, error_cb=remember, allow_reconnect=False)
+            return await nats.connect(
+                url, error_cb=remember, allow_reconnect=False, inbox_prefix=inbox
+            )
         except (OSError, nats.errors.NoServersError):
             await asyncio.sleep(0.05)
     raise AssertionError(f"no nats-server at {url}")
@@ -73,7 +75,10 @@ async def _request_when_answered(nc: NATS, subject: str) -> Msg:
 async def test_deploy_producer_reaches_only_its_intake(deploy_users: str) -> None:
     service = await _connect(f"nats://incidents:service-secret@{deploy_users}")
     errors: list[str] = []
-    producer = await _connect(f"nats://producer:prod-secret@{deploy_users}", errors)
+    # Its replies arrive on its own inbox prefix, the only subjects it may subscribe to.
+    producer = await _connect(
+        f"nats://producer:prod-secret@{deploy_users}", errors, inbox="_INBOX_producer"
+    )
     try:
         js = service.jetstream()
         await js.add_stream(name="INCIDENTS", subjects=["incidents.>"], max_age=3600)

@@ -58,7 +58,7 @@ def test_only_producer_entries_with_nats_become_users(tmp_path: Path) -> None:
     [producer] = auth.users
     assert producer.name == "am"
     assert producer.publish == ("intake.am.>",)
-    assert producer.subscribe == ("_INBOX.>",)
+    assert producer.subscribe == ("_INBOX_am.>",)  # its own inboxes, not the shared _INBOX
     assert auth.service.publish is None
 
 
@@ -87,7 +87,7 @@ def test_config_holds_users_and_permissions(tmp_path: Path) -> None:
     text = server._config_text()
     assert f'{{ user: "incidents", password: "{credentials.password}" }}' in text
     assert 'publish: { allow: ["intake.am.>"] }' in text
-    assert 'subscribe: { allow: ["_INBOX.>"] }' in text
+    assert 'subscribe: { allow: ["_INBOX_am.>"] }' in text
     assert server.client_url == server.url.replace(
         "nats://", f"nats://incidents:{credentials.password}@"
     )

@@ -1,0 +1,1 @@
+"""Browser tests: the web console in a real headless Chromium (Selenium)."""
