@@ -1,6 +1,8 @@
 """Builders and helpers shared by tests (kept out of conftest so tests can import them)."""
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -181,3 +183,21 @@ def as_recorded(name: str, value: object, expected: Any) -> object:
             for item, recorded in zip(value, expected, strict=True)
         ]
     return value
+
+
+def apt_install(packages: tuple[str, ...], timeout_s: float = 1200) -> str | None:
+    """Install Debian packages a test needs (as root, where apt-get exists), so a fresh CI
+    machine runs the test rather than skipping it; None when installed, else why not."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return f"not root: install them with `apt-get install {' '.join(packages)}`"
+    if shutil.which("apt-get") is None:
+        return f"no apt-get here to install {', '.join(packages)}"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    done = None
+    for step in (install, ["apt-get", "update", "-q"], install):  # the lists may be stale
+        done = subprocess.run(step, capture_output=True, text=True, env=env, timeout=timeout_s)
+        if done.returncode == 0 and step is install:
+            return None
+    tail = (done.stderr or done.stdout).strip().splitlines()[-3:] if done else []
+    return f"`{' '.join(install)}` failed: {' / '.join(tail)}"

@@ -10,7 +10,6 @@ never tries to download a browser or a driver. Screenshots go to `tests/browser/
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.remote.webdriver import WebDriver
 from serve_process import ServeProcess
-from tests_support import TOKENS
+from tests_support import TOKENS, apt_install
 
 from browser.support import ARTIFACTS, HEIGHT, WIDTH, Console
 from services.auth import token_entry
@@ -27,7 +26,6 @@ from services.auth import token_entry
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver",)
 PACKAGES = ("chromium", "chromium-driver")
-INSTALL_TIMEOUT_S = 1200
 
 
 def _found() -> tuple[str, str] | None:
@@ -36,32 +34,12 @@ def _found() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def _install() -> str | None:
-    """Installs Chromium and its driver with apt-get; None when done, else why not."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return f"not root: install them with `apt-get install {' '.join(PACKAGES)}`"
-    if shutil.which("apt-get") is None:
-        return f"no apt-get here to install {', '.join(PACKAGES)}"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    steps = [install, ["apt-get", "update", "-q"], install]  # the lists may be stale or absent
-    done = None
-    for step in steps:
-        done = subprocess.run(
-            step, capture_output=True, text=True, env=env, timeout=INSTALL_TIMEOUT_S
-        )
-        if done.returncode == 0 and step is install and _found():
-            return None
-    tail = (done.stderr or done.stdout).strip().splitlines()[-3:] if done else []
-    return f"`{' '.join(install)}` failed: {' / '.join(tail)}"
-
-
 @pytest.fixture(scope="session")
 def chromium() -> tuple[str, str]:
     """Paths of the Chromium binary and of chromedriver, installed if needed."""
     found = _found()
     if found is None:
-        why = _install()
+        why = apt_install(PACKAGES)
         found = _found()
         if found is None:
             pytest.skip(f"no headless Chromium for the browser tests: {why}")
