@@ -47,15 +47,15 @@ async def replay_status(request: AnyRequest) -> ReplayStatus:
 async def export_bundle(request: AnyRequest, incident_id: FromPath[str]) -> Response[bytes]:
     """The incident's evidence bundle: a tar.gz of one directory `evidence-<id>/` holding
     events.jsonl (as stored), sequences.txt, manifest.json, verify.py and README.txt."""
-    bundle = await evidence.packed_bundle(
-        evidence.Log.of(store_of(request)), incident_id, actor_of(request)
-    )
+    return await bundle_download(request, incident_id, actor_of(request))
+
+
+async def bundle_download(request: AnyRequest, incident_id: str, asked_by: str) -> Response[bytes]:
+    """The bundle as a download (the API's route and the console's button)."""
+    bundle = await evidence.packed_bundle(evidence.Log.of(store_of(request)), incident_id, asked_by)
     disposition = f'attachment; filename="{bundle.name}.tar.gz"'
-    return Response(
-        bundle.data,
-        media_type="application/gzip",
-        headers={"Content-Disposition": disposition, "X-Manifest-SHA256": bundle.manifest_sha256},
-    )
+    headers = {"Content-Disposition": disposition, "X-Manifest-SHA256": bundle.manifest_sha256}
+    return Response(bundle.data, media_type="application/gzip", headers=headers)
 
 
 @get("/v1/verify", guards=_ADMIN, tags=["evidence"])

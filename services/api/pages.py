@@ -25,7 +25,7 @@ from events.durations import format_duration
 from events.schema import Status
 from projections import breaches, postmortem, queries
 from projections.wording import attribution
-from services import evidence
+from services.api.admin import bundle_download
 from services.api.console import actions, live, markdown, reports, signin
 from services.api.console.access import (
     SECURITY_HEADERS,
@@ -37,7 +37,7 @@ from services.api.console.access import (
 )
 from services.api.console.forms import ACTIONS
 from services.api.console.incident_view import incident_context
-from services.api.state import AnyRequest, intake_of, reader_of, store_of
+from services.api.state import AnyRequest, intake_of, reader_of
 from services.auth import Permission
 from services.clock import utc_text
 from services.errors import ServiceError
@@ -192,11 +192,7 @@ async def export(request: AnyRequest, incident_id: FromPath[str]) -> Response[by
     seen_by = viewer(request)
     if not seen_by.may(Permission.ADMINISTER):
         raise PermissionDeniedException(f"role {seen_by.principal.role} may not export evidence")
-    log = evidence.Log.of(store_of(request))
-    bundle = await evidence.packed_bundle(log, incident_id, seen_by.principal.name)
-    disposition = f'attachment; filename="{bundle.name}.tar.gz"'
-    headers = {"Content-Disposition": disposition, "X-Manifest-SHA256": bundle.manifest_sha256}
-    return Response(bundle.data, media_type="application/gzip", headers=headers)
+    return await bundle_download(request, incident_id, seen_by.principal.name)
 
 
 def _error_page(request: AnyRequest, status_code: int, title: str, detail: str) -> Template:

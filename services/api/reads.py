@@ -69,8 +69,8 @@ async def list_incidents(
     args = (status, severity, service, include_closed)
     as_of = query_time(as_of, "as_of")
     if as_of is not None:
-        past = await _past(request, reader, None, as_of)
-        board = await past.run(queries.list_incidents, as_of, *args, policy=past.policy)
+        then = await past(request, reader, None, as_of)
+        board = await then.run(queries.list_incidents, as_of, *args, policy=then.policy)
         return {"as_of": as_of, "incidents": board}
     await fresh(reader, wait_for)
     board = await reader.run(queries.list_incidents, reader.clock(), *args, policy=reader.policy)
@@ -111,7 +111,7 @@ async def incident_timeline(
     reader = reader_of(request)
     as_of = query_time(as_of, "as_of")
     if as_of is not None:
-        reader = await _past(request, reader, incident_id, as_of)
+        reader = await past(request, reader, incident_id, as_of)
     else:
         await fresh(reader, wait_for)
     now = as_of or reader.clock()
@@ -144,7 +144,7 @@ async def incident_postmortem(
     return draft
 
 
-async def _past(
+async def past(
     request: AnyRequest, reader: Reader, incident_id: str | None, as_of: datetime
 ) -> Reader:
     """A reader over the read models reconstructed from the log as of `as_of` (UTC)."""

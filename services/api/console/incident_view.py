@@ -6,11 +6,8 @@ an instant: the incident's events recorded by then, folded into read models of t
 `GET /v1/incidents/{id}/timeline?as_of=` does; such a page is read only.
 """
 
-import asyncio
 from datetime import datetime
 from typing import Any, Final
-
-import msgspec
 
 from events.schema import (
     Audience,
@@ -27,12 +24,11 @@ from events.schema import (
 )
 from events.templates import variables_of
 from projections import action_items, changes, queries
-from projections import asof as asofs
 from services.api.console import timeline
 from services.api.console.access import Viewer
 from services.api.console.forms import ACTIONS
-from services.api.reads import incident_with_breaches
-from services.api.state import AnyRequest, reader_of, store_of
+from services.api.reads import incident_with_breaches, past
+from services.api.state import AnyRequest, reader_of
 from services.auth import Permission
 from services.readmodels import Reader
 from services.write.comms import BUILT_IN
@@ -121,15 +117,6 @@ def form_choices(reader: Reader, running: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-async def _past(request: AnyRequest, incident_id: str, as_of: datetime) -> Reader:
-    """Read models of the incident's events recorded by `as_of`, as the timeline route's."""
-    reader = reader_of(request)
-    events = (await store_of(request).load(incident_id)).events
-    loop = asyncio.get_running_loop()
-    con = await loop.run_in_executor(reader.executor, asofs.reconstruct, events, as_of)
-    return msgspec.structs.replace(reader, con=con)
-
-
 async def _settled(reader: Reader, wait_for: int | None) -> bool:
     """Waits for the read models to hold `wait_for`; False when they lag behind still."""
     if wait_for is None:
@@ -151,7 +138,7 @@ async def incident_context(
     """The incident page's context; `NotFoundException` for an incident the models lack."""
     settled = True
     if as_of is not None:
-        reader = await _past(request, incident_id, as_of)
+        reader = await past(request, reader_of(request), incident_id, as_of)
         now = as_of
     else:
         reader = reader_of(request)
