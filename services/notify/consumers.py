@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from events.notifications import Route
 from events.subjects import INCIDENTS_PREFIX
@@ -28,12 +29,15 @@ def name(route: Route) -> str:
     return PREFIX + route.name
 
 
-def config(route: Route) -> ConsumerConfig:
+def config(route: Route, after_seq: int | None = None) -> ConsumerConfig:
+    """`after_seq`: where to start a consumer created again (a nats-server that restarted
+    lost it), the last stream sequence this route acknowledged; None: at the log's end."""
     return ConsumerConfig(
         name=name(route),
         durable_name=name(route),
         description=f"incident-timeline notifier, route {route.name}",
-        deliver_policy=DeliverPolicy.NEW,
+        deliver_policy=DeliverPolicy.NEW if after_seq is None else DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=None if after_seq is None else after_seq + 1,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_S,
         max_deliver=-1,  # at least once: a message is never given up
@@ -48,8 +52,25 @@ async def ensure(js: JetStreamContext, stream: str, route: Route) -> None:
     await js.add_consumer(stream, config(route))
 
 
-async def subscribe(js: JetStreamContext, stream: str, route: Route) -> Any:
-    await ensure(js, stream, route)
+async def subscribe(
+    js: JetStreamContext, stream: str, route: Route, after_seq: int | None = None
+) -> Any:
+    """Bind to the route's consumer; one that is gone or behind what this route acknowledged
+    (a killed nats-server may lose either) is created again from just after `after_seq`."""
+    try:
+        info = await js.consumer_info(stream, name(route))
+    except NotFoundError:
+        await js.add_consumer(stream, config(route, after_seq))
+    else:
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if after_seq is not None and (floor or 0) < after_seq:
+            # A killed nats-server lost acknowledgements this route made: with one message in
+            # flight at a time, the consumer would wait out `ACK_WAIT_S` on a message already
+            # told. Start it again just after what was acknowledged (all recorded).
+            await js.delete_consumer(stream, name(route))
+            await js.add_consumer(stream, config(route, after_seq))
+        else:
+            await ensure(js, stream, route)
     return await js.pull_subscribe_bind(durable=name(route), stream=stream)
 
 

@@ -114,6 +114,7 @@ class Notifier:
         self._due: readings.Due = []
         self._incidents = readings.Incidents()
         self._due_changed = asyncio.Condition()
+        self._acked: dict[str, int] = {}  # route -> the last stream sequence it acknowledged
 
     async def start(self) -> None:
         """Create (or update) the routes' consumers before anything is appended, so no event
@@ -153,7 +154,8 @@ class Notifier:
         while True:
             try:
                 reconnects = self.store.nc.stats["reconnects"]
-                sub = await consumers.subscribe(self._js, self.store.stream, route)
+                after = self._acked.get(route.name)
+                sub = await consumers.subscribe(self._js, self.store.stream, route, after)
                 try:
                     while True:
                         try:
@@ -188,6 +190,7 @@ class Notifier:
             await self._notify(route, notice, incident, keepalive)
         # Only now does the route's position move: after the delivery and its record.
         await msg.ack_sync()
+        self._acked[route.name] = msg.metadata.sequence.stream
         self.failure = None
 
     async def _check_forever(self) -> None:
