@@ -41,9 +41,8 @@ from services.natsauth import SERVICE_INBOX, ServiceCredentials, embedded_auth
 from services.natsserver import EmbeddedNatsServer
 from services.natsurl import redacted, target
 from services.notify.notifier import Notifier
-from services.notify.supervision import supervise as supervise_notifier
-from services.readmodels import LiveModels, supervise
-from services.supervisor import LogHealth, Supervisor, quiet_errors
+from services.readmodels import LiveModels, keep_running, supervise
+from services.supervisor import LogHealth, Supervisor, one_line, quiet_errors
 from services.write.correlation import Correlator
 from services.write.handler import CommandHandler
 from services.write.intake import Intake
@@ -251,7 +250,9 @@ async def _read_side(
     notifier = Notifier(store, handler, models, policy, clock)
     stack.push_async_callback(notifier.close)
     await notifier.start()
-    notifying = asyncio.create_task(supervise_notifier(notifier), name="notifier")
+    notifying = asyncio.create_task(
+        keep_running(notifier, "notifier", describe=one_line), name="notifier"
+    )
     stack.push_async_callback(stop, notifying)
     return models, notifier
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import duckdb
 import msgspec
@@ -182,24 +182,56 @@ class LiveModels:
             rebuilds.retire(path)
 
 
-async def supervise(projector: Projector) -> None:
-    """Run `projector` for ever: when it fails, note why, and start it again after a delay that
-    doubles while it keeps failing without moving on in between."""
+class Restartable(Protocol):
+    """A part that runs for ever (the projector, the notifier), and says why it failed."""
+
+    failure: str | None
+    restarts: int
+
+    async def run(self) -> None: ...
+
+
+def _first(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def keep_running(
+    part: Restartable,
+    name: str,
+    describe: Callable[[BaseException], str] = str,
+    where: Callable[[], str] = lambda: "",
+    returned: str = "stopped",
+) -> None:
+    """Run `part` for ever: when it fails, note why (`describe` of the first error, in `part`'s
+    `failure`, which `/readyz` shows; `where` adds to the first log line), and start it again
+    after a delay that doubles while it keeps failing without moving on in between."""
     delay = RESTART_AFTER_S
     while True:
         try:
-            await projector.run()
-            reason = "stopped following the log"  # `run` follows for ever: returning is a fault
+            await part.run()
+            reason = returned  # `run` runs for ever: returning is a fault
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if projector.failure is None:
-                log.exception("projector failed at checkpoint %s", projector.checkpoint)
-        if projector.failure is None:
+            cause = _first(exc)
+            reason = f"{type(cause).__name__}: {describe(cause)}"
+            if part.failure is None:
+                log.error("%s failed%s", name, where(), exc_info=cause)
+        if part.failure is None:
             delay = RESTART_AFTER_S  # it had recovered since: a new run of failures
-        elif reason != projector.failure:
-            log.error("projector failed again: %s", reason)
-        projector.failure = reason
-        log.warning("projector restarts in %.1f s (%s)", delay, reason)
+        elif reason != part.failure:
+            log.error("%s failed again: %s", name, reason)
+        part.failure = reason
+        log.warning("%s restarts in %.1f s (%s)", name, delay, reason)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RESTART_AT_MOST_S)
-        projector.restarts += 1
+        part.restarts += 1
+
+
+async def supervise(projector: Projector) -> None:
+    await keep_running(
+        projector,
+        "projector",
+        where=lambda: f" at checkpoint {projector.checkpoint}",
+        returned="stopped following the log",
+    )

@@ -9,7 +9,7 @@ they include everything the log held at the check. Every delivery has a determin
 recorded is ever sent again. A crash between a receiver's answer and the record may send that
 one notification again, with the same delivery id (`Idempotency-Key`): at least once.
 
-`services.notify.supervision` runs it like the projector: a failure shows in `/readyz` (503)
+`services.readmodels.keep_running` runs it like the projector: a failure shows in `/readyz` (503)
 until it runs again.
 """
 
