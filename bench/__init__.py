@@ -1,1 +1,2 @@
-"""Benchmarks: one command each, ratios against raw baselines measured in the same run."""
+"""Benchmarks: `incidents bench` runs every row of issue 15's table, each figure next to a raw
+baseline measured in the same run (bench.suite)."""

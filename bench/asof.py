@@ -1,80 +1,75 @@
-"""As-of reconstruction latency for one incident of N events (default 1,000).
+"""As-of reconstruction of one long incident (`GET /v1/incidents/{id}/timeline?as_of=`, a fold
+of its log) against the same route without `as_of` (the live projection), the service running
+in this process so that `--profile` sees both."""
 
-    uv run python -m bench.asof [--events N]
-
-Runs the service in-process on a fresh nats-server, writes one incident of N events through
-the HTTP API, then times `GET /v1/incidents/{id}/timeline?as_of=` (a fold of the log) against
-the same route without `as_of` (the live projection), median of 7 each.
-"""
-
-import argparse
-import asyncio
-import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from rich.console import Console
 
+from bench.common import p50_p95_ms
+from bench.results import Row, row
 from services.bootstrap import running
 from services.config import Config
-from services.natsserver import EmbeddedNatsServer
 
 
-async def measure(url: str, events: int) -> tuple[float, float]:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        declared = await http.post("/v1/incidents", json={"title": "long", "severity": "P2"})
-        incident_id = declared.json()["incident_id"]
-        batch = [
-            {
-                "type": "incident.note_added",
-                "event_id": f"n{n}",
-                "incident_id": incident_id,
-                "occurred_at": "2026-11-20T10:00:00Z",
-                "actor": "bench",
-                "source": "api",
-                "text": f"note {n}",
-            }
-            for n in range(events - 1)
-        ]
-        seq = 0
-        for base in range(0, len(batch), 500):
-            answer = await http.post("/v1/events", json=batch[base : base + 500])
-            seq = answer.json()["events"][-1]["seq"]
-        path = f"/v1/incidents/{incident_id}/timeline"
+async def asof_row(nats_url: str, data_dir: Path, events: int, samples: int) -> Row:
+    config = Config(nats_url=nats_url, data_dir=data_dir, http_port=0)
+    async with (
+        running(config) as service,
+        httpx.AsyncClient(base_url=service.http_url, timeout=60) as http,
+    ):
+        path, seq = await _long_incident(http, events)
         await http.get(path, params={"wait_for": seq})
         as_of = datetime.now(UTC).isoformat()
-
-        async def timed(params: dict[str, str]) -> float:
-            samples = []
-            for _ in range(7):
-                start = time.perf_counter()
-                answer = await http.get(path, params=params)
-                samples.append(time.perf_counter() - start)
-                assert len(answer.json()["events"]) == events
-            return statistics.median(samples)
-
-        return await timed({"as_of": as_of}), await timed({})
-
-
-def main(events: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedNatsServer(Path(tmp) / "nats") as server:
-
-        async def run() -> tuple[float, float]:
-            config = Config(nats_url=server.url, data_dir=Path(tmp) / "var", http_port=0)
-            async with running(config) as service:
-                return await measure(service.http_url, events)
-
-        as_of, live = asyncio.run(run())
-    Console().print(
-        f"incident of {events:,} events: as-of reconstruction {as_of * 1000:.0f} ms, "
-        f"live projection {live * 1000:.0f} ms (median of 7; ratio {as_of / live:.1f})"
+        past = await _timed(http, path, {"as_of": as_of}, events, samples)
+        live = await _timed(http, path, {}, events, samples)
+    (p50, p95), (live_p50, live_p95) = p50_p95_ms(past), p50_p95_ms(live)
+    return row(
+        "asof",
+        f"as-of of a {events:,}-event incident ({samples} runs)",
+        p95,
+        "ms",
+        f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms",
+        [("the live projection of the same timeline, p95", live_p95, "ms")],
+        details={"p50_ms": p50, "p95_ms": p95, "live_p50_ms": live_p50},
     )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=1000)
-    main(parser.parse_args().events)
+async def _long_incident(http: httpx.AsyncClient, events: int) -> tuple[str, int]:
+    declared = await http.post("/v1/incidents", json={"title": "long", "severity": "P2"})
+    declared.raise_for_status()
+    incident_id = declared.json()["incident_id"]
+    notes = [
+        {
+            "type": "incident.note_added",
+            "event_id": f"n{n}",
+            "incident_id": incident_id,
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "actor": "bench",
+            "source": "api",
+            "text": f"note {n}",
+        }
+        for n in range(events - 1)
+    ]
+    seq = 0
+    for base in range(0, len(notes), 500):
+        answer = await http.post("/v1/events", json=notes[base : base + 500])
+        answer.raise_for_status()
+        seq = answer.json()["events"][-1]["seq"]
+    return f"/v1/incidents/{incident_id}/timeline", seq
+
+
+async def _timed(
+    http: httpx.AsyncClient, path: str, params: dict[str, str], events: int, samples: int
+) -> list[float]:
+    timings = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        answer = await http.get(path, params=params)
+        timings.append(time.perf_counter() - start)
+        answer.raise_for_status()
+        if len(answer.json()["events"]) != events:
+            raise RuntimeError(f"{path} {params}: not the {events} events written")
+    return timings

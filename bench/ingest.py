@@ -1,37 +1,37 @@
-"""HTTP ingest throughput of `incidents serve` against raw nats-py publishes on the same server.
+"""HTTP intake of `incidents serve` (a child process): single events per request, sequential and
+32 in flight; batches of 100; Alertmanager webhook deliveries from 8 senders. Each against raw
+js.publish on the same nats-server.
 
-    uv run python -m bench.ingest [--events N] [--concurrency C]
-
-Starts a nats-server (file store, `sync_interval: always`, as the embedded default) and the
-real service as a child process (`incidents serve`, HTTP on a free port), then measures: raw
-`js.publish` (sequential and pipelined), `POST /v1/events` with one event per request
-(sequential and C requests in flight), and batches of 100 events per request.
-
-Single-event requests are driven by `wrk` when it is installed (`apt-get install wrk`): a
-Python client costs more CPU per request than the service and would measure itself on a
-2-core machine. Without wrk they fall back to httpx, and the table says so.
+Single events and webhooks are driven by wrk when it is installed: a Python client costs more
+CPU per request than the service and would measure itself on a 2-core machine. Without wrk they
+fall back to httpx, and the rows say so.
 """
 
-import argparse
 import asyncio
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
+import json
+import secrets
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import httpx
-import nats
-from rich.console import Console
-from rich.table import Table
 
-from bench.common import rate, raw_publish_rates, sequential_count, windows
-from services.natsserver import EmbeddedNatsServer, free_port
+from bench.children import WRK, ServeChild, wrk
+from bench.common import RawPublishes, rate, windows
+from bench.results import Row, row
+from bench.sizes import Sizes
 
+HERE: Final = Path(__file__).parent
+FIXTURES: Final = HERE.parent / "tests" / "fixtures"
+INCIDENTS: Final = 32  # as in wrk_post_event.lua
+SENDERS: Final = 8
+CLIENT: Final = "wrk" if WRK else "httpx, wrk not installed"
 T = "2026-11-20T10:00:00Z"
+
+
+class Load(NamedTuple):
+    per_s: float
+    non_2xx: int
 
 
 def _event(kind: str, incident: int, n: int) -> dict[str, Any]:
@@ -47,126 +47,148 @@ def _event(kind: str, incident: int, n: int) -> dict[str, Any]:
     return {**base, "type": "incident.note_added", "text": f"observation {n}"}
 
 
-async def measure(nats_url: str, http_url: str, events: int, concurrency: int) -> dict[str, float]:
-    nc = await nats.connect(nats_url)
-    rates = await raw_publish_rates(nc.jetstream(), events, concurrency)
-    await nc.close()
-    sequential = sequential_count(events)
+async def http_rows(
+    nats_url: str, data_dir: Path, sizes: Sizes, sync: str, raw: RawPublishes
+) -> list[Row]:
+    async with ServeChild(nats_url, data_dir) as serve:
+        limits = httpx.Limits(max_connections=INCIDENTS)
+        async with httpx.AsyncClient(base_url=serve.url, limits=limits, timeout=60) as http:
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=60) as http:
+            async def post(body: object) -> None:
+                (await http.post("/v1/events", json=body)).raise_for_status()
 
-        async def post(body: object) -> None:
-            answer = await http.post("/v1/events", json=body)
-            answer.raise_for_status()
-
-        incidents = 32  # as in wrk_post_event.lua
-        await post([_event("decl", i, 0) for i in range(incidents)])
-
-        async def http_seq() -> None:
-            for n in range(sequential):
-                await post(_event("seq", n % incidents, n))
-
-        wrk = shutil.which("wrk")
-        client = "wrk" if wrk else "httpx"
-        if wrk:
-            rates[f"POST /v1/events, 1 event, sequential ({client})"] = _wrk(wrk, http_url, 1)
-            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = _wrk(
-                wrk, http_url, concurrency
-            )
-        else:
-            rates[f"POST /v1/events, 1 event, sequential ({client})"] = await rate(
-                sequential, http_seq
-            )
-            rates[f"POST /v1/events, 1 event, {concurrency} in flight ({client})"] = await rate(
-                events,
+            await post([_event("decl", i, 0) for i in range(INCIDENTS)])
+            sequential, in_flight = await _single_events(serve.url, post, sizes)
+            batches = await rate(
+                sizes.http_batches * 100,
+                # One batch per incident at a time: 100 events of one incident, one atomic append.
                 lambda: windows(
-                    events, concurrency, lambda n: post(_event("par", n % incidents, n))
+                    sizes.http_batches,
+                    8,
+                    lambda b: post([_event(f"b{b}", b % INCIDENTS, n) for n in range(100)]),
                 ),
             )
-        batches = max(events // 100, 10)
+            alerts, failed = await _webhook(serve.url, http, sizes.load_seconds, data_dir)
+    return [
+        _single_row(
+            "http_single_sequential",
+            "sequential",
+            sequential,
+            sync,
+            ("raw js.publish, sequential", raw.sequential, "msgs/s"),
+        ),
+        _single_row(
+            "http_single_32",
+            "32 in flight",
+            in_flight,
+            sync,
+            ("raw js.publish, windows of 32", raw.window_32, "msgs/s"),
+        ),
+        row(
+            "http_batches_100",
+            f"HTTP, batches of 100 events, 8 in flight ({sizes.http_batches} batches)",
+            batches,
+            "events/s",
+            f"{batches:,.0f} events/s",
+            [("raw js.publish, windows of 32", raw.window_32, "msgs/s")],
+            sync=sync,
+        ),
+        row(
+            "webhook",
+            f"Alertmanager webhook, 2-alert groups, fire/repeat/repeat/resolve, {SENDERS} "
+            f"senders ({CLIENT})",
+            alerts,
+            "alerts/s",
+            f"{alerts:,.0f} alerts/s, {failed} non-2xx",
+            [("raw js.publish, windows of 32", raw.window_32, "msgs/s")],
+            sync=sync,
+            details={"non_2xx": failed},
+        ),
+    ]
 
-        async def http_batches() -> None:
-            # One batch per incident at a time: 100 events of one incident = one atomic append.
-            await windows(
-                batches,
-                min(concurrency, 8),
-                lambda b: post([_event(f"b{b}", b % incidents, n) for n in range(100)]),
-            )
 
-        rates["POST /v1/events, batches of 100, pipelined"] = await rate(
-            batches * 100, http_batches
+def _single_row(
+    key: str, mode: str, load: Load, sync: str, baseline: tuple[str, float, str]
+) -> Row:
+    return row(
+        key,
+        f"HTTP, 1 event per request, {mode} ({CLIENT})",
+        load.per_s,
+        "events/s",
+        f"{load.per_s:,.0f} events/s, {load.non_2xx} non-2xx",
+        [baseline],
+        sync=sync,
+        details={"non_2xx": load.non_2xx},
+    )
+
+
+async def _single_events(url: str, post: Any, sizes: Sizes) -> tuple[Load, Load]:
+    """Single-event requests: one connection, then 32."""
+    if WRK:
+        script, target = HERE / "wrk_post_event.lua", f"{url}/v1/events"
+        one = await asyncio.to_thread(wrk, script, target, 1, 1, sizes.load_seconds)
+        many = await asyncio.to_thread(wrk, script, target, 1, INCIDENTS, sizes.load_seconds)
+        return Load(one.requests_per_s, one.non_2xx), Load(many.requests_per_s, many.non_2xx)
+
+    async def one_by_one() -> None:
+        for n in range(sizes.sequential):
+            await post(_event("seq", n % INCIDENTS, n))
+
+    in_flight = await rate(
+        sizes.pipelined,
+        lambda: windows(
+            sizes.pipelined, INCIDENTS, lambda n: post(_event("par", n % INCIDENTS, n))
+        ),
+    )
+    # post() raises on any non-2xx: reaching here means none.
+    return Load(await rate(sizes.sequential, one_by_one), 0), Load(in_flight, 0)
+
+
+def templates(into: Path) -> tuple[Path, Path]:
+    """The real Alertmanager 0.25 bodies of tests/fixtures, with `__GROUP__` in place of the
+    group's alert name and in each alert's fingerprint, so every cycle is a group of its own."""
+    paths = []
+    for state in ("firing", "resolved"):
+        text = (FIXTURES / f"alertmanager_{state}.json").read_text()
+        payload = json.loads(text)
+        for k, alert in enumerate(payload["alerts"]):
+            text = text.replace(alert["fingerprint"], f"__GROUP__{k}")
+        text = text.replace(payload["groupLabels"]["alertname"], "Bench__GROUP__")
+        path = into / f"alertmanager_{state}.json"
+        path.write_text(text)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+async def _webhook(
+    url: str, http: httpx.AsyncClient, seconds: int, data_dir: Path
+) -> tuple[float, int]:
+    """Alerts/s and the count of non-2xx answers of SENDERS sequential senders."""
+    firing, resolved = templates(data_dir.parent)
+    run = secrets.token_hex(3)
+    if WRK:
+        script = HERE / "wrk_alertmanager.lua"
+        target = f"{url}/v1/webhooks/alertmanager"
+        result = await asyncio.to_thread(
+            wrk, script, target, SENDERS, SENDERS, seconds, str(firing), str(resolved), run
         )
-    return rates
+        return 2 * result.requests_per_s, result.non_2xx
+    bodies = (firing.read_text(), resolved.read_text())
+    sent = failed = 0
+    deadline = time.perf_counter() + seconds
 
+    async def sender(k: int) -> None:
+        nonlocal sent, failed
+        n = 0
+        while time.perf_counter() < deadline:
+            body = bodies[1 if n % 4 == 3 else 0].replace("__GROUP__", f"{run}-{k}-{n // 4}")
+            answer = await http.post(
+                "/v1/webhooks/alertmanager",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            sent, failed, n = sent + 1, failed + (not answer.is_success), n + 1
 
-WRK_SCRIPT = Path(__file__).with_name("wrk_post_event.lua")
-
-
-def _wrk(wrk: str, url: str, connections: int, seconds: int = 5) -> float:
-    out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"wrk saw failed requests:\n{out}")
-    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    if match is None:
-        raise SystemExit(f"unexpected wrk output:\n{out}")
-    return float(match.group(1))
-
-
-def report(rates: dict[str, float]) -> None:
-    table = Table(title="HTTP ingest (events/s; ratio to raw js.publish, same mode)")
-    for column in ("mode", "events/s", "ratio"):
-        table.add_column(column, justify="left" if column == "mode" else "right")
-    for mode, measured in rates.items():
-        sequential = "sequential" in mode
-        baseline = rates["raw js.publish, " + ("sequential" if sequential else "pipelined")]
-        table.add_row(mode, f"{measured:,.0f}", f"{measured / baseline:.2f}")
-    Console().print(table)
-
-
-async def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise SystemExit(f"incidents serve exited with {proc.returncode}")
-            try:
-                if (await http.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("incidents serve did not become healthy")
-
-
-def main(events: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedNatsServer(Path(tmp) / "nats") as server:
-        port = free_port()
-        env = {
-            **os.environ,
-            "INCIDENTS_NATS_URL": server.url,
-            "INCIDENTS_HTTP": f"127.0.0.1:{port}",
-            "INCIDENTS_DATA_DIR": str(Path(tmp) / "var"),
-        }
-        incidents = str(Path(sys.executable).parent / "incidents")
-        proc = subprocess.Popen([incidents, "serve"], env=env, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(_wait_healthy(url, proc))
-            rates = asyncio.run(measure(server.url, url, events, concurrency))
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    report(rates)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
-    main(args.events, args.concurrency)
+    start = time.perf_counter()
+    await asyncio.gather(*(sender(k) for k in range(SENDERS)))
+    return 2 * sent / (time.perf_counter() - start), failed

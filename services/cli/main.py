@@ -11,7 +11,7 @@ from rich.console import Console
 
 from events.policy import PolicyError
 from services.auth import Role, TokensError, digest, nats_name_problem, new_token, token_entry
-from services.cli import evidence, process, reads, replay, writes
+from services.cli import bench, evidence, process, reads, replay, writes
 from services.cli.options import fail
 from services.config import Config, ConfigError
 from services.datadir import DataDirBusyError
@@ -30,6 +30,7 @@ reads.register(app)
 replay.register(app)
 evidence.register(app)
 process.register(app)
+bench.register(app)
 
 
 def _config() -> Config:
