@@ -59,7 +59,11 @@ def run(command: str, sizes: Sizes, syncs: list[str], out: Path, profile: Path |
         for sync in syncs:
             stage(f"write side [{sync}]", partial(write_side, tmp, sync, sizes, steps, profile))
     order = list(TARGETS)
-    rows = sorted((judged(r) for r in rows), key=lambda r: (order.index(r.key), r.sync or ""))
+    judge = "always" if "always" in syncs else "default"
+    rows = sorted(
+        (judged(r, r.sync in (None, judge)) for r in rows),
+        key=lambda r: (order.index(r.key), r.sync or ""),
+    )
     result = Run(
         command=command,
         started_at=started,

@@ -1,7 +1,9 @@
 """Issue 15's targets, as data in one place, and the pass/miss verdict of a measured row.
 
 A target reads a row's `value`, its `ratio` (to the row's first baseline) or one of its
-`details`. Rows measured under both sync settings are judged under each.
+`details`. The issue measured the write rows under `sync_interval: always` (the embedded
+default): when a run measures both settings, only those rows are judged, the others are shown
+for what durability costs.
 """
 
 from typing import Final, Literal
@@ -42,7 +44,9 @@ TARGETS: Final[dict[str, tuple[Target, ...]]] = {
 }
 
 
-def judged(row: Row) -> Row:
+def judged(row: Row, judge: bool = True) -> Row:
+    if not judge:
+        return row
     verdicts = []
     for target in TARGETS[row.key]:
         measured = row.ratio if target.field == "ratio" else row.field(target.field)
