@@ -6,7 +6,8 @@ I/O. `evolve` is total: the log is truth, so applying a stored fact never refuse
 
 Corrections and retractions change the state (`events.facts` keeps what they may amend), so
 the board, `decide`, the metrics and the breaches tell one story. The state holds no set of
-seen event ids: `fold` is linear in the events.
+seen event ids: `fold` is linear in the events. A lifecycle event moves the lifecycle fields in
+constant time (`_advanced`); an amendment settles them again from all the facts (`_settle`).
 """
 
 from collections.abc import Callable, Iterable
@@ -173,7 +174,10 @@ class Incident(Struct, frozen=True, gc=False):
     @property
     def declared_at(self) -> datetime | None:
         """When it was declared, None when its declaration was retracted (metrics skip it)."""
-        return next((f.at for f in self.facts if f.kind == DECLARED and not f.retracted), None)
+        for f in self.facts:  # a loop, not a generator: read for every row the projector writes
+            if f.kind == DECLARED and not f.retracted:
+                return f.at
+        return None
 
     @property
     def impact(self) -> Impact | None:
@@ -191,6 +195,8 @@ class Incident(Struct, frozen=True, gc=False):
     def automation(self) -> tuple[bool, bool, bool]:
         """(an automated mitigation started, one succeeded, the first success - the one MTTM
         ends at - was automated): the automation share's facts."""
+        if not any(m.automated for m in self.mitigations):
+            return False, False, False  # by hand: the common case, read for every row
         live = [m for m in self.mitigations if m.event_id not in self.retracted]
         started = any(m.automated for m in live)
         succeeded = any(m.automated and m.outcome is Outcome.SUCCEEDED for m in live)
@@ -239,12 +245,12 @@ def _shown(state: Incident) -> Incident:
 
 
 def _settle(state: Incident) -> Incident:
-    """Every lifecycle field again from the facts, after a lifecycle event but comms, or an
-    amendment of one: O(facts + comms), for the few events that need it."""
+    """Every lifecycle field again from the facts, after an amendment of a lifecycle fact or
+    comms, or a lifecycle event `_advanced` cannot take in: O(facts + comms)."""
     live = [f for f in state.facts if not f.retracted]
 
-    def first(kind: str, ok: Callable[[Fact], bool] = lambda _: True) -> datetime | None:
-        return min((f.at for f in live if f.kind == kind and ok(f)), default=None)
+    def first(kind: str) -> datetime | None:
+        return min((f.at for f in live if f.kind == kind), default=None)
 
     turn = last_turn(state.facts)
     resolved_at = None
@@ -262,7 +268,9 @@ def _settle(state: Incident) -> Incident:
         detected_at=_detection(declaration, state.alert_starts),
         impact_started_at=declaration.effective(IMPACT_STARTED_AT) if declaration else None,
         acknowledged_at=first(ACKNOWLEDGED),
-        mitigated_at=first(MITIGATED, lambda f: f.outcome is Outcome.SUCCEEDED),
+        mitigated_at=min(
+            (f.at for f in completions if f.outcome is Outcome.SUCCEEDED), default=None
+        ),
         mitigations=tuple(_completed(m, completions) for m in state.mitigations),
         resolved_at=resolved_at,
         closed_at=first(CLOSED),
@@ -307,24 +315,86 @@ def _fired(state: Incident, event: AlertFired) -> Incident:
 
 def _completed(mitigation: Mitigation, completions: list[Fact]) -> Mitigation:
     done = [f for f in completions if f.mitigation_id == mitigation.mitigation_id]
-    last = max(done, key=lambda f: f.n, default=None)
+    return _ended(mitigation, max(done, key=lambda f: f.n, default=None))
+
+
+def _ended(mitigation: Mitigation, last: Fact | None) -> Mitigation:
+    """The mitigation as its latest completion (None: none) leaves it."""
     outcome, at = (last.outcome, last.at) if last else (None, None)
     if (outcome, at) == (mitigation.outcome, mitigation.completed_at):
         return mitigation
     return msgspec.structs.replace(mitigation, outcome=outcome, completed_at=at)
 
 
-def _happened(state: Incident, event: AnyEvent, **changes: Any) -> Incident:
+def _happened(state: Incident, fact: Fact, **changes: Any) -> Incident:
     """A lifecycle event (comms apart): one more fact, and the lifecycle settled again."""
-    extra: dict[str, Any] = {}
-    if isinstance(event, MitigationCompleted):
-        extra = {"mitigation_id": event.mitigation_id, "outcome": event.outcome}
-    elif isinstance(event, IncidentDeclared):
-        extra = {"detected_at": event.detected_at, "impact_started_at": event.impact_started_at}
-    elif isinstance(event, PostmortemReviewed):
-        extra = {"reviewed_at": event.held_at}
-    facts = (*state.facts, _fact(state, event, **extra))
-    return _settle(_with(state, facts=facts, **changes))
+    facts = (*state.facts, fact)
+    advanced = _advanced(state, fact)
+    if advanced is None:
+        return _settle(_with(state, facts=facts, **changes))
+    return _shown(_with(state, facts=facts, **changes, **advanced))
+
+
+def _earliest(known: datetime | None, at: datetime) -> datetime:
+    # Ties keep the known one, as `min` over the facts in log order does.
+    return at if known is None or at < known else known
+
+
+def _advanced(state: Incident, fact: Fact) -> dict[str, Any] | None:
+    """What one more fact changes in a settled state, as `_settle` would find it, in constant
+    time; None for the rare cases only a full `_settle` answers (a declaration after the first
+    fact, a reopening, a resolution while reopened, a mitigation started after its completion).
+
+    Exact because the state is settled: each lifecycle field is already the rule's answer over
+    the facts before (amended or not), and the new fact is live and uncorrected, with the
+    highest `n`. Comms (`_sent`) and alert starts (`_fired`) keep their fields settled.
+    """
+    at, kind = fact.occurred_at, fact.kind
+    changes: dict[str, Any] = {}
+    if kind == ACKNOWLEDGED:
+        changes["acknowledged_at"] = _earliest(state.acknowledged_at, at)
+    elif kind == MITIGATED:
+        if fact.outcome is Outcome.SUCCEEDED:
+            changes["mitigated_at"] = _earliest(state.mitigated_at, at)
+        # The latest completion of a mitigation (highest n) sets its outcome: this one.
+        changes["mitigations"] = tuple(
+            _ended(m, fact) if m.mitigation_id == fact.mitigation_id else m
+            for m in state.mitigations
+        )
+    elif kind == RESOLVED:
+        resolved_at = state.resolved_at
+        if resolved_at is None and state.reopen_count:
+            return None  # the turn is a reopening: its time is in the facts only
+        if resolved_at is None or at >= resolved_at:  # the latest turn now: resolved
+            # `max` over the resolutions keeps the first of equal times.
+            changes["resolved_at"] = resolved_at if resolved_at == at else at
+            changes["next_update_at"] = None
+    elif kind == CLOSED:
+        changes["closed_at"] = _earliest(state.closed_at, at)
+    elif kind == POSTMORTEM:
+        changes["postmortem_published_at"] = _earliest(state.postmortem_published_at, at)
+    elif kind == REVIEWED and fact.reviewed_at is not None:
+        reviewed = _earliest(state.postmortem_reviewed_at, fact.reviewed_at)
+        changes["postmortem_reviewed_at"] = reviewed
+    elif kind == DECLARED and not state.facts:
+        changes["opened_at"] = at
+        changes["detected_at"] = _detection(fact, state.alert_starts)
+        changes["impact_started_at"] = fact.impact_started_at
+    else:
+        return None
+    mitigations = changes.get("mitigations", state.mitigations)
+    if mitigations and _unsettled(mitigations, state.facts):
+        return None
+    return changes
+
+
+def _unsettled(mitigations: tuple[Mitigation, ...], facts: tuple[Fact, ...]) -> bool:
+    """Whether a mitigation started after its completion still lacks the outcome (a start only
+    appends; the next settling gives it)."""
+    pending = {m.mitigation_id for m in mitigations if m.completed_at is None}
+    return bool(pending) and any(
+        f.kind == MITIGATED and not f.retracted and f.mitigation_id in pending for f in facts
+    )
 
 
 def _sent(state: Incident, event: CommsSent) -> Incident:
@@ -411,11 +481,45 @@ def _by_hand(state: Incident, event: AnyEvent) -> bool:
 
 def evolve(state: Incident, event: AnyEvent) -> Incident:
     """Apply one stored fact. Total: the log is truth, so nothing here can refuse."""
+    # The most frequent first: `match` tries the cases in order.
     match event:
+        case IncidentNoteAdded() | NotificationSent():
+            return _with(state)
+        case CommsSent():
+            return _sent(state, event)
+        case AlertFired():
+            return _fired(state, event)
+        case AlertResolved():
+            return _with(state, alerts_firing=state.alerts_firing - {event.fingerprint})
+        case IncidentAcknowledged() | IncidentClosed():
+            return _happened(state, _fact(state, event))
+        case MitigationCompleted():
+            completion = _fact(
+                state, event, mitigation_id=event.mitigation_id, outcome=event.outcome
+            )
+            return _happened(state, completion)
+        case MitigationStarted():
+            started = Mitigation(
+                event.mitigation_id,
+                event.action,
+                event.target,
+                event.occurred_at,
+                automated=event.automated,
+                event_id=event.event_id,
+            )
+            return _with(state, mitigations=(*state.mitigations, started))
+        case IncidentResolved():
+            return _happened(state, _fact(state, event), resolved_phase=Phase.RESOLVED)
         case IncidentDeclared():
-            return _happened(
+            declaration = _fact(
                 state,
                 event,
+                detected_at=event.detected_at,
+                impact_started_at=event.impact_started_at,
+            )
+            return _happened(
+                state,
+                declaration,
                 incident_id=event.incident_id,
                 declared=True,
                 title=event.title,
@@ -431,13 +535,12 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             )
         case IncidentImpactUpdated():
             return _with(state, impacts=(*state.impacts, (event.event_id, event.impact)))
-        case IncidentAcknowledged() | IncidentClosed() | MitigationCompleted():
-            return _happened(state, event)
-        case IncidentResolved():
-            return _happened(state, event, resolved_phase=Phase.RESOLVED)
         case IncidentReopened():
             return _happened(
-                state, event, open_status=Status.INVESTIGATING, open_phase=Phase.INVESTIGATION
+                state,
+                _fact(state, event),
+                open_status=Status.INVESTIGATING,
+                open_phase=Phase.INVESTIGATION,
             )
         case PostmortemPublished():
             phase = "resolved_phase" if state.is_resolved else "open_phase"
@@ -446,9 +549,9 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
                 "postmortem_status": event.status,
                 "postmortem_authors": event.authors or state.postmortem_authors,
             }
-            return _happened(state, event, **changes)
+            return _happened(state, _fact(state, event), **changes)
         case PostmortemReviewed():
-            return _happened(state, event)
+            return _happened(state, _fact(state, event, reviewed_at=event.held_at))
         case IncidentSeverityChanged():
             return _with(state, severity=event.to)
         case IncidentStatusChanged():
@@ -469,22 +572,6 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
         case IncidentEscalated():
             # Never lower: an escalation that names a lower level still escalates.
             return _with(state, escalation_level=max(state.escalation_level, event.level))
-        case MitigationStarted():
-            started = Mitigation(
-                event.mitigation_id,
-                event.action,
-                event.target,
-                event.occurred_at,
-                automated=event.automated,
-                event_id=event.event_id,
-            )
-            return _with(state, mitigations=(*state.mitigations, started))
-        case CommsSent():
-            return _sent(state, event)
-        case AlertFired():
-            return _fired(state, event)
-        case AlertResolved():
-            return _with(state, alerts_firing=state.alerts_firing - {event.fingerprint})
         case ActionItemAdded():
             item = ActionItem(
                 event.item_id,
@@ -508,8 +595,6 @@ def evolve(state: Incident, event: AnyEvent) -> Incident:
             return _retracted(_with(state, retracted=retracted), event.target_event_id)
         case EvidenceAttached():
             return _with(state, links=state.links | {event.uri})
-        case IncidentNoteAdded() | NotificationSent():
-            return _with(state)
         case _:
             assert_never(event)
 
