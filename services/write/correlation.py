@@ -14,6 +14,15 @@ A firing alert whose incident is resolved or closed opens a new incident rather 
 that is what PagerDuty does for a dedup_key, what producers expect, and it keeps the first
 incident's MTTR true; the repeat shows up in the repeat-incidents view.
 
+A replica keeps the claims it read or wrote (a bounded cache) and trusts a cached claim while
+the decision's view of its incident has never been resolved or closed: a claim moves to a new
+incident only after some writer saw the old one resolved or closed, so a decision on a view
+without that (confirmed by the append's expected sequence, or for a no-op against the log) is
+the one a fresh read of the claim would have led to. Otherwise the claim is read again.
+
+The alerts of one delivery that share a key and a status (what one Alertmanager notification
+holds) are decided together and appended as one batch (`runs`), as if observed one by one.
+
 The policy (`events.policy`) decides the rest, inside `decide` so that each alert and its
 consequences are one atomic append: labels -> severity and category (`AlertRules`), a firing
 alert above the incident's severity raises it, its links become evidence, and the last alert
@@ -21,12 +30,20 @@ of an alert-opened incident to resolve resolves it (`auto_resolve`, actor `auto-
 """
 
 import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 
-from events.commands import Acknowledge, Declare, RecordAlertFired, RecordAlertResolved
+from events.commands import (
+    Acknowledge,
+    AnyCommand,
+    Declare,
+    RecordAlertFired,
+    RecordAlertResolved,
+)
 from events.decisions import Rejected, RejectionKind
 from events.policy import DEFAULT_POLICY, Policy
 from events.schema import MAX_SHORT, Source
@@ -36,10 +53,11 @@ from events.subjects import CORRELATION_PREFIX, SERVICE_ID_PREFIX, derived_incid
 from services.auth import Principal
 from services.formats.observation import AlertObservation, canonical
 from services.formats.pagerduty import PagerDutyAck
-from services.write.handler import Accepted, CommandHandler, ContentionError
+from services.write.handler import Accepted, CommandHandler, ContentionError, IncidentView
 from services.write.principals import recorded
 
 ATTEMPTS: Final = 8
+CACHED_CLAIMS: Final = 4096
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +138,24 @@ def _alert(obs: AlertObservation, incident_id: str, after_seq: int, by: Recorded
     )
 
 
+def runs(observations: Sequence[AlertObservation]) -> list[list[AlertObservation]]:
+    """A delivery split into runs that can be decided together, in order: consecutive alerts of
+    one key and one status, each alert (fingerprint) once in a run (a second one's occurrence
+    would depend on the first's)."""
+    found: list[list[AlertObservation]] = []
+    for obs in observations:
+        last = found[-1] if found else None
+        if (
+            last is None
+            or (last[0].key, last[0].firing) != (obs.key, obs.firing)
+            or any(other.fingerprint == obs.fingerprint for other in last)
+        ):
+            found.append([obs])
+        else:
+            last.append(obs)
+    return found
+
+
 def _declare(
     obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded, policy: Policy
 ) -> Declare:
@@ -144,32 +180,72 @@ def _declare(
 
 class Correlator:
     def __init__(
-        self, store: EventStore, handler: CommandHandler, policy: Policy = DEFAULT_POLICY
+        self,
+        store: EventStore,
+        handler: CommandHandler,
+        policy: Policy = DEFAULT_POLICY,
+        cache_size: int = CACHED_CLAIMS,
     ) -> None:
         self._store = store
         self._handler = handler
         self._policy = policy
+        self._cache_size = cache_size
+        self._claims: OrderedDict[str, tuple[int, Claim]] = OrderedDict()
 
     async def claimed(self, scoped: str) -> tuple[int, Claim | None]:
+        """The key's claim as the log holds it now (and its sequence; 0: none)."""
         record = await self._store.last_on_subject(claim_subject(scoped))
         if record is None:
+            self._claims.pop(scoped, None)
             return 0, None
         seq, data = record
-        return seq, _claim_decoder.decode(data)
+        claim = _claim_decoder.decode(data)
+        self._remember(scoped, seq, claim)
+        return seq, claim
 
     async def observe(
         self, obs: AlertObservation, received_at: datetime, principal: Principal
     ) -> Accepted:
         """Record one alert state: join, open, or resolve within its key's incident."""
+        return await self.observe_run([obs], received_at, principal)
+
+    async def observe_all(
+        self, observations: Sequence[AlertObservation], received_at: datetime, principal: Principal
+    ) -> list[Accepted]:
+        """A delivery's alerts in order, each run of them (`runs`) decided together."""
+        return [await self.observe_run(run, received_at, principal) for run in runs(observations)]
+
+    async def observe_run(
+        self, run: Sequence[AlertObservation], received_at: datetime, principal: Principal
+    ) -> Accepted:
+        """Alerts of one key and one status, of distinct alerts (`runs`), as one decision.
+
+        A refused resolve (an auto-resolve dated before the incident's latest turn) refuses
+        the whole run: then each alert goes on its own, as it would have alone. Firing alerts
+        are refused only for the incident's state (resolved, closed), all of them alike."""
+        obs = run[0]
         by, scoped = recorded(principal), scope(obs.source, principal.name, obs.key)
         for _ in range(ATTEMPTS):
-            claim_seq, claim = await self.claimed(scoped)
-            if not obs.firing:
-                return await self._resolved(obs, claim, by)
-            if claim is not None:
-                joined = await self._join(obs, claim.incident_id, received_at, by)
-                if joined is not None:
-                    return joined
+            cached = self._claims.get(scoped)
+            claim_seq, claim = cached if cached is not None else await self.claimed(scoped)
+            if claim is None:
+                if not obs.firing:
+                    return Accepted([])  # never seen firing here: nothing to resolve
+            else:
+                result = await self._handler.handle_built(
+                    claim.incident_id,
+                    self._builder(run, claim.incident_id, received_at, by, cached is not None),
+                )
+                if result is None:  # a cached claim of an incident that has ended: read it
+                    self._claims.pop(scoped, None)
+                    continue
+                if isinstance(result, Accepted):
+                    return result
+                if not obs.firing and len(run) > 1:
+                    return await self._one_by_one(run, received_at, principal)
+                if not obs.firing:
+                    return Accepted([])  # the incident cannot take the resolve: nothing to do
+            # Firing, and no claim or its incident cannot take it (resolved, closed): open one.
             incident_id = derived_incident_id(scoped, claim_seq)
             record = Claim(
                 key=obs.key,
@@ -179,53 +255,65 @@ class Correlator:
                 producer=principal.name,
             )
             try:
-                await self._store.put_if_last(
+                seq = await self._store.put_if_last(
                     claim_subject(scoped),
                     msgspec.json.encode(record),
                     claim_seq,
                     msg_id=f"claim-{incident_id}",
                 )
             except ConcurrencyError:
+                self._claims.pop(scoped, None)
                 continue  # another replica claimed first: read its claim and join
-            joined = await self._join(obs, incident_id, received_at, by)
-            if joined is not None:
-                return joined
+            self._remember(scoped, seq, record)
         raise ContentionError(f"correlation key {obs.key!r} kept moving")
 
-    async def _join(
-        self, obs: AlertObservation, incident_id: str, received_at: datetime, by: Recorded
-    ) -> Accepted | None:
-        """Append the alert to the incident; None when the incident cannot take it."""
-        seqs = await self._handler.alert_seqs(incident_id, obs.fingerprint)
-        result = await self._handler.handle(
-            _fired_command(obs, incident_id, seqs, by, self._policy)
-        )
-        if isinstance(result, Accepted):
-            return result
-        if result.kind is RejectionKind.NOT_FOUND:
-            # Claimed but not declared yet (the claimer died or is still at it): declare it
-            # ourselves with the incident's one declaration id.
-            opened = await self._handler.handle_all(
-                incident_id,
-                [
-                    _declare(obs, incident_id, received_at, by, self._policy),
-                    _fired_command(obs, incident_id, (0, 0), by, self._policy),
-                ],
-            )
-            # Refused only if someone declared it meanwhile: then joining works (or the
-            # incident is already resolved and the caller opens a new one).
-            if isinstance(opened, Accepted):
-                return opened
-            return await self._join(obs, incident_id, received_at, by)
-        return None  # resolved or closed: the caller opens a new incident
+    async def _one_by_one(
+        self, run: Sequence[AlertObservation], received_at: datetime, principal: Principal
+    ) -> Accepted:
+        events = []
+        for obs in run:
+            events.extend((await self.observe_run([obs], received_at, principal)).events)
+        return Accepted(events)
 
-    async def _resolved(self, obs: AlertObservation, claim: Claim | None, by: Recorded) -> Accepted:
-        if claim is None:
-            return Accepted([])  # never seen firing here: nothing to resolve
-        seqs = await self._handler.alert_seqs(claim.incident_id, obs.fingerprint)
-        alert = _resolved_command(obs, claim.incident_id, seqs, by, self._policy)
-        result = await self._handler.handle(alert)
-        return result if isinstance(result, Accepted) else Accepted([])
+    def _builder(
+        self,
+        run: Sequence[AlertObservation],
+        incident_id: str,
+        received_at: datetime,
+        by: Recorded,
+        cached: bool,
+    ) -> Callable[[IncidentView], Sequence[AnyCommand] | None]:
+        """The alerts' commands from the view they are decided on: an occurrence is told by
+        the alert's last opposite event there (the alerts of a run are distinct, so none moves
+        another's). An incident claimed but not declared yet (its claimer died or is still at
+        it) is declared first, with its one declaration id."""
+        policy = self._policy
+
+        def build(view: IncidentView) -> Sequence[AnyCommand] | None:
+            if cached and view.ended:
+                return None  # the claim may have moved on since it was cached
+            seqs = [view.alert_seqs(obs.fingerprint) for obs in run]
+            if not run[0].firing:
+                return [
+                    _resolved_command(obs, incident_id, after, by, policy)
+                    for obs, after in zip(run, seqs, strict=True)
+                ]
+            commands: list[AnyCommand] = []
+            if not view.declared:
+                commands.append(_declare(run[0], incident_id, received_at, by, policy))
+            commands.extend(
+                _fired_command(obs, incident_id, after, by, policy)
+                for obs, after in zip(run, seqs, strict=True)
+            )
+            return commands
+
+        return build
+
+    def _remember(self, scoped: str, seq: int, claim: Claim) -> None:
+        self._claims[scoped] = (seq, claim)
+        self._claims.move_to_end(scoped)
+        while len(self._claims) > self._cache_size:
+            self._claims.popitem(last=False)
 
     async def acknowledge(self, ack: PagerDutyAck, principal: Principal) -> Accepted | Rejected:
         """PagerDuty's acknowledge of a dedup_key: of this sender's own PagerDuty key only."""

@@ -11,15 +11,20 @@ Within one process, writers of the same incident take turns (a lock per incident
 incident as last seen (a bounded cache). Neither is needed for correctness, which rests on the
 expected sequence: an append decided on a stale view fails and is decided again, and a refusal
 or a no-op decided on a cached view is confirmed against the log before it is answered.
+Writers of different incidents append together (`commits.GroupCommit`).
+
+A caller whose commands depend on the incident (an alert's event id names the occurrence it
+belongs to) passes a builder instead (`handle_built`): it is called on each view the decision
+is made on, so a retry after a conflict builds its commands again from the reloaded incident.
 """
 
 import asyncio
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Final
+from typing import Final, Protocol
 
 from msgspec import Struct
 
@@ -28,10 +33,11 @@ from events.commands import AnyCommand, command_event_id, target_incident
 from events.decisions import Rejected, decide
 from events.incident import INITIAL, fold
 from events.records import Loaded, Stored
-from events.schema import AlertFired, AlertResolved, AnyEvent
+from events.schema import AlertFired, AlertResolved, AnyEvent, IncidentClosed, IncidentResolved
 from events.store import Appended, ConcurrencyError, EventStore
 from services.clock import Clock, utc_now
 from services.errors import ErrorKind, ServiceError
+from services.write.commits import GroupCommit
 
 MAX_ATTEMPTS: Final = 10
 CACHED_INCIDENTS: Final = 1024
@@ -57,6 +63,27 @@ class Refused(Struct, frozen=True):
     rejection: Rejected
 
 
+class IncidentView(Protocol):
+    """What a command builder reads of the incident its commands are decided on."""
+
+    @property
+    def declared(self) -> bool: ...
+
+    @property
+    def ended(self) -> bool:
+        """Resolved or closed at some point of its history (true for good once true)."""
+        ...
+
+    def alert_seqs(self, fingerprint: str) -> tuple[int, int]:
+        """Sequences of the alert's last firing and last resolve (0: none)."""
+        ...
+
+
+# Commands from the incident as seen; None declines (nothing is decided or appended). A builder
+# may decline only on what stays true once true (`ended`): a cached view is not confirmed first.
+Builder = Callable[[IncidentView], Sequence[AnyCommand] | None]
+
+
 class _Seen:
     """An incident as this writer last saw it: its events indexed by id, its folded state, and
     the last firing and resolve of each alert. Extended in place after an append, so a write
@@ -68,7 +95,15 @@ class _Seen:
         self.by_id: dict[str, Stored] = {}
         self.alerts: dict[str, tuple[int, int]] = {}
         self.state = INITIAL
+        self.ended = False
         self._add(loaded.events)
+
+    @property
+    def declared(self) -> bool:
+        return self.state.declared
+
+    def alert_seqs(self, fingerprint: str) -> tuple[int, int]:
+        return self.alerts.get(fingerprint, (0, 0))
 
     def extend(self, appended: Sequence[Appended]) -> None:
         self._add([Stored(a.seq, a.event, b"") for a in appended])
@@ -79,6 +114,7 @@ class _Seen:
         for stored in events:
             event = stored.event
             self.by_id[event.event_id] = stored
+            self.ended = self.ended or isinstance(event, IncidentResolved | IncidentClosed)
             if isinstance(event, AlertFired | AlertResolved):
                 fired, resolved = self.alerts.get(event.fingerprint, (0, 0))
                 firing = isinstance(event, AlertFired)
@@ -118,6 +154,7 @@ class CommandHandler:
         self._cache_size = cache_size
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._commits = GroupCommit(store)
 
     async def handle(self, command: AnyCommand) -> Accepted | Rejected:
         return await self.handle_all(target_incident(command), [command])
@@ -138,7 +175,16 @@ class CommandHandler:
         remaining command is refused, nothing is appended.
         """
         async with self._turn(sorted(groups)):
-            return await self._handle(groups)
+            result = await self._handle({i: _fixed(commands) for i, commands in groups.items()})
+        assert result is not None  # fixed commands are never declined
+        return result
+
+    async def handle_built(self, incident_id: str, build: Builder) -> Accepted | Rejected | None:
+        """Decide the commands `build` makes from the incident as the decision sees it, and
+        append their events as one batch; None when the builder declined."""
+        async with self._turn([incident_id]):
+            result = await self._handle({incident_id: build})
+        return result.rejection if isinstance(result, Refused) else result
 
     async def alert_seqs(self, incident_id: str, fingerprint: str) -> tuple[int, int]:
         """Sequences of the alert's last firing and last resolve in the incident as the log
@@ -161,8 +207,8 @@ class CommandHandler:
                 await stack.enter_async_context(lock)
             yield
 
-    async def _handle(self, groups: Mapping[str, Sequence[AnyCommand]]) -> Accepted | Refused:
-        seen: dict[str, _Seen | None] = {i: self._seen.get(i) for i in groups}
+    async def _handle(self, builders: Mapping[str, Builder]) -> Accepted | Refused | None:
+        seen: dict[str, _Seen | None] = {i: self._seen.get(i) for i in builders}
         fresh: set[str] = set()
         for attempt in range(self._attempts):
             missing = [i for i, view in seen.items() if view is None]
@@ -172,6 +218,9 @@ class CommandHandler:
                 seen[incident_id] = loaded
                 fresh.add(incident_id)
             views = {i: view for i, view in seen.items() if view is not None}
+            groups = _built(views, builders)
+            if groups is None:
+                return None
             originals, decided, refused = _decide_groups(views, groups)
             if refused is not None or not decided:
                 # A refusal or no-op from a cached view must be confirmed against the log.
@@ -190,7 +239,7 @@ class CommandHandler:
                 for i, events in decided.items()
             ]
             try:
-                appended = await self.store.append_all(sealed)
+                appended = await self._commits.append(sealed)
             except ConcurrencyError:
                 for incident_id in decided:
                     self._seen.pop(incident_id, None)
@@ -207,7 +256,7 @@ class CommandHandler:
                     self._remember(incident_id, views[incident_id])
             return Accepted(originals + appended)
         raise ContentionError(
-            f"incidents {', '.join(groups)} changed {self._attempts} times while deciding"
+            f"incidents {', '.join(builders)} changed {self._attempts} times while deciding"
         )
 
     async def _load(self, incident_id: str) -> _Seen:
@@ -223,6 +272,23 @@ class CommandHandler:
         self._seen.move_to_end(incident_id)
         while len(self._seen) > self._cache_size:
             self._seen.popitem(last=False)
+
+
+def _fixed(commands: Sequence[AnyCommand]) -> Builder:
+    return lambda _: commands
+
+
+def _built(
+    views: Mapping[str, _Seen], builders: Mapping[str, Builder]
+) -> dict[str, Sequence[AnyCommand]] | None:
+    """Each incident's commands as its builder makes them from its view; None if one declined."""
+    groups: dict[str, Sequence[AnyCommand]] = {}
+    for incident_id, build in builders.items():
+        commands = build(views[incident_id])
+        if commands is None:
+            return None
+        groups[incident_id] = commands
+    return groups
 
 
 class _Known:

@@ -198,9 +198,7 @@ class Intake:
         require(principal, Permission.APPEND)
         observations = parse_alertmanager(body, received_at)
         try:
-            results = [
-                await self.correlator.observe(obs, received_at, principal) for obs in observations
-            ]
+            results = await self.correlator.observe_all(observations, received_at, principal)
         except (EventIdTakenError, EventTooLargeError) as exc:
             raise _log_refusal(exc, None) from exc
         return answer(*results)
