@@ -44,6 +44,20 @@ MEANINGS: Final[dict[str, str]] = {
     "action_item_overdue": "an action item not done by the end of its due day (UTC)",
 }
 KINDS: Final = tuple(MEANINGS)
+# The event types the breach query reads from `events` (an as-of reconstruction writes only
+# these, with the corrections and retractions that amend them): keep in step with `_BREACHES`.
+EVENT_TYPES: Final = frozenset(
+    {
+        "incident.declared",
+        "incident.resolved",
+        "incident.reopened",
+        "incident.escalated",
+        "comms.sent",
+        "postmortem.reviewed",
+        "action_item.added",
+        "action_item.completed",
+    }
+)
 REASONS: Final = ("service+category", "alertname")
 
 # Each obligation: the clock starts at `start_us`, stops at `stop_us` (the fact, or the end of
@@ -61,14 +75,13 @@ reviews AS (
     GROUP BY incident_id
 ),
 inc AS (
-    SELECT f.*, i.severity, p.ack, p.first_comms, p.upd, p.resolve, p.postmortem, p.review,
+    SELECT f.*, p.ack, p.first_comms, p.upd, p.resolve, p.postmortem, p.review,
         r.reviewed_us,
         coalesce(f.resolved, false) AS is_resolved,
         NOT coalesce(f.resolved, false) AND f.closed_us IS NULL AS is_open,
         CASE WHEN f.resolved THEN f.last_res_us ELSE coalesce(f.closed_us, $now) END AS end_us
     FROM facts f
-    JOIN incidents i USING (incident_id)
-    JOIN policy p ON p.severity = i.severity
+    JOIN policy p ON p.severity = f.severity
     LEFT JOIN reviews r USING (incident_id)
     WHERE f.declared_us IS NOT NULL
       AND (CAST($incident AS VARCHAR) IS NULL OR f.incident_id = $incident)
@@ -80,7 +93,9 @@ points AS (
     SELECT e.incident_id, e.seq, e.type, epoch_us(e.effective_at) AS t_us,
         epoch_us(CAST(e.body ->> 'next_update_at' AS TIMESTAMPTZ)) AS promise_us
     FROM events e JOIN inc USING (incident_id)
-    WHERE NOT e.retracted
+    -- Only an open incident's cadence and promises are open breaches (`open_only` skips the
+    -- walk of the others: most incidents, on a /metrics scrape).
+    WHERE NOT e.retracted AND (NOT $open_only OR inc.is_open)
       AND (e.type IN ('comms.sent', 'incident.resolved', 'incident.reopened')
            OR (e.type = 'incident.declared' AND inc.comms = 0 AND inc.first_comms IS NULL))
 ),
@@ -111,6 +126,7 @@ ladder AS (
     FROM inc i
     JOIN levels l ON l.severity = i.severity
     LEFT JOIN escalated x ON x.incident_id = i.incident_id AND x.level >= l.level
+    WHERE NOT $open_only OR i.is_open
     GROUP BY ALL
 ),
 item_times AS (
@@ -190,8 +206,8 @@ SELECT incident_id, severity, kind, target_s, CAST(stop_us - start_us AS DOUBLE)
 FROM judged
 WHERE (stop_us - start_us > target_us OR kind = 'action_item_overdue')
   AND (NOT $open_only OR open)
-ORDER BY start_us + target_us, incident_id, kind, level, item_id
 """
+_LISTED: Final = "ORDER BY start_us + target_us, incident_id, kind, level, item_id"
 
 _TARGETS: Final = ("ack_s", "first_comms_s", "update_s", "resolve_s", "postmortem_s", "review_s")
 
@@ -242,15 +258,8 @@ def breaches(
     other breaches are settled facts. `level` and `to` name the escalation level missed and
     whom the policy escalates to there, `item_id` the overdue action item; None for others.
     """
-    values, params = _policy_values(policy)
-    levels, level_params = _levels(policy)
-    params |= level_params | {"now": to_us(now), "now_at": from_us(to_us(now) or 0)}
-    params |= {"incident": incident_id, "open_only": open_only}
-    overdue = action_items.overdue_sql("$now_at", "a")
-    sql = _BREACHES.format(
-        facts=FACTS, policy=values, levels=levels, overdue=overdue, done=ActionStatus.DONE.value
-    )
-    cur.execute(sql, params)
+    sql, params = _query(policy, now, incident_id, open_only)
+    cur.execute(f"{sql} {_LISTED}", params)
     found = []
     for row in cur.fetchall():
         incident_id_, severity, kind, target_s, actual_s, due_us, is_open, level, item_id = row
@@ -273,6 +282,28 @@ def breaches(
     return found
 
 
+def open_counts(cur: duckdb.DuckDBPyConnection, policy: Policy, now: datetime) -> dict[str, int]:
+    """How many open breaches (`breaches(..., open_only=True)`) of each kind, counted in the
+    query: every kind present, 0 when none."""
+    sql, params = _query(policy, now, None, True)
+    cur.execute(f"SELECT kind, count(*) FROM ({sql}) GROUP BY kind", params)
+    return dict.fromkeys(KINDS, 0) | {str(kind): int(n) for kind, n in cur.fetchall()}
+
+
+def _query(
+    policy: Policy, now: datetime, incident_id: str | None, open_only: bool
+) -> tuple[str, dict[str, Any]]:
+    values, params = _policy_values(policy)
+    levels, level_params = _levels(policy)
+    params |= level_params | {"now": to_us(now), "now_at": from_us(to_us(now) or 0)}
+    params |= {"incident": incident_id, "open_only": open_only}
+    overdue = action_items.overdue_sql("$now_at", "a")
+    sql = _BREACHES.format(
+        facts=FACTS, policy=values, levels=levels, overdue=overdue, done=ActionStatus.DONE.value
+    )
+    return sql, params
+
+
 _REPEATS: Final = """
 WITH declared AS (
     SELECT incident_id, epoch_us(declared_at) AS t_us
@@ -288,14 +319,22 @@ keys AS (
     SELECT DISTINCT d.incident_id, d.t_us, 'alertname', e.body ->> 'alertname'
     FROM declared d JOIN events e USING (incident_id)
     WHERE e.type = 'alert.fired' AND NOT e.retracted AND e.body ->> 'alertname' <> ''
+),
+previous AS (
+    -- The most recent earlier incident with the same key (ties: declaration time, then incident
+    -- id, order incidents): its predecessor in that order. A window, not a self-join, which
+    -- pairs every two incidents of a busy service (quadratic).
+    SELECT incident_id, t_us, reason,
+        lag(incident_id) OVER w AS previous_id, lag(t_us) OVER w AS previous_us
+    FROM keys
+    WINDOW w AS (PARTITION BY reason, key ORDER BY t_us, incident_id)
 )
-SELECT b.incident_id, a.incident_id, b.reason, CAST(b.t_us - a.t_us AS DOUBLE) / 1e6, b.t_us
-FROM keys b JOIN keys a ON a.reason = b.reason AND a.key = b.key
-WHERE (a.t_us < b.t_us OR (a.t_us = b.t_us AND a.incident_id < b.incident_id))
-  AND b.t_us - a.t_us <= $window_us
-QUALIFY row_number() OVER (PARTITION BY b.incident_id, b.reason
-                           ORDER BY a.t_us DESC, a.incident_id DESC) = 1
-ORDER BY b.t_us, b.incident_id, b.reason
+SELECT incident_id, previous_id, reason, CAST(t_us - previous_us AS DOUBLE) / 1e6, t_us
+FROM previous
+WHERE previous_id IS NOT NULL AND t_us - previous_us <= $window_us
+QUALIFY row_number() OVER (PARTITION BY incident_id, reason
+                           ORDER BY previous_us DESC, previous_id DESC) = 1
+ORDER BY t_us, incident_id, reason
 """
 
 

@@ -20,19 +20,26 @@ SEALED: Final = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
-    # A bound on the whole instance (projector and readers), beneath the SQL sandbox's own
-    # per-query watchdog; what spills goes to `<file>.tmp` beside the database, and no further.
-    "memory_limit": "4GB",
     "max_temp_directory_size": "1GB",
 }
+# `memory_limit`, a bound on the whole instance (projector and readers, its buffer pool), beneath
+# the SQL sandbox's own per-query watchdog; what spills goes to `<file>.tmp` beside the database,
+# and no further. `INCIDENTS_DUCKDB_MEMORY_LIMIT` sets it (`services.config` repeats these two).
+DEFAULT_MEMORY_LIMIT: Final = 128 * 2**20
+MIN_MEMORY_LIMIT: Final = 32 * 2**20
 TIME_ZONE: Final = "UTC"
 
 
-def open_database(path: Path | str) -> duckdb.DuckDBPyConnection:
+def open_database(
+    path: Path | str, memory_limit: int = DEFAULT_MEMORY_LIMIT
+) -> duckdb.DuckDBPyConnection:
+    """`memory_limit` in bytes. A file this process holds open already must be opened with the
+    same limit: DuckDB refuses a second configuration of one instance."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # In memory (as-of reconstructions) nothing spills: DuckDB would use ./.tmp of the cwd.
     config: dict[str, str | bool | int | float | list[str]] = dict(SEALED)
+    config["memory_limit"] = f"{max(memory_limit, MIN_MEMORY_LIMIT)}B"
+    # In memory (as-of reconstructions) nothing spills: DuckDB would use ./.tmp of the cwd.
     if str(path) == ":memory:":
         config["temp_directory"] = ""
     con = duckdb.connect(str(path), config=config)

@@ -3,7 +3,8 @@ unacknowledged incidents by severity, open breaches by kind, MTTA and MTTR of th
 declared in the last 30 days by severity.
 
 Three queries, each the one the API answers from (the `status_board` view, `breaches`, `mttx`),
-so a dashboard and `incidents list`, `incidents breaches`, `incidents mttr` agree.
+so a dashboard and `incidents list`, `incidents breaches`, `incidents mttr` agree; the open
+breaches are counted by kind inside the breach query (`breaches.open_counts`), not listed.
 """
 
 from datetime import datetime, timedelta
@@ -60,9 +61,7 @@ def incident_gauges(
     for severity, count, waiting, longest_us in cur.fetchall():
         opened[severity], unacked[severity] = int(count), int(waiting)
         oldest[severity] = float(longest_us or 0) / 1e6
-    kinds = dict.fromkeys(breaches.KINDS, 0)
-    for breach in breaches.breaches(cur, policy, now, open_only=True):
-        kinds[breach["kind"]] = kinds.get(breach["kind"], 0) + 1
+    kinds = breaches.open_counts(cur, policy, now)
     summaries: dict[str, dict[str, Summary]] = {metric: {} for metric in SUMMARIZED}
     for row in mttx(cur, (GroupBy.SEVERITY,), now - WINDOW, None, policy.teams):
         for metric in SUMMARIZED:

@@ -14,6 +14,7 @@ import duckdb
 import msgspec
 
 from events.policy import DEFAULT_POLICY, Policy
+from projections import breaches
 
 _INCIDENT_COLUMNS: Final = """
     incident_id, title, severity, category, services, status, phase, opened_at, detected_at,
@@ -120,6 +121,16 @@ def get_incident(
         [incident_id],
     )
     incident["alerts"] = _rows(cur)
+    return incident
+
+
+def incident_with_breaches(
+    cur: duckdb.DuckDBPyConnection, incident_id: str, now: datetime, policy: Policy
+) -> dict[str, Any] | None:
+    """The incident's row as of `now` (`get_incident`), with the policy targets it missed."""
+    incident = get_incident(cur, incident_id, now, policy)
+    if incident is not None:
+        incident["breaches"] = breaches.breaches(cur, policy, now, incident_id=incident_id)
     return incident
 
 

@@ -24,6 +24,17 @@ class ConfigError(ValueError):
 
 # JetStream stream names are also file names on the server and tokens in $JS.API subjects.
 _STREAM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
+# `projections.database`'s DEFAULT_MEMORY_LIMIT and MIN_MEMORY_LIMIT, repeated (a unit test
+# holds them equal): importing DuckDB here would add ~0.4 s to every CLI command.
+DEFAULT_MEMORY_LIMIT: Final = 128 * 2**20
+MIN_MEMORY_LIMIT: Final = 32 * 2**20
+# A memory size: a number and a unit (`256MB`, `1.5GiB`, `512MiB`); bytes without a unit.
+_MEMORY_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?", re.IGNORECASE)
+_UNITS: Final = {"b": 1} | {
+    f"{prefix}{infix}b": (1024 if infix else 1000) ** power
+    for power, prefix in enumerate("kmgt", start=1)
+    for infix in ("", "i")
+}
 
 
 class ServiceRole(enum.StrEnum):
@@ -60,6 +71,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     role: ServiceRole = ServiceRole.ALL
+    # DuckDB's `memory_limit` for the read models (bytes): the bound on its buffer pool, which
+    # the projector and the queries share; what does not fit spills beside the database file.
+    duckdb_memory_limit: int = DEFAULT_MEMORY_LIMIT
 
     @property
     def embedded_nats(self) -> bool:
@@ -106,6 +120,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             tls_cert=_parsed(env, "INCIDENTS_TLS_CERT", _path, default.tls_cert),
             tls_key=_parsed(env, "INCIDENTS_TLS_KEY", _path, default.tls_key),
             role=_parsed(env, "INCIDENTS_ROLE", _role, default.role),
+            duckdb_memory_limit=_parsed(
+                env, "INCIDENTS_DUCKDB_MEMORY_LIMIT", _memory_size, default.duckdb_memory_limit
+            ),
         )
         if (config.tls_cert is None) != (config.tls_key is None):
             raise ConfigError("INCIDENTS_TLS_CERT and INCIDENTS_TLS_KEY: set both, or neither")
@@ -186,6 +203,16 @@ def _host_port(value: str) -> tuple[str, int]:
     if not sep or not host:
         raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
     return host, _int_in(0, 65535)(port)
+
+
+def _memory_size(value: str) -> int:
+    found = _MEMORY_SIZE.fullmatch(value)
+    if found is None:
+        raise ValueError("expected a size such as 256MB, 1GiB or 512MiB")
+    size = int(float(found[1]) * _UNITS[(found[2] or "b").lower()])
+    if size < MIN_MEMORY_LIMIT:
+        raise ValueError(f"must be at least {MIN_MEMORY_LIMIT // 2**20}MiB")
+    return size
 
 
 def _nats_url(value: str) -> str:

@@ -9,6 +9,7 @@ is refused with 422 naming the parameter, any other is read and answered in UTC.
 """
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -42,13 +43,29 @@ async def fresh(reader: Reader, wait_for: int | None) -> None:
 
 async def incident_with_breaches(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
     """The incident's row as of `now`, with the policy targets it missed; 404 when unknown."""
-    incident = await reader.run(queries.get_incident, incident_id, now, reader.policy)
+    incident = await reader.run(queries.incident_with_breaches, incident_id, now, reader.policy)
     if incident is None:
-        raise NotFoundException(f"incident {incident_id} does not exist")
-    incident["breaches"] = await reader.run(
-        breaches.breaches, reader.policy, now, incident_id=incident_id
-    )
+        raise _unknown(incident_id)
     return incident
+
+
+async def incident_then(
+    request: AnyRequest, reader: Reader, incident_id: str, as_of: datetime
+) -> asofs.IncidentThen:
+    """The incident as the log knew it at `as_of` (UTC), folded from its events (not the
+    projection); 404 when it was unknown then."""
+    events = (await store_of(request).load(incident_id)).events
+    loop = asyncio.get_running_loop()
+    then = await loop.run_in_executor(
+        reader.executor, asofs.incident, events, as_of, incident_id, reader.policy
+    )
+    if then is None:
+        raise _unknown(incident_id)
+    return then
+
+
+def _unknown(incident_id: str) -> NotFoundException:
+    return NotFoundException(f"incident {incident_id} does not exist")
 
 
 @get("/v1/incidents", guards=[requires(Permission.READ)], tags=["reads"])
@@ -69,8 +86,9 @@ async def list_incidents(
     args = (status, severity, service, include_closed)
     as_of = query_time(as_of, "as_of")
     if as_of is not None:
-        then = await past(request, reader, None, as_of)
-        board = await then.run(queries.list_incidents, as_of, *args, policy=then.policy)
+        events = [s async for batch in store_of(request).read() for s in batch]
+        fold = functools.partial(asofs.board, events, as_of, *args, policy=reader.policy)
+        board = await asyncio.get_running_loop().run_in_executor(reader.executor, fold)
         return {"as_of": as_of, "incidents": board}
     await fresh(reader, wait_for)
     board = await reader.run(queries.list_incidents, reader.clock(), *args, policy=reader.policy)
@@ -111,14 +129,15 @@ async def incident_timeline(
     reader = reader_of(request)
     as_of = query_time(as_of, "as_of")
     if as_of is not None:
-        reader = await past(request, reader, incident_id, as_of)
+        then = await incident_then(request, reader, incident_id, as_of)
+        incident, events = then.incident, then.events
     else:
         await fresh(reader, wait_for)
-    now = as_of or reader.clock()
-    incident = await incident_with_breaches(reader, incident_id, now)
+        incident = await incident_with_breaches(reader, incident_id, reader.clock())
+        events = await reader.run(queries.timeline, incident_id)
     answer = {
         "incident": incident,
-        "events": await reader.run(queries.timeline, incident_id),
+        "events": events,
         "changes_before_detection": await _changes_before(request, incident, as_of),
     }
     return answer | ({"as_of": as_of} if as_of is not None else {})
@@ -142,20 +161,6 @@ async def incident_postmortem(
     if draft is None:
         raise NotFoundException(f"incident {incident_id} does not exist")
     return draft
-
-
-async def past(
-    request: AnyRequest, reader: Reader, incident_id: str | None, as_of: datetime
-) -> Reader:
-    """A reader over the read models reconstructed from the log as of `as_of` (UTC)."""
-    store = store_of(request)
-    if incident_id is None:
-        events = [s async for batch in store.read() for s in batch]
-    else:
-        events = (await store.load(incident_id)).events
-    loop = asyncio.get_running_loop()
-    con = await loop.run_in_executor(reader.executor, asofs.reconstruct, events, as_of)
-    return msgspec.structs.replace(reader, con=con)
 
 
 @get("/v1/metrics/mttr", guards=[requires(Permission.READ)], tags=["reads"])

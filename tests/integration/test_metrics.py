@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,7 +53,7 @@ from events.schema import (
     Source,
     encode,
 )
-from projections.breaches import KINDS, breaches, repeats
+from projections.breaches import KINDS, breaches, open_counts, repeats
 from projections.database import open_database
 from projections.metrics import (
     AUTOMATION,
@@ -837,6 +837,8 @@ def test_breaches_match_reference(world: World, policy: Policy) -> None:
     )
     open_rows = breaches(world.cur, policy, NOW, open_only=True)
     assert open_rows == [row for row in got if row["open"]]
+    counted = dict.fromkeys(KINDS, 0) | Counter(row["kind"] for row in open_rows)
+    assert open_counts(world.cur, policy, NOW) == counted  # what /metrics shows
     one = got[len(got) // 2]["incident_id"]
     assert breaches(world.cur, policy, NOW, incident_id=one) == [
         row for row in got if row["incident_id"] == one

@@ -116,8 +116,7 @@ class Views:
         return text
 
     def past(self) -> list[dict[str, Any]]:
-        con = asof.reconstruct(self.stored, NOW)
-        return queries.list_incidents(con.cursor(), NOW, include_closed=True)
+        return asof.board(self.stored, NOW, include_closed=True)
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 timeline with details, and the forms its viewer may use.
 
 Now: from the live read models, after waiting for a write the page follows (`wait_for`). As of
-an instant: the incident's events recorded by then, folded into read models of their own, as
-`GET /v1/incidents/{id}/timeline?as_of=` does; such a page is read only.
+an instant: the incident's events recorded by then, folded in memory, as
+`GET /v1/incidents/{id}/timeline?as_of=` does (`projections.asof`); such a page is read only.
 """
 
 from datetime import datetime
@@ -27,7 +27,7 @@ from projections import action_items, changes, queries
 from services.api.console import timeline
 from services.api.console.access import Viewer
 from services.api.console.forms import ACTIONS
-from services.api.reads import incident_with_breaches, past
+from services.api.reads import incident_then, incident_with_breaches
 from services.api.state import AnyRequest, reader_of
 from services.auth import Permission
 from services.readmodels import Reader
@@ -137,15 +137,17 @@ async def incident_context(
 ) -> dict[str, Any]:
     """The incident page's context; `NotFoundException` for an incident the models lack."""
     settled = True
+    reader = reader_of(request)
     if as_of is not None:
-        reader = await past(request, reader_of(request), incident_id, as_of)
+        then = await incident_then(request, reader, incident_id, as_of)
         now = as_of
+        incident, events, items = then.incident, then.events, then.action_items
     else:
-        reader = reader_of(request)
         settled = await _settled(reader, wait_for)
         now = reader.clock()
-    incident = await incident_with_breaches(reader, incident_id, now)
-    events = await reader.run(queries.timeline, incident_id)
+        incident = await incident_with_breaches(reader, incident_id, now)
+        events = await reader.run(queries.timeline, incident_id)
+        items = await reader.run(action_items.of_incident, incident_id, now)
     running = timeline.open_mitigations(events)
     detected_at = incident["detected_at"]
     return {
@@ -154,19 +156,19 @@ async def incident_context(
         "entries": timeline.entries(events),
         "evidence": _live(events, "evidence.attached"),
         "comms": _live(events, "comms.sent"),
-        "action_items": await reader.run(action_items.of_incident, incident_id, now),
+        "action_items": items,
         "postmortem": _postmortem(events),
         "now": now,
         "as_of": as_of,
         "settled": settled,
-        "changes": await reader_of(request).run(changes.before, detected_at, as_of),
+        "changes": await reader.run(changes.before, detected_at, as_of),
         "actions": ACTIONS,
         "available": [] if as_of is not None else available(incident, len(running), seen_by),
         "open_mitigations": running,
         "forms_data": form_choices(reader, running),
         "may_export": seen_by.may(Permission.ADMINISTER),
         "choices": CHOICES,
-        "checkpoint": reader_of(request).projector.checkpoint,
+        "checkpoint": reader.projector.checkpoint,
         "failed": None,
         "error": None,
         "values": {},
