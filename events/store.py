@@ -11,19 +11,18 @@ never stops a reader: it comes out quarantined (`events.records`).
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import nats.errors
 import nats.js.errors
 from msgspec import Struct
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events.batches import Message, publish_atomic
 from events.fetch import FetchStalledError, RawRecord, fetch
+from events.follow import Reader, StalledError
 from events.ids import WRONG_LAST_SEQUENCE, EventIds, EventIdTakenError
 from events.records import Batch, Loaded, Record, Stored, record, split
 from events.schema import MAX_EVENT_BYTES, AnyEvent, decode, encode, type_name
@@ -295,68 +294,42 @@ class EventStore:
     async def _read(
         self, start: int, until: int, subject_filter: str, batch_size: int
     ) -> AsyncIterator[list[Record]]:
-        sub = await self._ordered(subject_filter, start, batch_size)
+        reader = Reader(
+            self.nc,
+            self.stream,
+            subject_filter,
+            start,
+            batch_size=batch_size,
+            until=until,
+            idle_s=self.timeout,
+        )
         try:
-            while True:
-                batch: list[Record] = []
-                msg = await self._next(sub)
-                batch.append(_record(msg))
-                done = _is_last(msg, until)
-                while not done and sub.pending_msgs > 0 and len(batch) < batch_size:
-                    msg = await self._next(sub)
-                    batch.append(_record(msg))
-                    done = _is_last(msg, until)
-                yield batch
-                if done:
-                    return
-        finally:
-            await _unsubscribe(sub)
+            with _unavailable(self.nc):
+                async for delivered in reader.batches():
+                    # Decoding on the loop while the caller writes the previous batch elsewhere.
+                    yield [record(seq, subject, data) for seq, subject, data, _ in delivered]
+        except StalledError as exc:
+            raise StoreUnavailableError(f"the log stopped delivering while reading: {exc}") from exc
 
     async def follow(self, from_seq: int, batch_size: int = 1000) -> AsyncIterator[Batch]:
-        """Everything from `from_seq` on, as it arrives, for ever (the projector's feed).
+        """Everything from `from_seq` on, as it arrives, for ever (the projector's feed): full
+        batches while catching up, what there is once caught up (`events.follow`).
 
         Every record counts for the position, also service records, which carry no incident
         event: a reader that checkpoints `last_seq` then reaches the stream's last sequence.
         """
         # No filter: the stream holds only our prefixes, and a multi-subject filter measured
         # ~8x slower to deliver (2.5k vs 18k msgs/s on nats-server 2.15.1).
-        next_seq = max(from_seq, 1)
-        reconnects = self.nc.stats["reconnects"]
-        sub = await self._ordered("", next_seq, batch_size)
-        try:
-            while True:
-                try:
-                    first: Msg = await sub.next_msg(timeout=1.0)
-                except nats.errors.TimeoutError:
-                    # Idle log (a cancelled follower leaves from here). After a reconnect the
-                    # ordered consumer would notice a restarted server only after three missed
-                    # heartbeats (~15 s): subscribe again from where it stood instead.
-                    if self.nc.is_connected and self.nc.stats["reconnects"] != reconnects:
-                        await _unsubscribe(sub)
-                        reconnects = self.nc.stats["reconnects"]
-                        sub = await self._ordered("", next_seq, batch_size)
-                    continue
-                msgs = [first]
-                # Fill the batch while the stream says more is there: one commit per batch is
-                # what a reader pays for, so big batches when catching up, small when live.
-                while len(msgs) < batch_size and (
-                    sub.pending_msgs > 0 or msgs[-1].metadata.num_pending > 0
-                ):
-                    msgs.append(await sub.next_msg(timeout=self.timeout))
-                last = msgs[-1].metadata
-                next_seq = last.sequence.stream + 1
+        reader = Reader(self.nc, self.stream, "", from_seq, batch_size=batch_size)
+        with _unavailable(self.nc):
+            async for delivered in reader.batches():
+                last_seq, _, _, pending = delivered[-1]
                 events, quarantined = split(
-                    _record(m) for m in msgs if m.subject.startswith(INCIDENTS_PREFIX + ".")
+                    record(seq, subject, data)
+                    for seq, subject, data, _ in delivered
+                    if subject.startswith(INCIDENTS_PREFIX + ".")
                 )
-                yield Batch(
-                    events,
-                    last.sequence.stream,
-                    last.num_pending,
-                    first.metadata.sequence.stream,
-                    quarantined,
-                )
-        finally:
-            await _unsubscribe(sub)
+                yield Batch(events, last_seq, pending, delivered[0][0], quarantined)
 
     async def _first_match(self, subject_filter: str, start: int) -> int | None:
         """Sequence of the first record on `subject_filter` at or after `start` (one direct get):
@@ -369,37 +342,3 @@ class EventStore:
         except nats.js.errors.NotFoundError:
             return None
         return msg.seq or start
-
-    async def _ordered(self, subject_filter: str, start: int, batch_size: int) -> Any:
-        """An ordered push consumer from `start` ("" filter: the whole stream)."""
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        with _unavailable(self.nc):
-            return await self._js.subscribe(
-                subject_filter,
-                stream=self.stream,
-                config=config,
-                ordered_consumer=True,
-                pending_msgs_limit=max(batch_size * 64, 65536),
-            )
-
-    async def _next(self, sub: Any) -> Msg:
-        try:
-            msg: Msg = await sub.next_msg(timeout=self.timeout)
-        except nats.errors.TimeoutError as exc:
-            raise StoreUnavailableError("the log stopped delivering while reading") from exc
-        return msg
-
-
-async def _unsubscribe(sub: Any) -> None:
-    # Leaving after the connection closed (shutdown, outage) has nothing left to clean up.
-    with suppress(nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
-        await sub.unsubscribe()
-
-
-def _record(msg: Msg) -> Record:
-    return record(msg.metadata.sequence.stream, msg.subject, msg.data)
-
-
-def _is_last(msg: Msg, until: int) -> bool:
-    meta = msg.metadata
-    return meta.sequence.stream >= until or meta.num_pending == 0

@@ -20,7 +20,7 @@ import msgspec
 
 from events.store import EventStore
 from projections.database import open_database
-from projections.projector import Projector
+from projections.projector import BATCH_RECORDS, Projector
 
 CURRENT: Final = "incidents.duckdb"
 GENERATIONS: Final = "readmodels"
@@ -76,7 +76,7 @@ async def rebuild(
     path: Path,
     until_seq: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    batch_size: int = 5000,
+    batch_size: int = BATCH_RECORDS,
 ) -> int:
     """Fold the log into `path` from its own checkpoint to `until_seq` (default: the end now)."""
     con = open_database(path)
@@ -95,25 +95,25 @@ async def catch_up(
     projector: Projector,
     target: int,
     on_progress: Callable[[Progress], None] | None = None,
-    batch_size: int = 5000,
+    batch_size: int = BATCH_RECORDS,
 ) -> None:
     """Fold the log into `projector` from its checkpoint to `target`, quarantining the records
     that do not decode as live projection does."""
     progress = Progress(projector.checkpoint, target, projector.checkpoint)
+
+    def applied() -> None:
+        progress.done_seq = projector.checkpoint
+        if on_progress:
+            on_progress(progress)
+
     if projector.checkpoint < target:
         start = projector.checkpoint + 1
-        async for batch in store.scan(start, target, batch_size=batch_size):
-            await asyncio.to_thread(
-                projector.apply, batch.events, batch.last_seq, batch.quarantined
-            )
-            progress.done_seq = projector.checkpoint
-            if on_progress:
-                on_progress(progress)
+        # Read ahead in bounded batches (`events.follow`), never the whole log in memory.
+        batches = store.scan(start, target, batch_size=batch_size)
+        await projector.project(batches, following=False, applied=applied)
         # Service records after the last incident record still count for the position.
         await asyncio.to_thread(projector.apply, [], target)
-    progress.done_seq = projector.checkpoint
-    if on_progress:
-        on_progress(progress)
+    applied()
 
 
 def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:

@@ -20,9 +20,15 @@ import duckdb
 # `alerts_truncated`, `alert_opened`, `taken_over`: folded again, older states lack them.
 # 6: the `action_items` table (issue 13), one row per action item of the fold, and the
 # automation columns (`auto_started`, `auto_succeeded`, `auto_first`): folded again to fill them.
-SCHEMA_VERSION: Final = 6
+# 7: `events` without its primary key (issue 15): no query looks an event up by `seq` alone
+# (ranges on it use zone maps, the order rows arrive in), the checkpoint already keeps each
+# event once, and the index cost ~15% of the inserts and stayed in memory. Older files copy
+# the table once (`_unkey_events`); nothing to fold again for that.
+SCHEMA_VERSION: Final = 7
 # Files older than this hold folded states this version folds differently.
 FOLDED_SINCE: Final = 6
+# Files older than this have the primary key on `events.seq`.
+UNKEYED_SINCE: Final = 7
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -32,7 +38,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     updated_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
     event_id VARCHAR NOT NULL,
     incident_id VARCHAR NOT NULL,
     type VARCHAR NOT NULL,
@@ -206,11 +212,36 @@ def create(con: duckdb.DuckDBPyConnection) -> bool:
         upgraded(con)
         return False
     version = int(found[0])
+    if version < UNKEYED_SINCE:
+        _unkey_events(con)
     if version < FOLDED_SINCE:
         return True
     if version < SCHEMA_VERSION:
         upgraded(con)  # what it lacked, DDL created above
     return False
+
+
+def _unkey_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Copy `events` into a table without the primary key (DuckDB cannot drop a constraint),
+    once: the version is marked later, by whoever finishes the upgrade."""
+    [(keyed,)] = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() "
+        "WHERE table_name = 'events' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    if not keyed:
+        return
+    columns = DDL.split("CREATE TABLE IF NOT EXISTS events (", 1)[1].split(");", 1)[0]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE TABLE events_unkeyed ({columns})")
+        con.execute("INSERT INTO events_unkeyed SELECT * FROM events ORDER BY seq")
+        con.execute("DROP TABLE events")
+        # The views bind to the table by name: they read the copy from here on.
+        con.execute("ALTER TABLE events_unkeyed RENAME TO events")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def upgraded(cur: duckdb.DuckDBPyConnection) -> None:

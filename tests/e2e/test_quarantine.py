@@ -247,13 +247,15 @@ async def test_a_projector_that_dies_is_shown_not_ready_and_restarted_with_backo
     assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
 
     # A real fault: a row squats on the sequence the projector writes next (a file restored
-    # from elsewhere), so its transaction fails on the primary key, again at every restart.
+    # from elsewhere) under a unique index (`events` has no key of its own since schema 7),
+    # so its transaction fails on the key, again at every restart.
     squatted = declared + 1
     service.con.execute(
         "INSERT INTO events SELECT * REPLACE (? AS seq, 'evt-squatter' AS event_id) "
         "FROM events LIMIT 1",
         [squatted],
     )
+    service.con.execute("CREATE UNIQUE INDEX events_seq ON events (seq)")
     assert await add_note(http, incident_id, "blocked") == squatted
 
     async def failing() -> bool:
