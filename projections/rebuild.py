@@ -19,7 +19,7 @@ import duckdb
 import msgspec
 
 from events.store import EventStore
-from projections.database import open_database
+from projections.database import DEFAULT_MEMORY_LIMIT, open_database
 from projections.projector import BATCH_RECORDS, Projector
 
 CURRENT: Final = "incidents.duckdb"
@@ -77,9 +77,10 @@ async def rebuild(
     until_seq: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     batch_size: int = BATCH_RECORDS,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
 ) -> int:
     """Fold the log into `path` from its own checkpoint to `until_seq` (default: the end now)."""
-    con = open_database(path)
+    con = open_database(path, memory_limit)
     try:
         projector = Projector(con, None)
         target = await store.last_seq() if until_seq is None else until_seq

@@ -237,6 +237,7 @@ async def _read_side(
     models = LiveModels.open(
         config.data_dir,
         store,
+        config.duckdb_memory_limit,
         policy=policy,
         clock=clock,
         executor=executor,
@@ -279,7 +280,7 @@ async def project(config: Config, until_caught_up: bool = False) -> int:
 async def _project(config: Config, until_caught_up: bool) -> int:
     assert config.nats_url is not None
     nc = await connect(config.nats_url, name="incidents-projector")
-    con = open_database(live_path(config.data_dir))
+    con = open_database(live_path(config.data_dir), config.duckdb_memory_limit)
     try:
         store = EventStore(nc, config.stream)
         projector = Projector(con, store)

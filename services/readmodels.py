@@ -82,8 +82,11 @@ class ReplayStatus(msgspec.Struct):
 
 
 class LiveModels:
-    def __init__(self, data_dir: Path, store: EventStore, reader: Reader) -> None:
+    def __init__(
+        self, data_dir: Path, store: EventStore, reader: Reader, memory_limit: int
+    ) -> None:
         self.data_dir = data_dir
+        self.memory_limit = memory_limit  # every opening of a file in a process: the same
         self.store = store
         self.reader = reader
         self.status = ReplayStatus()
@@ -91,10 +94,12 @@ class LiveModels:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    def open(cls, data_dir: Path, store: EventStore, **reader: Any) -> "LiveModels":
-        con = open_database(rebuilds.live_path(data_dir))
+    def open(
+        cls, data_dir: Path, store: EventStore, memory_limit: int, **reader: Any
+    ) -> "LiveModels":
+        con = open_database(rebuilds.live_path(data_dir), memory_limit)
         projector = Projector(con, store)
-        return cls(data_dir, store, Reader(con=con, projector=projector, **reader))
+        return cls(data_dir, store, Reader(con=con, projector=projector, **reader), memory_limit)
 
     def _follow(self, projector: Projector) -> "asyncio.Task[None]":
         watch(projector)
@@ -120,12 +125,18 @@ class LiveModels:
         try:
             # Bulk of the work while the live models keep following the log.
             await rebuilds.rebuild(
-                self.store, shadow, self.reader.projector.checkpoint, self._progress
+                self.store,
+                shadow,
+                self.reader.projector.checkpoint,
+                self._progress,
+                memory_limit=self.memory_limit,
             )
             self.status.state = "swapping"
             await stop(self._follower)
             checkpoint = self.reader.projector.checkpoint
-            await rebuilds.rebuild(self.store, shadow, checkpoint, self._progress)
+            await rebuilds.rebuild(
+                self.store, shadow, checkpoint, self._progress, memory_limit=self.memory_limit
+            )
             if verify:
                 self.status.differences = await asyncio.to_thread(self._compare, shadow)
             self._swap()
@@ -152,7 +163,7 @@ class LiveModels:
             live = rebuilds.fingerprints(cur)
         finally:
             cur.close()
-        rebuilt_con = open_database(shadow)
+        rebuilt_con = open_database(shadow, self.memory_limit)
         try:
             rebuilt = rebuilds.fingerprints(rebuilt_con)
         finally:
@@ -163,7 +174,7 @@ class LiveModels:
         old = self.reader
         old_path = rebuilds.live_path(self.data_dir)
         path = rebuilds.promote(self.data_dir)
-        con = open_database(path)
+        con = open_database(path, self.memory_limit)
         projector = Projector(con, self.store)
         # One assignment: a request reads `reader` once, so it sees one generation, whole.
         self.reader = msgspec.structs.replace(old, con=con, projector=projector)

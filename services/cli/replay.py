@@ -70,17 +70,23 @@ async def _direct(config: Config, verify: bool) -> list[str]:
                     rate=p.rate,
                 )
 
-            await rebuilds.rebuild(store, rebuilds.next_path(config.data_dir), target, show)
+            await rebuilds.rebuild(
+                store,
+                rebuilds.next_path(config.data_dir),
+                target,
+                show,
+                memory_limit=config.duckdb_memory_limit,
+            )
         differences: list[str] = []
         if verify and live.exists():
-            con = open_database(live)
+            con = open_database(live, config.duckdb_memory_limit)
             try:
                 projector = Projector(con, store)  # bring the old build to the same position
                 await rebuilds.catch_up(store, projector, target)
                 live_rows = rebuilds.fingerprints(con)
             finally:
                 con.close()
-            shadow = open_database(rebuilds.next_path(config.data_dir))
+            shadow = open_database(rebuilds.next_path(config.data_dir), config.duckdb_memory_limit)
             try:
                 differences = rebuilds.differences(live_rows, rebuilds.fingerprints(shadow))
             finally:
