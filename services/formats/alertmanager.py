@@ -1,7 +1,8 @@
 """Alertmanager webhook payloads (version 4) -> alert observations. Pure.
 
 Each alert of a POST is read by its own `status`: one notification may mix firing and resolved.
-A delivery holds at most `MAX_ALERTS` alerts (each is a write of its own); more is refused
+A delivery holds at most `MAX_ALERTS` alerts (its alerts are decided by runs of one key and
+status, each run one append: `services.write.correlation`); more is refused
 with 413 naming `alerts`: set `max_alerts` on the receiver so Alertmanager truncates instead
 (it then counts the alerts it left out in `truncatedAlerts`).
 """
