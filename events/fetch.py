@@ -14,6 +14,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from events.follow import position
+
 RawRecord = tuple[int, str, bytes]  # stream sequence, subject, data
 _PENDING_LIMIT: Final = 65536
 
@@ -30,9 +32,9 @@ async def fetch(
     done = asyncio.get_running_loop().create_future()
 
     async def collect(msg: Msg) -> None:
-        meta = msg.metadata
-        found.append((meta.sequence.stream, msg.subject, msg.data))
-        if (meta.sequence.stream >= until or meta.num_pending == 0) and not done.done():
+        seq, _, pending = position(msg.reply)
+        found.append((seq, msg.subject, msg.data))
+        if (seq >= until or pending == 0) and not done.done():
             done.set_result(None)
 
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=1)

@@ -52,16 +52,23 @@ def incident(
 ) -> IncidentThen | None:
     """`incident_id` as of `as_of`, from its events (None when it was not declared by then)."""
     known = [s for s in recorded_by(events, as_of) if s.event.incident_id == incident_id]
+    amends = any(isinstance(s.event, EventCorrected | EventRetracted) for s in known)
     with _SCRATCH.transaction() as cur:
-        _write(cur, known)
+        states = _write(cur, known)
         found = queries.incident_with_breaches(cur, incident_id, as_of, policy)
         if found is None:
             return None
-        cur.execute(
-            "SELECT seq, effective_at, retracted FROM events WHERE incident_id = ?", [incident_id]
-        )
-        amended = {int(seq): (at, bool(gone)) for seq, at, gone in cur.fetchall()}
-        items = action_items.of_incident(cur, incident_id, as_of)
+        # Each query costs a DuckDB round of its own: those whose answer the fold already
+        # knows (no amendments: every event keeps its time; no action items) are not asked.
+        amended: dict[int, tuple[datetime, bool]] = {}
+        if amends:
+            cur.execute(
+                "SELECT seq, effective_at, retracted FROM events WHERE incident_id = ?",
+                [incident_id],
+            )
+            amended = {int(seq): (at, bool(gone)) for seq, at, gone in cur.fetchall()}
+        has_items = bool(states[incident_id][0].action_items)
+        items = action_items.of_incident(cur, incident_id, as_of) if has_items else []
     return IncidentThen(incident=found, events=_timeline(known, amended), action_items=items)
 
 
@@ -84,9 +91,10 @@ def board(
 
 def _write(
     cur: duckdb.DuckDBPyConnection, known: Sequence[Stored], board_only: bool = False
-) -> None:
+) -> rows.States:
     """The projector's rows of `known` (one batch), with only the events the queries read;
-    `board_only`: the rows of `incidents` alone, all the status board reads."""
+    `board_only`: the rows of `incidents` alone, all the status board reads. Returns the
+    folded states written."""
     by_incident: dict[str, list[Stored]] = {}
     for stored in known:
         by_incident.setdefault(stored.event.incident_id, []).append(stored)
@@ -96,7 +104,7 @@ def _write(
     }
     if board_only:
         _save(cur, states, with_items=False)
-        return
+        return states
     targets = {
         s.event.target_event_id
         for s in known
@@ -109,6 +117,7 @@ def _write(
         rows.corrections(cur, wanted)
     rows.alerts(cur, known)
     _save(cur, states, with_items=True)
+    return states
 
 
 def _save(cur: duckdb.DuckDBPyConnection, states: rows.States, with_items: bool) -> None:

@@ -15,6 +15,7 @@ import msgspec
 
 from events.policy import DEFAULT_POLICY, Policy
 from projections import breaches
+from projections.metrics import from_us
 
 _INCIDENT_COLUMNS: Final = """
     incident_id, title, severity, category, services, status, phase, opened_at, detected_at,
@@ -25,6 +26,8 @@ _INCIDENT_COLUMNS: Final = """
     impact_services, impact_regions, impact_customers, customers_affected, users_affected_pct,
     data_loss, security, revenue_at_risk, impact_text
 """
+# The timeline's times (all NOT NULL in `events`).
+_TIMELINE_TIMES: Final = ("occurred_at", "effective_at", "recorded_at")
 # The impact statement's columns, as the keys of the row's `impact` object (None without one).
 _IMPACT: Final = {
     "impact_services": "services",
@@ -135,12 +138,18 @@ def incident_with_breaches(
 
 
 def timeline(cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[dict[str, Any]]:
+    # The times come as epoch microseconds: DuckDB's zoned datetime per TIMESTAMPTZ value took
+    # more than half of a long timeline's read (1,000 events: 6 of 10 ms); same instants, in UTC.
+    times = ", ".join(f"epoch_us({column}) AS {column}" for column in _TIMELINE_TIMES)
     cur.execute(
-        "SELECT * EXCLUDE (incident_id) FROM timeline WHERE incident_id = ? ORDER BY seq",
+        f"SELECT * EXCLUDE (incident_id) REPLACE ({times}) FROM timeline "
+        "WHERE incident_id = ? ORDER BY seq",
         [incident_id],
     )
     rows = _rows(cur)
     for row in rows:
+        for column in _TIMELINE_TIMES:
+            row[column] = from_us(row[column])
         row["body"] = msgspec.json.decode(row["body"])
     return rows
 
