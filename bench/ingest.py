@@ -126,8 +126,11 @@ async def _single_events(url: str, post: Any, sizes: Sizes) -> tuple[Load, Load]
     """Single-event requests: one connection, then 32."""
     if WRK:
         script, target = HERE / "wrk_post_event.lua", f"{url}/v1/events"
-        one = await asyncio.to_thread(wrk, script, target, 1, 1, sizes.load_seconds)
-        many = await asyncio.to_thread(wrk, script, target, 1, INCIDENTS, sizes.load_seconds)
+        run = secrets.token_hex(4)
+        one = await asyncio.to_thread(wrk, script, target, 1, 1, sizes.load_seconds, f"{run}s")
+        many = await asyncio.to_thread(
+            wrk, script, target, 1, INCIDENTS, sizes.load_seconds, f"{run}p"
+        )
         return Load(one.requests_per_s, one.non_2xx), Load(many.requests_per_s, many.non_2xx)
 
     async def one_by_one() -> None:
