@@ -2,10 +2,10 @@
 records quarantined, projector up and its restarts; and the incidents themselves (open,
 unacknowledged, open breaches, MTTA and MTTR summaries), for alerts and dashboards.
 
-HTTP request counts and latencies come from Litestar's Prometheus middleware (per route
-template); the rest is counted here and read off the projectors at scrape time. The incident
-families are read from the read models at scrape time too (`projections.gauges`), by the
-`/metrics` route, off the event loop, and written here in the text exposition format.
+HTTP request counts and latencies are counted by `services.api.http_metrics` (per route
+template); the rest is counted here and read off the projectors at scrape time.
+The incident families are read from the read models at scrape time too (`projections.gauges`),
+by the `/metrics` route, off the event loop, and written here in the text exposition format.
 """
 
 import math

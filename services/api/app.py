@@ -16,7 +16,6 @@ from typing import Any, Final
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import ParameterKwarg
-from litestar.plugins.prometheus import PrometheusConfig
 
 from events.policy import Policy
 from events.store import EventStore, StoreUnavailableError
@@ -25,6 +24,7 @@ from services.api import admin, changes, commands, comms, health, openapi, pages
 from services.api import intake as intake_routes
 from services.api import prometheus as prometheus_routes
 from services.api.console.sessions import Sessions
+from services.api.http_metrics import HttpMetrics
 from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
@@ -157,7 +157,7 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[
             BrowserGuard(hosts),
-            PrometheusConfig(app_name="incidents", prefix="incidents", group_path=True).middleware,
+            HttpMetrics(),
         ],
     )
     app.state.intake = intake
