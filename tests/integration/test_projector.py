@@ -22,7 +22,17 @@ from events.commands import (
     StartMitigation,
 )
 from events.incident import Incident, fold
-from events.schema import Audience, CommsKind, MitigationAction, Outcome
+from events.records import Stored
+from events.schema import (
+    AlertFired,
+    AlertResolved,
+    AnyEvent,
+    Audience,
+    CommsKind,
+    MitigationAction,
+    Outcome,
+    encode,
+)
 from events.store import EventStore
 from events.subjects import new_incident_id
 from projections.database import open_database
@@ -163,3 +173,28 @@ async def test_crash_points_resume_to_the_same_projection(
         assert snapshot(con) == await fresh_fold(store, tmp_path / "fresh.duckdb")
     finally:
         con.close()
+
+
+def test_an_alert_that_fires_again_has_no_end_in_the_alerts_table(tmp_path: Path) -> None:
+    """Fire, resolve, fire: the alert's row says firing, from the new start, with no end (the
+    end of the first occurrence would make a live alert look over)."""
+    starts = [T0, T0 + timedelta(minutes=30)]
+    ends = T0 + timedelta(minutes=10)
+    events: list[AnyEvent] = [
+        AlertFired(**envelope("INC-REFIRE", "f1", 0), fingerprint="fp", starts_at=starts[0]),
+        AlertResolved(
+            **envelope("INC-REFIRE", "r1", 10), fingerprint="fp", starts_at=starts[0], ends_at=ends
+        ),
+        AlertFired(**envelope("INC-REFIRE", "f2", 30), fingerprint="fp", starts_at=starts[1]),
+    ]
+    con = open_database(tmp_path / "models.duckdb")
+    projector = Projector(con, None)
+    # One batch and one batch per event: the row is folded within a batch and across batches.
+    projector.apply([Stored(1, events[0], encode(events[0]))], 1)
+    projector.apply([Stored(s, e, encode(e)) for s, e in enumerate(events[1:], start=2)], 3)
+    rows = con.execute(
+        "SELECT firing, starts_at, ends_at, first_seq, last_seq FROM alerts "
+        "WHERE incident_id = 'INC-REFIRE'"
+    ).fetchall()
+    con.close()
+    assert rows == [(True, starts[1], None, 1, 3)]

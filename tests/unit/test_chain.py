@@ -17,6 +17,7 @@ from strategies import events_for
 
 from events.chain import GENESIS, ChainBreak, digest, seal, verify
 from events.schema import (
+    AlertFired,
     IncidentNoteAdded,
     MitigationAction,
     MitigationStarted,
@@ -252,3 +253,26 @@ def test_stdlib_recompute_with_tiny_float(confidence: float) -> None:
     [sealed] = seal([started], GENESIS, SEALED_AT)
     stored, recomputed = _stdlib_hash(encode(sealed))
     assert recomputed == stored
+
+
+def test_a_second_hash_text_in_the_record_is_a_break() -> None:
+    # An alert may carry a label named "hash". Sealed with it empty, the record holds
+    # `"hash":""` once in the labels; a forger who sets that label to the record's own hash
+    # makes the hash text appear twice. Emptying both would give back the sealed preimage, so
+    # the forgery would verify: a record that names its hash more than once is a break.
+    fired = AlertFired(
+        event_id="a-1",
+        incident_id="INC-7K2M9Q",
+        occurred_at=SEALED_AT,
+        actor="alertmanager",
+        source=Source.ALERTMANAGER,
+        fingerprint="f1",
+        labels={"hash": ""},
+    )
+    [sealed] = seal([fired], GENESIS, SEALED_AT)
+    raw = encode(sealed)
+    assert verify([(1, raw)]) == []
+    forged = raw.replace(b'"hash":""', b'"hash":"' + sealed.hash.encode() + b'"', 1)
+    assert forged.count(sealed.hash.encode()) == 2
+    breaks = verify([(1, forged)])
+    assert [(b.seq, b.reason) for b in breaks] == [(1, "hash does not match the stored bytes")]

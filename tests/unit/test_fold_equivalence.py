@@ -385,3 +385,45 @@ def test_equal_times_keep_the_first_as_written() -> None:
     assert msgspec.json.encode(state) == reference_fold(events)[-1]
     times = (state.mitigated_at, state.mitigations[0].completed_at, state.resolved_at)
     assert [t.tzinfo if t else None for t in times] == [UTC, UTC, UTC]
+
+
+def test_a_later_success_does_not_move_mitigated_at() -> None:
+    """MTTM ends at the first mitigation that worked: a second success, later, changes nothing
+    (and neither does a failure after it)."""
+    at = [T0 + timedelta(minutes=m) for m in range(8)]
+    env: dict[str, Any] = {"incident_id": INC, "actor": "ann", "source": Source.API}
+
+    def started(n: int, minute: int) -> MitigationStarted:
+        return MitigationStarted(
+            event_id=f"ms{n}",
+            occurred_at=at[minute],
+            mitigation_id=f"m{n}",
+            action=MitigationAction.ROLLBACK,
+            **env,
+        )
+
+    def completed(n: int, minute: int, outcome: Outcome) -> MitigationCompleted:
+        return MitigationCompleted(
+            event_id=f"mc{n}",
+            occurred_at=at[minute],
+            mitigation_id=f"m{n}",
+            outcome=outcome,
+            **env,
+        )
+
+    declared = IncidentDeclared(
+        event_id="d", occurred_at=at[0], title="t", severity=Severity.P2, **env
+    )
+    state = fold(
+        [
+            declared,
+            started(1, 1),
+            completed(1, 2, Outcome.SUCCEEDED),
+            started(2, 3),
+            completed(2, 5, Outcome.SUCCEEDED),
+            started(3, 6),
+            completed(3, 7, Outcome.FAILED),
+        ]
+    )
+    assert state.mitigated_at == at[2]
+    assert [m.completed_at for m in state.mitigations] == [at[2], at[5], at[7]]

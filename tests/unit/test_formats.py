@@ -142,6 +142,16 @@ def test_a_later_refire_gets_new_event_ids() -> None:
     assert am(am_payload(later))[0].event_id != before[0].event_id
 
 
+def test_a_resolve_with_another_end_gets_another_event_id() -> None:
+    # Two resolves of one occurrence that end at different times are two facts; the same
+    # resolve delivered twice is one.
+    resolved = alert("resolved")
+    again = am(am_payload(resolved))[0].event_id
+    assert am(am_payload(resolved))[0].event_id == again
+    later = {**resolved, "endsAt": "2026-11-23T13:45:00Z"}
+    assert am(am_payload(later))[0].event_id != again
+
+
 def test_grafana_style_extra_fields_are_ignored() -> None:
     raw = load("alertmanager_firing.json")
     raw |= {"orgId": 1, "title": "[FIRING:2]", "state": "alerting", "message": "x", "extra": {}}
