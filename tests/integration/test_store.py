@@ -190,3 +190,41 @@ async def test_stale_cache_decision_conflicts_then_decides_again(store: EventSto
     loaded = await store.load(incident_id)
     assert [s.event.event_id for s in loaded.events] == [f"decl-{incident_id}", "r1"]
     assert verify((s.seq, s.raw) for s in loaded.events) == []
+
+
+async def test_a_stale_multi_event_decision_is_a_conflict_and_stores_nothing(
+    store: EventStore,
+) -> None:
+    """A decision of several events goes as one atomic batch: its expected sequence guards it
+    as it guards a single event."""
+    incident_id = new_incident_id()
+    await accepted(store, declare(incident_id))
+    stale = await store.load(incident_id)
+    await accepted(store, note(incident_id, "n1"))
+    late = [
+        IncidentNoteAdded(
+            event_id=f"late-{n}",
+            incident_id=incident_id,
+            occurred_at=T0,
+            actor="a",
+            source=Source.CLI,
+            text="x",
+        )
+        for n in range(2)
+    ]
+    with pytest.raises(ConcurrencyError):
+        await store.append(seal(late, stale.head_hash, T0), stale.last_seq)
+    assert [s.event.event_id for s in (await store.load(incident_id)).events][-1] == "n1"
+
+
+async def test_put_if_last_refuses_a_subject_that_moved(store: EventStore) -> None:
+    """A last-value record (a correlation claim) lands only on the sequence it was read at,
+    whatever its message id: two writers with different ids cannot both claim."""
+    subject = f"correlation.{new_incident_id().lower()}"
+    first = await store.put_if_last(subject, b"one", 0, "claim-a")
+    with pytest.raises(ConcurrencyError):
+        await store.put_if_last(subject, b"two", 0, "claim-b")
+    second = await store.put_if_last(subject, b"two", first, "claim-c")
+    with pytest.raises(ConcurrencyError):
+        await store.put_if_last(subject, b"three", first, "claim-d")
+    assert await store.last_on_subject(subject) == (second, b"two")
