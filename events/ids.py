@@ -20,7 +20,9 @@ from events.batches import publish_atomic
 from events.schema import AnyEvent
 from events.subjects import SERVICE_ID_PREFIX, event_id_subject
 
-WRONG_LAST_SEQUENCE: Final = 10071
+# The subject moved past the expected sequence: 10071 from a single server ("wrong last
+# sequence: N"), 10164 from a clustered stream's leader (the same check, without the number).
+WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 
 
 class EventIdTakenError(Exception):
@@ -62,10 +64,10 @@ class EventIds:
                 (event_id_subject(e.event_id), _claim_of(e), {_EXPECTED: "0"}) for e in claimed
             ]
             try:
-                await publish_atomic(self._nc, claimed[0].event_id[:64], messages, self._timeout)
+                await publish_atomic(self._nc, messages, self._timeout)
                 return
             except nats.js.errors.APIError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
+                if exc.err_code not in WRONG_LAST_SEQUENCE:
                     raise
                 # Some id is claimed already (by this incident on a retry, or by another):
                 # claim one by one to tell which.
@@ -80,7 +82,7 @@ class EventIds:
                 headers={_EXPECTED: "0"},
             )
         except nats.js.errors.APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
             holder = await self.holder(event.event_id)
             if holder is not None and holder != event.incident_id:

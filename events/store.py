@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Final
+from typing import Final, NoReturn
 
 import nats.errors
 import nats.js.errors
@@ -36,6 +36,12 @@ from events.subjects import (
 )
 
 BATCH_DUPLICATE_MSG_ID: Final = 10201
+# A clustered stream's answers of a moment, not of the request: another writer's message with
+# this id is staged and not committed yet (it may land: decide again, and find it stored), or
+# a replica did not see the whole atomic batch (nothing stored: try again later).
+DUPLICATE_IN_PROCESS: Final = 10158
+BATCH_INCOMPLETE: Final = 10176
+_DECIDE_AGAIN: Final = WRONG_LAST_SEQUENCE | {BATCH_DUPLICATE_MSG_ID, DUPLICATE_IN_PROCESS}
 
 
 class StoreUnavailableError(Exception):
@@ -79,6 +85,16 @@ OUTAGES: Final = (
     # nats-py's name for NoRespondersError on js.publish.
     nats.js.errors.NoStreamResponseError,
 )
+
+
+def refused(exc: nats.js.errors.APIError, scope: str, expected_seq: int) -> NoReturn:
+    """Raise what a JetStream refusal of an append means to the writer: decide again
+    (`ConcurrencyError`), try later (`StoreUnavailableError`), or a fault (the error itself)."""
+    if exc.err_code in _DECIDE_AGAIN:
+        raise ConcurrencyError(scope, expected_seq, str(exc.description)) from exc
+    if exc.err_code == BATCH_INCOMPLETE:
+        raise StoreUnavailableError(f"JetStream did not take the whole batch: {exc.description}")
+    raise exc
 
 
 @contextmanager
@@ -142,12 +158,9 @@ class EventStore:
                     return [await self._append_one(events[0], messages[0])]
                 # Each incident's expectation rides on its first message: later ones would
                 # see the incident already moved by the batch's own earlier messages.
-                batch_id = events[0].event_id[:64]
-                last_seq = await publish_atomic(self.nc, batch_id, messages, self.timeout)
+                last_seq = await publish_atomic(self.nc, messages, self.timeout)
         except nats.js.errors.APIError as exc:
-            if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
-                raise ConcurrencyError(scope, decisions[0][1], str(exc.description)) from exc
-            raise
+            refused(exc, scope, decisions[0][1])
         first = last_seq - len(events) + 1
         return [Appended(event, first + i, False) for i, event in enumerate(events)]
 
@@ -186,9 +199,7 @@ class EventStore:
                     },
                 )
         except nats.js.errors.APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                raise ConcurrencyError(subject, expected_seq, str(exc.description)) from exc
-            raise
+            refused(exc, subject, expected_seq)
         return ack.seq
 
     async def bounds(self) -> tuple[int, int]:

@@ -94,7 +94,9 @@ def _on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any
     return _error(400, "malformed", "JSON nested too deeply")
 
 
-def _on_unavailable(_: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
+def _on_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
+    # Logged: a client sees 503 and retries, an operator must see that the log did not answer.
+    log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
     return _error(503, "unavailable", str(exc))
 
 

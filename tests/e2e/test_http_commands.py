@@ -2,6 +2,7 @@
 
 import httpx
 import msgspec
+import pytest
 
 from events.store import EventStore
 from services.bootstrap import Service
@@ -165,14 +166,20 @@ async def test_size_limits_are_413(http: httpx.AsyncClient, service: Service) ->
 
 
 async def test_jetstream_down_is_503_with_retry_after(
-    http: httpx.AsyncClient, nats_server: EmbeddedNatsServer
+    http: httpx.AsyncClient, nats_server: EmbeddedNatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     incident_id = await _declare(http)
     nats_server.stop()
-    response = await http.post(f"/v1/incidents/{incident_id}/notes", json={"text": "hello?"})
+    path = f"/v1/incidents/{incident_id}/notes"
+    response = await http.post(path, json={"text": "hello?"})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert response.json()["error"] == "unavailable"
+    # The operator sees it too, not only the client.
+    assert any(
+        r.levelname == "WARNING" and f"POST {path} answered 503" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_health_and_openapi(http: httpx.AsyncClient) -> None:

@@ -29,7 +29,7 @@ from deploy_support import NATS_CONF, PASSWORDS, environment
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from serve_process import ServeProcess
-from tests_support import TOKENS, as_role
+from tests_support import TOKENS, as_role, fixture_bytes
 
 from events.store import EventStore
 from services.auth import Role, token_entry
@@ -401,3 +401,77 @@ async def test_discovered_servers_are_dialled_with_the_credentials(
         finally:
             first.start()  # back for whatever runs next on this cluster
             wait_formed(cluster)
+
+
+async def test_two_replicas_writing_the_same_events_at_once_store_each_once(
+    cluster: dict[str, Node], tmp_path: Path
+) -> None:
+    """Two API replicas take the same notes (same ids) at the same moment, as two intakes
+    behind a load balancer do with a producer's retry: on a 3-replica stream JetStream may
+    answer that the other's message is still in process (10158). Each request is answered 2xx
+    with the one stored event, never 500, and each id is stored once."""
+    configs = [
+        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
+        for name in ("a", "b")
+    ]
+    async with (
+        running(configs[0]) as a,
+        running(configs[1]) as b,
+        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
+        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
+    ):
+        declared = await first.post(
+            "/v1/incidents",
+            json={"title": "Race", "severity": "P3"},
+            headers=as_role(Role.RESPONDER),
+        )
+        assert declared.status_code == 201, declared.text
+        incident_id = declared.json()["incident_id"]
+        path = f"/v1/incidents/{incident_id}/notes"
+        for n in range(30):
+            body = {"text": f"note {n}", "event_id": f"race-{n}"}
+            answers = await asyncio.gather(
+                first.post(path, json=body, headers=as_role(Role.RESPONDER)),
+                second.post(path, json=body, headers=as_role(Role.RESPONDER)),
+            )
+            assert [r.status_code // 100 for r in answers] == [2, 2], [r.text for r in answers]
+            seqs = {r.json()["events"][0]["seq"] for r in answers}
+            assert len(seqs) == 1, [r.text for r in answers]
+        stored = [s.event.event_id for s in (await a.store.load(incident_id)).events]
+    races = [i for i in stored if i.startswith("race-")]
+    assert sorted(races) == sorted(f"race-{n}" for n in range(30))
+
+
+async def test_two_replicas_taking_the_same_alertmanager_group_at_once_open_one_incident(
+    cluster: dict[str, Node], tmp_path: Path
+) -> None:
+    """Alertmanager in HA pairs sends each notification from both instances: two API replicas
+    take the same group at once. Their correlation claims race on a 3-replica stream; every
+    answer is 2xx and each group opens one incident."""
+    configs = [
+        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
+        for name in ("a", "b")
+    ]
+    firing = json.loads(fixture_bytes("alertmanager_firing.json"))
+    async with (
+        running(configs[0]) as a,
+        running(configs[1]) as b,
+        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
+        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
+    ):
+        opened = []
+        for n in range(10):
+            body = {**firing, "groupKey": f'{{}}:{{alertname="Race{n}"}}'}
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/webhooks/alertmanager", json=body, headers=as_role(Role.PRODUCER)
+                    )
+                    for client in (first, second)
+                )
+            )
+            assert [r.status_code // 100 for r in answers] == [2, 2], [r.text for r in answers]
+            incidents = {e["incident_id"] for r in answers for e in r.json()["events"]}
+            assert len(incidents) == 1, [r.text for r in answers]
+            opened.append(incidents.pop())
+    assert len(set(opened)) == 10
