@@ -165,6 +165,20 @@ def promote(data_dir: Path) -> Path:
     return target
 
 
+def left_behind(data_dir: Path) -> list[Path]:
+    """Generations no process uses: all but the current one, and the `next` build (a replay
+    resumes it). A process that crashed after a swap, before it retired the old generation
+    (readers get a grace period), leaves that file and its write-ahead log behind; call this
+    while holding the data directory, so no other process can have one of them open."""
+    folder = data_dir / GENERATIONS
+    if not folder.is_dir():
+        return []
+    current = live_path(data_dir)
+    return sorted(
+        p for p in folder.iterdir() if _GENERATION.fullmatch(p.name) and p.resolve() != current
+    )
+
+
 def retire(path: Path) -> None:
     """Delete a generation no process uses any more (its file and write-ahead log).
 

@@ -97,6 +97,9 @@ class LiveModels:
     def open(
         cls, data_dir: Path, store: EventStore, memory_limit: int, **reader: Any
     ) -> "LiveModels":
+        for stale in rebuilds.left_behind(data_dir):
+            log.warning("removing %s: a generation left behind by a crash after a swap", stale)
+            rebuilds.retire(stale)
         con = open_database(rebuilds.live_path(data_dir), memory_limit)
         projector = Projector(con, store)
         return cls(data_dir, store, Reader(con=con, projector=projector, **reader), memory_limit)

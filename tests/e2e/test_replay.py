@@ -10,7 +10,8 @@ from tests_support import fresh_fold, run_cli, snapshot
 
 from projections import rebuild as rebuilds
 from services import readmodels
-from services.bootstrap import Service
+from services.bootstrap import Service, running
+from services.config import Config
 from services.natsserver import EmbeddedNatsServer
 
 
@@ -120,3 +121,28 @@ async def test_direct_replay_cli_is_resumable_and_verifies(
     refused = await run_cli(busy, "replay", "--direct")
     assert refused.returncode == 2
     assert "running service" in refused.stderr
+
+
+async def test_a_generation_left_by_a_crash_after_a_swap_is_removed_at_start(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """A service killed after switching to a new generation, before its grace period for
+    readers ended, leaves the old file and its write-ahead log behind; the next start removes
+    them, and keeps the current generation and a `next` build that a replay may resume."""
+    config = Config(nats_url=nats_server.url, data_dir=tmp_path / "var", http_port=0)
+    async with running(config) as service:
+        status = await service.models.replay(verify=False)
+        assert status.state == "done", status.error
+        current = rebuilds.live_path(config.data_dir)
+    folder = config.data_dir / rebuilds.GENERATIONS
+    # What the crash leaves: an older generation, its WAL, and a half-built next generation.
+    left = [folder / "incidents-0.duckdb", folder / "incidents-0.duckdb.wal"]
+    for path in left:
+        path.write_bytes(b"old generation")
+    building = rebuilds.next_path(config.data_dir)
+    building.write_bytes(b"next build")
+    async with running(config) as service:
+        assert rebuilds.live_path(config.data_dir) == current
+        assert service.models.reader.projector.checkpoint >= 0
+    assert [p for p in left if p.exists()] == []
+    assert current.exists() and building.exists()
