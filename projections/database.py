@@ -15,6 +15,8 @@ from typing import Final
 
 import duckdb
 
+from projections.memory import DEFAULT_MEMORY_LIMIT, MIN_MEMORY_LIMIT
+
 SEALED: Final = {
     "enable_external_access": "false",
     "autoload_known_extensions": "false",
@@ -24,9 +26,7 @@ SEALED: Final = {
 }
 # `memory_limit`, a bound on the whole instance (projector and readers, its buffer pool), beneath
 # the SQL sandbox's own per-query watchdog; what spills goes to `<file>.tmp` beside the database,
-# and no further. `INCIDENTS_DUCKDB_MEMORY_LIMIT` sets it (`services.config` repeats these two).
-DEFAULT_MEMORY_LIMIT: Final = 128 * 2**20
-MIN_MEMORY_LIMIT: Final = 32 * 2**20
+# and no further. `INCIDENTS_DUCKDB_MEMORY_LIMIT` sets it; default and floor: `projections.memory`.
 TIME_ZONE: Final = "UTC"
 
 

@@ -19,7 +19,8 @@ import duckdb
 import msgspec
 
 from events.store import EventStore
-from projections.database import DEFAULT_MEMORY_LIMIT, open_database
+from projections.database import open_database
+from projections.memory import DEFAULT_MEMORY_LIMIT
 from projections.projector import BATCH_RECORDS, Projector
 
 CURRENT: Final = "incidents.duckdb"

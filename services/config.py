@@ -15,6 +15,7 @@ from typing import Final, TypeVar
 import msgspec
 
 from events.durations import parse_duration
+from projections.memory import DEFAULT_MEMORY_LIMIT, MIN_MEMORY_LIMIT
 from services.natsurl import redacted, target
 
 
@@ -24,10 +25,6 @@ class ConfigError(ValueError):
 
 # JetStream stream names are also file names on the server and tokens in $JS.API subjects.
 _STREAM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,255}")
-# `projections.database`'s DEFAULT_MEMORY_LIMIT and MIN_MEMORY_LIMIT, repeated (a unit test
-# holds them equal): importing DuckDB here would add ~0.4 s to every CLI command.
-DEFAULT_MEMORY_LIMIT: Final = 128 * 2**20
-MIN_MEMORY_LIMIT: Final = 32 * 2**20
 # A memory size: a number and a unit (`256MB`, `1.5GiB`, `512MiB`); bytes without a unit.
 _MEMORY_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?", re.IGNORECASE)
 _UNITS: Final = {"b": 1} | {

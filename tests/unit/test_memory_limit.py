@@ -1,20 +1,19 @@
 """INCIDENTS_DUCKDB_MEMORY_LIMIT: sizes accepted, errors naming the variable, the default shared
-with `projections.database`, and the limit DuckDB is opened with."""
+with `projections.database` (both read `projections.memory`), and the limit DuckDB is opened
+with, never below the floor."""
 
 import pytest
 
 from projections import database
-from services.config import DEFAULT_MEMORY_LIMIT, MIN_MEMORY_LIMIT, Config, ConfigError
+from projections.memory import DEFAULT_MEMORY_LIMIT
+from services.config import Config, ConfigError
 
 VARIABLE = "INCIDENTS_DUCKDB_MEMORY_LIMIT"
 
 
 def test_the_default_is_the_databases() -> None:
-    assert Config.from_env({}).duckdb_memory_limit == database.DEFAULT_MEMORY_LIMIT
-    assert (DEFAULT_MEMORY_LIMIT, MIN_MEMORY_LIMIT) == (
-        database.DEFAULT_MEMORY_LIMIT,
-        database.MIN_MEMORY_LIMIT,
-    )
+    assert Config.from_env({}).duckdb_memory_limit == DEFAULT_MEMORY_LIMIT
+    assert database.open_database.__defaults__ == (DEFAULT_MEMORY_LIMIT,)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +46,9 @@ def test_bad_sizes_name_the_variable(text: str, problem: str) -> None:
         Config.from_env({VARIABLE: text})
 
 
-@pytest.mark.parametrize(("size", "shown"), [(64 * 2**20, "64.0 MiB"), (2**30, "1.0 GiB")])
+@pytest.mark.parametrize(
+    ("size", "shown"), [(64 * 2**20, "64.0 MiB"), (2**30, "1.0 GiB"), (1, "32.0 MiB")]
+)
 def test_duckdb_is_opened_with_the_limit(size: int, shown: str) -> None:
     con = database.open_database(":memory:", size)
     try:
