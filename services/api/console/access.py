@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import msgspec
 from litestar.datastructures import Cookie
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.response import Template
 
 from services.api.console.sessions import COOKIE, Session, Sessions
@@ -109,6 +109,11 @@ def viewer(request: AnyRequest, start: bool = True) -> Viewer:
         principal = tokens.authenticate(bearer(authorization))
         if principal is None:
             raise NotAuthorizedException("a valid bearer token is required")
+        if not principal.may(Permission.READ):
+            # Sign-in refuses such a role a session; a bearer token must not get around that.
+            raise PermissionDeniedException(
+                f"the role {principal.role.value} does not read incidents"
+            )
         return Viewer(principal=principal, tokens_on=tokens.enabled)
     sessions = sessions_of(request)
     session = sessions.get(session_id_of(request))
