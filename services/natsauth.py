@@ -13,6 +13,8 @@
   its reach, and so is every other producer's inbox.
 - The service's own inboxes (request replies, JetStream deliveries) use the prefix
   `_INCIDENTS_INBOX`, out of the producers' sight.
+- The service answers a producer only in its own inbox (`answerable`): the server does not
+  check reply subjects, and an answer is a publish by the one unrestricted user.
 
 deploy/nats/nats.conf gives the users of the compose cluster the same rights.
 
@@ -122,3 +124,16 @@ def producer_of(subject: str) -> str | None:
     `intake.events`. With tokens on the server lets only that producer publish there."""
     parts = subject.split(".")
     return parts[1] if len(parts) == 3 and parts[0] == "intake" else None
+
+
+def answerable(subject: str, reply: str) -> bool:
+    """Whether, with NATS users on, the service may answer a message on intake `subject` at
+    its `reply` subject: on a producer's subjects, only in that producer's inbox.
+
+    The server checks a message's subject against its sender's rights, never its reply
+    subject, and the service's user may publish anywhere: answering wherever a message asks
+    would let a producer write on the log's subjects through the service (`reply` =
+    `incidents.<id>.<type>`) or into another client's inbox. On the shared subjects, which only
+    the service's user may publish to with users on, any reply is its own."""
+    name = producer_of(subject)
+    return name is None or reply.startswith(f"{producer_inbox(name)}.")
