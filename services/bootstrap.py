@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Final
 
 import duckdb
 import msgspec
@@ -48,6 +49,10 @@ from services.write.handler import CommandHandler
 from services.write.intake import Intake
 
 log = logging.getLogger("incidents")
+# A server answers pings from its connection handling, not from JetStream, so a busy stream
+# does not hold them up: 10 to 15 s without an answer is an outage, well inside /healthz's 30 s.
+PING_INTERVAL_S: Final = 5
+PINGS_UNANSWERED: Final = 2  # given up at the next ping after this many went unanswered
 NO_READ_MODELS = "an INCIDENTS_ROLE=api replica keeps no read models and runs no notifier"
 
 
@@ -97,7 +102,13 @@ def stream_settings(config: Config) -> StreamSettings:
 async def connect(url: str, name: str = "incidents", health: LogHealth | None = None) -> NATS:
     """The service's connection: reconnects forever, one log line per error (not a traceback
     per attempt); its inboxes are out of every producer's sight (services/natsauth.py); the
-    credentials of `url` hold for the servers the cluster announces too (services/natsurl.py)."""
+    credentials of `url` hold for the servers the cluster announces too (services/natsurl.py).
+
+    A link that went silent (a partition, a server frozen or gone without closing its sockets)
+    is given up after 10 to 15 s (`PING_INTERVAL_S`, `PINGS_UNANSWERED`): then writes fail fast
+    (503) instead of each waiting for its timeout, `/healthz` counts the outage, and the client
+    tries the cluster's other servers. nats-py's default (pings 2 minutes apart) took 4 to 6
+    minutes to notice (tests/faults/test_pauses.py)."""
     callbacks = health.callbacks() if health is not None else {"error_cb": quiet_errors(name)}
     nc = await nats.connect(
         **target(url).options(),
@@ -105,6 +116,8 @@ async def connect(url: str, name: str = "incidents", health: LogHealth | None = 
         connect_timeout=5,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
+        ping_interval=PING_INTERVAL_S,
+        max_outstanding_pings=PINGS_UNANSWERED,
         inbox_prefix=SERVICE_INBOX,
         **callbacks,
     )
