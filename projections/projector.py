@@ -21,14 +21,13 @@ reader of their own while `run` runs, with their own position committed with the
 (`projections.changes`): the incident fold and its checkpoint are untouched by them. A rebuilt
 file catches up with them once its projector runs.
 
-Crash points for tests: INCIDENTS_PROJECTOR_CRASH=before_write|after_write|after_commit makes
-the process exit abruptly at that point of the first batch it applies.
+Crash points for tests (`events.crash_points`): `before_write`, `after_write` (rows and
+checkpoint written, not committed) and `after_commit` of a batch.
 """
 
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ import duckdb
 import msgspec
 import nats.errors
 
+from events.crash_points import reached as crash_point
 from events.fetch import RawRecord
 from events.incident import INITIAL, Incident, evolve
 from events.records import Batch, Quarantined, Stored
@@ -57,8 +57,6 @@ CACHED_STATES: Final = 10_000
 BATCH_RECORDS: Final = 10_000
 CHANGES_RETRY_S: Final = 1.0  # the change follower's first retry; doubles while it fails
 CHANGES_RETRY_AT_MOST_S: Final = 30.0
-CRASH_ENV: Final = "INCIDENTS_PROJECTOR_CRASH"
-CRASH_POINTS: Final = ("before_write", "after_write", "after_commit")
 _state_codec: Final = msgspec.json.Decoder(Incident)
 
 
@@ -74,12 +72,6 @@ async def _unless_failed(step: Awaitable[T], writer: "asyncio.Task[None]") -> T:
         return waiting.result()
     writer.result()
     raise RuntimeError("the projector's writer stopped")
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        log.error("crash point %s reached: exiting abruptly", name)
-        os._exit(70)
 
 
 class Projector:
@@ -161,11 +153,13 @@ class Projector:
         cur = self._con.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            yield cur
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            # A COMMIT that fails (a full disk) has rolled back already: its error is the news.
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         finally:
             cur.close()
 
@@ -182,7 +176,7 @@ class Projector:
                 [position, updated_at or datetime.now(UTC)],
             )
             if crash_points:
-                _crash_point("after_write")
+                crash_point("after_write")
 
     def apply(
         self, events: Sequence[Stored], position: int, quarantined: Sequence[Quarantined] = ()
@@ -200,7 +194,7 @@ class Projector:
         strays = [q for q in quarantined if self.checkpoint < q.seq <= position]
         if position <= self.checkpoint:
             return self.checkpoint
-        _crash_point("before_write")
+        crash_point("before_write")
         with self._transaction(position) as cur:
             quarantine.keep(cur, strays)
             known = self._states_of(cur, {s.event.incident_id for s in fresh})
@@ -224,7 +218,7 @@ class Projector:
         self.projected += len(fresh)
         self.quarantined += len(strays)
         self.quarantined_here += len(strays)
-        _crash_point("after_commit")
+        crash_point("after_commit")
         return position
 
     def apply_changes(self, records: Sequence[RawRecord]) -> int:

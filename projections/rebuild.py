@@ -18,6 +18,7 @@ from typing import Final
 import duckdb
 import msgspec
 
+from events.crash_points import reached as crash_point
 from events.store import EventStore
 from projections.database import open_database
 from projections.memory import DEFAULT_MEMORY_LIMIT
@@ -81,11 +82,18 @@ async def rebuild(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
 ) -> int:
     """Fold the log into `path` from its own checkpoint to `until_seq` (default: the end now)."""
+
+    def progressed(progress: Progress) -> None:
+        if progress.done_seq > progress.start_seq:
+            crash_point("during_build")  # batches committed, the build neither done nor promoted
+        if on_progress:
+            on_progress(progress)
+
     con = open_database(path, memory_limit)
     try:
         projector = Projector(con, None)
         target = await store.last_seq() if until_seq is None else until_seq
-        await catch_up(store, projector, target, on_progress, batch_size)
+        await catch_up(store, projector, target, progressed, batch_size)
         con.execute("CHECKPOINT")
         return projector.checkpoint
     finally:
@@ -170,14 +178,28 @@ def left_behind(data_dir: Path) -> list[Path]:
     """Generations no process uses: all but the current one, and the `next` build (a replay
     resumes it). A process that crashed after a swap, before it retired the old generation
     (readers get a grace period), leaves that file and its write-ahead log behind; call this
-    while holding the data directory, so no other process can have one of them open."""
+    while holding the data directory, so no other process can have one of them open.
+
+    Write-ahead logs whose database is gone are left behind too: the first, pre-generation
+    file's, whose name holds the symlink after the first swap (a crash before its retirement
+    leaves it), and a generation's whose retirement stopped between the two deletions."""
     folder = data_dir / GENERATIONS
     if not folder.is_dir():
         return []
     current = live_path(data_dir)
-    return sorted(
+    generations = [
         p for p in folder.iterdir() if _GENERATION.fullmatch(p.name) and p.resolve() != current
-    )
+    ]
+    first_wal = data_dir / f"{CURRENT}.wal"
+    first = [first_wal] if (data_dir / CURRENT).is_symlink() and first_wal.exists() else []
+    lone_wals = [
+        p
+        for p in folder.iterdir()
+        if _GENERATION.fullmatch(p.name.removesuffix(".wal"))
+        and p.name.endswith(".wal")
+        and not p.with_suffix("").exists()
+    ]
+    return sorted([*generations, *first, *lone_wals])
 
 
 def retire(path: Path) -> None:

@@ -22,6 +22,10 @@ class ErrorKind(enum.StrEnum):
     INTERNAL = "internal"  # a bug: logged where it happened
 
 
+# How strerror spells ENOSPC and EDQUOT, as nats-server and DuckDB quote them in their errors.
+_NO_SPACE: Final = ("no space left on device", "disk quota exceeded")
+
+
 class ServiceError(Exception):
     """A request the service refuses or cannot serve; `field` names the culprit when known."""
 
@@ -47,6 +51,23 @@ def internal(exc: Exception) -> ServiceError:
     return ServiceError(
         ErrorKind.INTERNAL, f"internal error ({type(exc).__name__}); it has been logged"
     )
+
+
+def out_of_space(text: str) -> bool:
+    """Whether an error's text says that a file system is full."""
+    lowered = text.lower()
+    return any(words in lowered for words in _NO_SPACE)
+
+
+def storage_full(cause: str) -> str:
+    return f"storage full: {cause}; writes resume by themselves once space is freed"
+
+
+def unavailable(exc: Exception, storage_fault: str | None = None) -> ServiceError:
+    """What a request is told when the log did not answer (503 with Retry-After over HTTP):
+    the cause, when it is known that the log's storage is full."""
+    detail = str(exc) if storage_fault is None else storage_full(storage_fault)
+    return ServiceError(ErrorKind.UNAVAILABLE, detail)
 
 
 def refused(rejection: Rejected, field: str | None = None) -> ServiceError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,10 @@ _PR_SET_PDEATHSIG: Final = 1
 _LOG_TAIL_LINES: Final = 20
 _PROBE_TIMEOUT_S: Final = 0.5
 _POLL_INTERVAL_S: Final = 0.05
+# What nats-server logs when it could not write its store (a full disk, an I/O error). The
+# stream then refuses every later write, answering none of them, until the server restarts.
+_WRITE_ERROR: Final = re.compile(r"\[ERR\] .*(Critical write error|failed to store a msg)")
+_SERVER_LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ \[[A-Z]+\] ")
 
 
 class NatsServerError(RuntimeError):
@@ -99,6 +104,8 @@ class EmbeddedNatsServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
+        self._scanned = 0  # how far `write_error` has read the log
+        self._write_error: str | None = None
 
     @property
     def url(self) -> str:
@@ -183,6 +190,28 @@ class EmbeddedNatsServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def write_error(self) -> str | None:
+        """The latest error this server logged writing its store since its latest start."""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(self._scanned)
+                text = log.read()
+        except OSError:
+            return self._write_error
+        whole = text.rfind(b"\n") + 1  # a line being written is read next time
+        self._scanned += whole
+        for line in text[:whole].decode(errors="replace").splitlines():
+            if _WRITE_ERROR.search(line):
+                self._write_error = _SERVER_LOG_PREFIX.sub("", line)
+        return self._write_error
+
+    def free_bytes(self) -> int:
+        """What the server may still write to its store's file system (it runs as this user:
+        root may use the blocks a file system reserves for root)."""
+        stats = os.statvfs(self.store_dir)
+        blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+        return blocks * stats.f_frsize
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -207,7 +236,8 @@ class EmbeddedNatsServer:
             raise NatsServerError(
                 f"cannot prepare nats-server store {self.store_dir}: {exc}"
             ) from exc
-        self._log_offset = log.tell()
+        self._log_offset = self._scanned = log.tell()
+        self._write_error = None
         try:
             self._proc = subprocess.Popen(
                 [str(binary), "-c", str(self.config_file)],

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 import duckdb
 import msgspec
 
+from events.crash_points import reached as crash_point
 from events.policy import Policy
 from events.store import EventStore
 from projections import rebuild as rebuilds
@@ -30,6 +31,7 @@ from projections.database import open_database
 from projections.projector import Projector
 from projections.tasks import stop
 from services.clock import Clock
+from services.errors import out_of_space
 from services.telemetry import watch
 
 T = TypeVar("T")
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 RETIRE_AFTER_S: Final = 15.0  # longer than any read may run (the SQL sandbox stops at 10 s)
 RESTART_AFTER_S: Final = 0.5  # first restart of a failed projector; doubles while it fails
 RESTART_AT_MOST_S: Final = 30.0
+# A failure for lack of space is tried again at least this often: space comes back when someone
+# frees it, and the read models should follow soon after (a try costs one batch's transaction).
+RESTART_WITHOUT_SPACE_AT_MOST_S: Final = 5.0
 
 
 class Reader(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +189,7 @@ class LiveModels:
         self._follower = self._follow(projector)
         self.status.generation = path.name
         log.info("read models now %s (checkpoint %s)", path.name, projector.checkpoint)
+        crash_point("after_swap")  # the old generation is left for the next start to remove
         retire = asyncio.create_task(self._retire(old.con, old_path), name="retire")
         self._tasks.add(retire)
         retire.add_done_callback(self._tasks.discard)
@@ -220,7 +226,8 @@ async def keep_running(
 ) -> None:
     """Run `part` for ever: when it fails, note why (`describe` of the first error, in `part`'s
     `failure`, which `/readyz` shows; `where` adds to the first log line), and start it again
-    after a delay that doubles while it keeps failing without moving on in between."""
+    after a delay that doubles while it keeps failing without moving on in between (up to
+    `RESTART_AT_MOST_S`, `RESTART_WITHOUT_SPACE_AT_MOST_S` when a file system is full)."""
     delay = RESTART_AFTER_S
     while True:
         try:
@@ -238,7 +245,8 @@ async def keep_running(
         part.failure = reason
         log.warning("%s restarts in %.1f s (%s)", name, delay, reason)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, RESTART_AT_MOST_S)
+        at_most = RESTART_WITHOUT_SPACE_AT_MOST_S if out_of_space(reason) else RESTART_AT_MOST_S
+        delay = min(delay * 2, at_most)
         part.restarts += 1
 
 

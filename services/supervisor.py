@@ -3,10 +3,16 @@ the service has been without NATS, for `/healthz`.
 
 `Supervisor.run` watches the embedded nats-server and restarts it on the same store and port
 with a growing pause (1 s, 2 s, 4 s... at most 30 s) until it is back; each failed attempt is
-one log line. `LogHealth` follows the service's NATS connection (its callbacks are given to
-`nats.connect`): `/healthz` fails once the log has been unreachable for longer than
-`INCIDENTS_UNHEALTHY_AFTER`, so an outer supervisor can act. NATS client errors are logged as
-one line, each distinct one at most once a minute, never as a traceback per reconnect attempt.
+one log line. It also watches the store's file system: while it is full (less than
+`LOW_SPACE_B` free, or the server logged that it could not write its store for lack of space)
+`storage_fault` says so (writes answer 503 naming it, `/readyz` is not ready), and once
+`SPACE_BACK_B` are free it restarts the server, which refuses every write to a stream after one
+failed until it restarts.
+
+`LogHealth` follows the service's NATS connection (its callbacks are given to `nats.connect`):
+`/healthz` fails once the log has been unreachable for longer than `INCIDENTS_UNHEALTHY_AFTER`,
+so an outer supervisor can act. NATS client errors are logged as one line, each distinct one at
+most once a minute, never as a traceback per reconnect attempt.
 """
 
 import asyncio
@@ -18,6 +24,7 @@ from typing import Any, Final
 
 from nats.aio.client import Client as NATS
 
+from services.errors import out_of_space
 from services.natsserver import EmbeddedNatsServer, NatsServerError
 
 log = logging.getLogger("incidents")
@@ -26,6 +33,10 @@ FIRST_PAUSE_S: Final = 1.0
 MAX_PAUSE_S: Final = 30.0
 _WATCH_EVERY_S: Final = 0.2
 _REPEAT_AFTER_S: Final = 60.0
+# Full below 1 MiB free (a request body may be that large), free again from 4 MiB (an edge
+# that small writes fill again at once is not worth a restart).
+LOW_SPACE_B: Final = 1 << 20
+SPACE_BACK_B: Final = 4 << 20
 # nats-server's own log prefix: `[pid] 2026/11/30 10:15:12.604927 [FTL] `.
 _SERVER_LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ ")
 
@@ -74,6 +85,7 @@ class Supervisor:
         self.failed_attempts = 0
         self.last_exit: int | None = None
         self.last_failure: str | None = None
+        self.storage_fault: str | None = None  # why the server cannot store events now
 
     @property
     def running(self) -> bool:
@@ -87,6 +99,7 @@ class Supervisor:
             "last_exit_code": self.last_exit,
             "failed_attempts": self.failed_attempts,
             "last_failure": self.last_failure,
+            "storage_fault": self.storage_fault,
         }
 
     async def run(self) -> None:
@@ -94,6 +107,9 @@ class Supervisor:
         while True:
             while self.server.running:
                 await asyncio.sleep(_WATCH_EVERY_S)
+                fault = self._full()
+                if fault is not None:
+                    await self._until_space(fault)
             self.last_exit = self.server.returncode
             log.error(
                 "nats-server (pid %s) exited with code %s; restarting it on %s",
@@ -101,10 +117,47 @@ class Supervisor:
                 self.last_exit,
                 self.server.store_dir,
             )
-            await self._restart()
+            await self._restart(self.first_pause_s)
 
-    async def _restart(self) -> None:
-        pause = self.first_pause_s
+    def _full(self) -> str | None:
+        """Why the server cannot store events now, None when it can."""
+        error = self.server.write_error()
+        if error is not None and out_of_space(error):
+            return f"nats-server could not write its store ({error})"
+        free = self._free()
+        if free is not None and free < LOW_SPACE_B:
+            return f"the log's file system ({self.server.store_dir}) has {free >> 10} KiB free"
+        return None
+
+    def _free(self) -> int | None:
+        try:
+            return self.server.free_bytes()
+        except OSError as exc:
+            # The store's directory is gone or unreadable: no measure of its space, and no
+            # reason to stop watching (the server's own failure shows in `running`).
+            log.debug("cannot measure the log's free space: %r", exc)
+            return None
+
+    async def _until_space(self, fault: str) -> None:
+        """Wait for room, then restart the server: after a write failed it refuses every later
+        write to that stream, answering none (its clients time out), until it restarts."""
+        self.storage_fault = fault
+        log.error(
+            "storage full: %s; writes fail until %d MiB are free, then nats-server restarts",
+            fault,
+            SPACE_BACK_B >> 20,
+        )
+        while self.server.running and (self._free() or 0) < SPACE_BACK_B:
+            await asyncio.sleep(_WATCH_EVERY_S)
+            # The server's own words, once it logged them, say more than the free space.
+            self.storage_fault = self._full() or self.storage_fault
+        free_mb = (self._free() or 0) >> 20
+        log.warning("%d MiB free on the log's file system: restarting nats-server", free_mb)
+        await asyncio.to_thread(self.server.stop)
+        await self._restart(0.0)
+        self.storage_fault = None
+
+    async def _restart(self, pause: float) -> None:
         while True:
             await asyncio.sleep(pause)
             try:
@@ -112,7 +165,7 @@ class Supervisor:
             except NatsServerError as exc:
                 self.failed_attempts += 1
                 self.last_failure = one_line(exc)
-                pause = min(pause * 2, self.max_pause_s)
+                pause = min(max(pause * 2, self.first_pause_s), self.max_pause_s)
                 log.error(
                     "nats-server restart failed (%s); next attempt in %gs", self.last_failure, pause
                 )
@@ -155,6 +208,11 @@ class LogHealth:
         if self.down_since is not None:
             log.warning("NATS connection back after %.1fs", self.clock() - self.down_since)
         self.down_since = None
+
+    def storage_fault(self) -> str | None:
+        """Why the log cannot store events now (its file system is full), None when it can or
+        when nobody watches its server (an external NATS)."""
+        return self.supervisor.storage_fault if self.supervisor is not None else None
 
     def callbacks(self) -> dict[str, Callable[..., Awaitable[None]]]:
         """The keyword arguments of `nats.connect` that keep this up to date."""

@@ -8,6 +8,7 @@ from litestar.openapi import ResponseSpec
 
 from events.store import StoreUnavailableError
 from services.api.state import AnyRequest, reader_of, store_of
+from services.errors import storage_full
 from services.notify.notifier import Notifier
 from services.supervisor import LogHealth
 
@@ -45,8 +46,9 @@ async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     """Ready when NATS is connected and the projector runs; reports the projector's lag behind
     the log. `status`: `ready`; `degraded` (still 200) while the quarantine holds records that
     do not decode; `failed` (503) while a failed projector (or notifier) waits for its restart
-    or has not moved on since; `unavailable` (503) when the log does not answer. An
-    INCIDENTS_ROLE=api replica has no projector: ready when the log answers."""
+    or has not moved on since; `unavailable` (503) when the log does not answer or its storage
+    is full (`reason` says which). An INCIDENTS_ROLE=api replica has no projector: ready when
+    the log answers."""
     if request.app.state.models is None:
         return await _api_replica(request)
     reader = reader_of(request)
@@ -54,15 +56,21 @@ async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     projector = reader.projector
     supervision = {"failure": projector.failure, "restarts": projector.restarts}
     quarantine = {"count": projector.quarantined, "table": "quarantine"}
+    health: LogHealth | None = request.app.state.get("health")
     try:
         first_seq, last_seq = await store.bounds()
         _, oldest_at = await store.first_retained()
+        # A log that still answers reads but can store nothing is not ready either.
+        fault = health.storage_fault() if health is not None else None
+        reason = None if fault is None else storage_full(fault)
     except StoreUnavailableError as exc:
+        reason = str(exc)
+    if reason is not None:
         return Response(
             {
                 "ready": False,
                 "status": "unavailable",
-                "reason": str(exc),
+                "reason": reason,
                 "projector": {"checkpoint": projector.checkpoint, **supervision},
                 "quarantine": quarantine,
             },

@@ -30,6 +30,7 @@ from msgspec import Struct
 
 from events.chain import seal
 from events.commands import AnyCommand, command_event_id, target_incident
+from events.crash_points import reached as crash_point
 from events.decisions import Rejected, decide
 from events.incident import INITIAL, fold
 from events.records import Loaded, Stored
@@ -254,6 +255,7 @@ class CommandHandler:
                 else:
                     views[incident_id].extend(mine)
                     self._remember(incident_id, views[incident_id])
+            crash_point("after_publish")  # stored, not answered: the caller's retry finds it
             return Accepted(originals + appended)
         raise ContentionError(
             f"incidents {', '.join(builders)} changed {self._attempts} times while deciding"
