@@ -85,13 +85,20 @@ class EventIds:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
             holder = await self.holder(event.event_id)
-            if holder is not None and holder != event.incident_id:
+            if holder is None:
+                # The claim that refused ours is staged, not stored yet: whose it is shows
+                # once it lands, so the refusal stands (the writer decides again).
+                raise
+            if holder != event.incident_id:
                 raise EventIdTakenError(event.event_id, holder) from None
 
     async def holder(self, event_id: str) -> str | None:
-        """The incident that claimed `event_id`, if any."""
+        """The incident that claimed `event_id`, if any, as the stream's leader has it.
+
+        Not a direct get: on a replicated stream any replica answers those, and one that has
+        not applied a claim the leader just stored answers that there is none."""
         try:
-            msg = await self._js.get_last_msg(self.stream, event_id_subject(event_id), direct=True)
+            msg = await self._js.get_last_msg(self.stream, event_id_subject(event_id))
         except nats.js.errors.NotFoundError:
             return None
         return _decode_claim(msg.data or b"").incident_id

@@ -169,8 +169,9 @@ class EventStore:
         ack = await self._js.publish(subject, data, stream=self.stream, headers=headers)
         if ack.duplicate:
             # Inside the duplicate window JetStream answers for the id wherever it is stored;
-            # ids stored before claims existed can only be told apart here.
-            stored = await self._js.get_msg(self.stream, ack.seq, direct=True)
+            # ids stored before claims existed can only be told apart here. From the leader,
+            # which acknowledged it: a replica that has not applied it yet would say "not found".
+            stored = await self._js.get_msg(self.stream, ack.seq)
             holder = incident_of(stored.subject or "")
             if holder != event.incident_id:
                 raise EventIdTakenError(event.event_id, holder)

@@ -29,6 +29,7 @@ alert above the incident's severity raises it, its links become evidence, and th
 of an alert-opened incident to resolve resolves it (`auto_resolve`, actor `auto-resolve`).
 """
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -57,6 +58,8 @@ from services.write.handler import Accepted, CommandHandler, ContentionError, In
 from services.write.principals import recorded
 
 ATTEMPTS: Final = 8
+CLAIM_PAUSE_S: Final = 0.005  # 5, 10, 20, 40, 50 ms...: at most ~0.3 s over all attempts
+CLAIM_PAUSE_AT_MOST_S: Final = 0.05
 CACHED_CLAIMS: Final = 4096
 
 
@@ -225,7 +228,7 @@ class Correlator:
         are refused only for the incident's state (resolved, closed), all of them alike."""
         obs = run[0]
         by, scoped = recorded(principal), scope(obs.source, principal.name, obs.key)
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             cached = self._claims.get(scoped)
             claim_seq, claim = cached if cached is not None else await self.claimed(scoped)
             if claim is None:
@@ -263,7 +266,11 @@ class Correlator:
                 )
             except ConcurrencyError:
                 self._claims.pop(scoped, None)
-                continue  # another replica claimed first: read its claim and join
+                # Another replica claimed first: read its claim and join. On a replicated
+                # stream its claim may still be staged (10158) for a few milliseconds, and
+                # reading at once finds nothing: wait a little longer each time.
+                await asyncio.sleep(min(CLAIM_PAUSE_S * 2**attempt, CLAIM_PAUSE_AT_MOST_S))
+                continue
             self._remember(scoped, seq, record)
         raise ContentionError(f"correlation key {obs.key!r} kept moving")
 

@@ -1,170 +1,52 @@
 """compose.yaml without Docker: its NATS cluster and its incidents services, run for real.
 
-deploy/nats/nats.conf runs as three nats-server processes on loopback; only the addresses
-(free ports, the routes pointing at them) and the store dirs (tmp) are rewritten, so users,
-permissions, `sync_interval: always` and the cluster are the file's own. The incidents services
-get the environment compose gives them (compose.yaml, variables filled in), with the NATS host
-names pointing at those ports, a data dir in tmp and a tokens file in place of the secret. The
-failover under load belongs to the fault suite; here one node is killed once, to show that the
-service's credentials hold on the servers the cluster announced.
+deploy/nats/nats.conf runs as three nats-server processes on loopback (`cluster_support`); the
+incidents services get the environment compose gives them (compose.yaml, variables filled in),
+with the NATS host names pointing at those ports, a data dir in tmp and a tokens file in place
+of the secret. The failover under load belongs to the fault suite (tests/faults/
+test_failover.py); here one node is killed once, to show that the service's credentials hold on
+the servers the cluster announced.
 """
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import httpx
 import msgspec
 import nats
 import nats.errors
 import pytest
-from deploy_support import NATS_CONF, PASSWORDS, environment
+from cluster_support import (
+    FORMED_WITHIN_S,
+    NODES,
+    PRODUCER_PASSWORD,
+    SERVICE_PASSWORD,
+    Node,
+    compose_env,
+    running_cluster,
+    wait_formed,
+)
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from serve_process import ServeProcess
-from tests_support import TOKENS, as_role, fixture_bytes
+from tests_support import as_role, fixture_bytes
 
 from events.store import EventStore
-from services.auth import Role, token_entry
+from services.auth import Role
 from services.bootstrap import running
 from services.config import Config, ServiceRole
-from services.natsserver import die_with_parent, free_port
-
-BIN: Final = Path(sys.executable).parent
-NODES: Final = ("nats-1", "nats-2", "nats-3")
-SERVICE_PASSWORD: Final = PASSWORDS["INCIDENTS_NATS_PASSWORD"]
-PRODUCER_PASSWORD: Final = PASSWORDS["PRODUCER_NATS_PASSWORD"]
-FORMED_WITHIN_S: Final = 30.0  # a deadline for waiting, never an assertion on speed
-
-
-class Node:
-    """One node of the cluster: deploy/nats/nats.conf with SERVER_NAME=`name`."""
-
-    def __init__(self, name: str, directory: Path) -> None:
-        self.name = name
-        self.client, self.routes, self.monitor = free_port(), free_port(), free_port()
-        self.store = directory / name
-        self.config_file = directory / f"{name}.conf"
-        self.log_file = directory / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.client}"
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [BIN / "nats-server", "-c", self.config_file],
-                env={**os.environ, "SERVER_NAME": self.name, **PASSWORDS},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(),  # no node outlives a killed test run
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def monitoring(self, path: str) -> dict[str, Any] | None:
-        """A monitoring endpoint's JSON; None while the node does not answer."""
-        try:
-            answer = httpx.get(f"http://127.0.0.1:{self.monitor}{path}", timeout=2)
-        except httpx.TransportError:
-            return None
-        body: dict[str, Any] = answer.json()
-        return body if answer.status_code == 200 else None
-
-
-def node_config(text: str, node: Node, nodes: Mapping[str, Node]) -> str:
-    """The deploy config of `node` on loopback: addresses and store only."""
-    rewrites = {
-        "listen: 0.0.0.0:4222": f"listen: 127.0.0.1:{node.client}",
-        "http: 0.0.0.0:8222": f"http: 127.0.0.1:{node.monitor}",
-        "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{node.routes}",
-        "store_dir: /data": f"store_dir: {json.dumps(str(node.store))}",
-        **{
-            f"nats-route://{name}:6222": f"nats-route://127.0.0.1:{other.routes}"
-            for name, other in nodes.items()
-        },
-    }
-    for old, new in rewrites.items():
-        assert text.count(old) == 1, f"{old!r} is not once in {NATS_CONF}"
-        text = text.replace(old, new)
-    return text
-
-
-def _formed(nodes: Mapping[str, Node]) -> bool:
-    leaders = set()
-    for node in nodes.values():
-        if node.monitoring("/healthz") is None:
-            return False
-        jsz = node.monitoring("/jsz") or {}
-        leaders.add(jsz.get("meta_cluster", {}).get("leader"))
-    return len(leaders) == 1 and leaders <= set(NODES)
-
-
-def wait_formed(nodes: Mapping[str, Node]) -> None:
-    deadline = time.monotonic() + FORMED_WITHIN_S
-    while not _formed(nodes):
-        if time.monotonic() > deadline:
-            tails = {n.name: n.log_file.read_text()[-2000:] for n in nodes.values()}
-            raise AssertionError(f"no JetStream meta leader agreed on; logs: {tails}")
-        time.sleep(0.2)
+from services.natsserver import free_port
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]:
-    directory = tmp_path_factory.mktemp("cluster")
-    nodes = {name: Node(name, directory) for name in NODES}
-    for node in nodes.values():
-        node.config_file.write_text(node_config(NATS_CONF.read_text(), node, nodes))
-    try:
-        for node in nodes.values():
-            node.start()
-        wait_formed(nodes)
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as nodes:
         yield nodes
-    finally:
-        for node in nodes.values():
-            node.stop()
-
-
-def compose_env(
-    service: str, nodes: Mapping[str, Node], data_dir: Path, **overrides: str
-) -> dict[str, str]:
-    """`service`'s compose environment, its NATS host names pointing at the loopback nodes."""
-    env = environment(service)
-    url = env["INCIDENTS_NATS_URL"]
-    for name, node in nodes.items():
-        assert url.count(f"{name}:4222") == 1, url
-        url = url.replace(f"{name}:4222", node.address)
-    tokens_file = data_dir.parent / f"{data_dir.name}-tokens.toml"
-    tokens_file.write_text("".join(token_entry(r.value, r, t) for r, t in TOKENS.items()))
-    return {
-        **env,
-        "INCIDENTS_NATS_URL": url,
-        "INCIDENTS_DATA_DIR": str(data_dir),
-        "INCIDENTS_TOKENS_FILE": str(tokens_file),  # in place of the `tokens` secret
-        "INCIDENTS_HTTP": "127.0.0.1:0",
-        **overrides,
-    }
 
 
 def event(incident_id: str) -> bytes:
@@ -475,3 +357,52 @@ async def test_two_replicas_taking_the_same_alertmanager_group_at_once_open_one_
             assert len(incidents) == 1, [r.text for r in answers]
             opened.append(incidents.pop())
     assert len(set(opened)) == 10
+
+
+async def test_two_replicas_writing_one_event_id_to_two_incidents_at_once_store_it_once(
+    cluster: dict[str, Node], tmp_path: Path
+) -> None:
+    """The same event id sent to two incidents through two API replicas at the same moment:
+    one is stored, the other answered 409, and the id's claim names the incident that holds
+    it. The loser reads the winner's claim after the refusal; a replica that has not applied
+    it yet must not make it look unclaimed (events.ids reads the claim from the leader)."""
+    configs = [
+        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
+        for name in ("a", "b")
+    ]
+    async with (
+        running(configs[0]) as a,
+        running(configs[1]) as b,
+        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
+        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
+    ):
+        incidents = []
+        for client in (first, second):
+            declared = await client.post(
+                "/v1/incidents",
+                json={"title": "Id race", "severity": "P3"},
+                headers=as_role(Role.RESPONDER),
+            )
+            assert declared.status_code == 201, declared.text
+            incidents.append(declared.json()["incident_id"])
+        for n in range(30):
+            event_id = f"contested-{n}"
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        f"/v1/incidents/{incident}/notes",
+                        json={"text": f"note {n}", "event_id": event_id},
+                        headers=as_role(Role.RESPONDER),
+                    )
+                    for client, incident in zip((first, second), incidents, strict=True)
+                )
+            )
+            statuses = sorted(r.status_code for r in answers)
+            assert statuses == [200, 409], [r.text for r in answers]
+            [winner] = [i for i, r in zip(incidents, answers, strict=True) if r.status_code == 200]
+            assert await a.store.ids.holder(event_id) == winner
+        for incident in incidents:
+            stored = [s.event for s in (await a.store.load(incident)).events]
+            for event in stored:
+                if event.event_id.startswith("contested-"):
+                    assert await a.store.ids.holder(event.event_id) == incident
