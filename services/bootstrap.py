@@ -15,7 +15,6 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Final
 
 import duckdb
 import msgspec
@@ -40,7 +39,7 @@ from services.datadir import holding
 from services.nats_intake import create_broker
 from services.natsauth import SERVICE_INBOX, ServiceCredentials, embedded_auth
 from services.natsserver import EmbeddedNatsServer
-from services.natsurl import redacted, target
+from services.natsurl import PING_INTERVAL_S, PINGS_UNANSWERED, redacted, target
 from services.notify.notifier import Notifier
 from services.readmodels import LiveModels, keep_running, supervise
 from services.supervisor import LogHealth, Supervisor, one_line, quiet_errors
@@ -49,10 +48,6 @@ from services.write.handler import CommandHandler
 from services.write.intake import Intake
 
 log = logging.getLogger("incidents")
-# A server answers pings from its connection handling, not from JetStream, so a busy stream
-# does not hold them up: 10 to 15 s without an answer is an outage, well inside /healthz's 30 s.
-PING_INTERVAL_S: Final = 5
-PINGS_UNANSWERED: Final = 2  # given up at the next ping after this many went unanswered
 NO_READ_MODELS = "an INCIDENTS_ROLE=api replica keeps no read models and runs no notifier"
 
 
@@ -200,7 +195,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         else:
             log.info("INCIDENTS_ROLE=%s: no read models, no notifier", config.role.value)
 
-        broker = create_broker(target(client_url), intake, clock)
+        broker = create_broker(target(client_url), intake, clock, health)
         await broker.start()
         stack.push_async_callback(_quietly, broker.stop, "the NATS intake")
 

@@ -19,6 +19,11 @@ _SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
 # an unescaped `@`; a host never does).
 _USERINFO: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
 HIDDEN: Final = "***"
+# Every connection of the service: a server answers pings from its connection handling, not
+# from JetStream, so a busy stream does not hold them up. 10 to 15 s without an answer is an
+# outage (nats-py's default, 2 minutes apart, took 4 to 6 minutes to notice a partition).
+PING_INTERVAL_S: Final = 5
+PINGS_UNANSWERED: Final = 2  # given up at the next ping after this many went unanswered
 
 
 class NatsTarget(msgspec.Struct, frozen=True, kw_only=True):

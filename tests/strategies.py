@@ -115,3 +115,110 @@ def events_for(incident_id: str, min_size: int = 1) -> st.SearchStrategy[list[An
         lambda cls: event_of(cls).map(lambda e: msgspec.structs.replace(e, incident_id=incident_id))
     )
     return st.lists(one, min_size=min_size, max_size=5)
+
+
+# Hostile input (issue 16.6): each strategy below draws bytes or values the intake must refuse
+# with a 4xx (or an error reply on NATS), naming the field where one is to blame.
+
+# Characters that would break a NATS subject token (wildcards, the separator, whitespace).
+SUBJECT_BREAKERS = "*>. \n\t\r"
+# Past the 64 KiB an event may take, under the 1 MiB a body may.
+HUGE = (64 * 1024 + 1, 300_000)
+_MAX_OFFSET_MINUTES = 23 * 60 + 59
+
+
+def hostile_ids() -> st.SearchStrategy[str]:
+    """Ids with at least one character a subject token may not hold."""
+    plain = st.text(string.ascii_letters + string.digits + "-_", max_size=8)
+    breaker = st.text(SUBJECT_BREAKERS, min_size=1, max_size=3)
+    return st.tuples(plain, breaker, plain).map("".join)
+
+
+def overflowing_instants(early: bool = True) -> st.SearchStrategy[str]:
+    """RFC 3339 times whose offset moves them past year 9999 (or, `early`, before year 1) in
+    UTC."""
+    offsets = st.integers(1, _MAX_OFFSET_MINUTES).map(lambda m: f"{m // 60:02}:{m % 60:02}")
+    late = offsets.map(lambda hhmm: f"9999-12-31T23:59:59-{hhmm}")
+    if not early:
+        return late
+    return late | offsets.map(lambda hhmm: f"0001-01-01T00:00:00+{hhmm}")
+
+
+def huge_strings() -> st.SearchStrategy[str]:
+    return st.integers(*HUGE).map(lambda size: "x" * size)
+
+
+def deep_nesting() -> st.SearchStrategy[bytes]:
+    """JSON arrays or objects nested hundreds to thousands deep."""
+    depth = st.integers(200, 5_000)
+    arrays = depth.map(lambda n: b"[" * n + b"]" * n)
+    objects = depth.map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
+    return arrays | objects
+
+
+def garbage_bytes() -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=1, max_size=512)
+
+
+INVALID_UTF8 = b"ab\xff\xfe\xc0cd"
+_MARK = "\x00HOSTILE\x00"
+
+
+def _placed(document: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    """A copy of `document` with `value` at `path` (keys and indexes)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(document, list):
+        assert isinstance(head, int)
+        return [
+            _placed(item, rest, value) if i == head else item for i, item in enumerate(document)
+        ]
+    return {**document, head: _placed(document.get(head), rest, value)}
+
+
+def with_invalid_utf8(document: Any, path: tuple[str | int, ...]) -> bytes:
+    """`document` as JSON with the string at `path` made of bytes that are not UTF-8."""
+    encoded = msgspec.json.encode(_placed(document, path, _MARK))
+    return encoded.replace(msgspec.json.encode(_MARK)[1:-1], INVALID_UTF8)
+
+
+class Hostile(msgspec.Struct, frozen=True):
+    """One hostile body: its bytes, what was done, and the field to blame (None: the whole)."""
+
+    body: bytes
+    kind: str
+    field: tuple[str | int, ...] | None
+
+    def __repr__(self) -> str:  # short: hypothesis prints the failing example
+        return f"Hostile({self.kind}, {self.field}, {len(self.body)} bytes: {self.body[:120]!r})"
+
+
+class Target(msgspec.Struct, frozen=True):
+    """Where a valid `document` keeps an id, a time and a text (None: it has none)."""
+
+    document: Any
+    id: tuple[str | int, ...] | None
+    time: tuple[str | int, ...]
+    text: tuple[str | int, ...]
+    # False where any year-1 time means "not given" (Go's zero time, in Alertmanager payloads).
+    early_times: bool = True
+
+
+def hostile_bodies(target: Target) -> st.SearchStrategy[Hostile]:
+    """Garbage, deep nesting, or `target.document` with one field made hostile."""
+
+    def placed(kind: str, path: tuple[str | int, ...], values: st.SearchStrategy[Any]) -> Any:
+        encode = msgspec.json.encode
+        return values.map(lambda v: Hostile(encode(_placed(target.document, path, v)), kind, path))
+
+    kinds = [
+        garbage_bytes().map(lambda b: Hostile(b, "garbage", None)),
+        deep_nesting().map(lambda b: Hostile(b, "deep", None)),
+        st.just(Hostile(with_invalid_utf8(target.document, target.text), "utf8", target.text)),
+        placed("huge", target.text, huge_strings()),
+        placed("time", target.time, overflowing_instants(target.early_times)),
+    ]
+    if target.id is not None:
+        kinds.append(placed("id", target.id, hostile_ids()))
+    return st.one_of(*kinds)

@@ -4,8 +4,8 @@ Errors: `{"error": kind, "field": path-or-null, "detail": reason}` with 400 malf
 auth, 403 a state-changing request from another origin, 404 unknown incident, 409 refused by
 the lifecycle, 413 too large, 415 not `application/json`, 421 a Host that is not this
 service's (see `origin.py`), 422 invalid, 503 with Retry-After when JetStream does not
-answer. PagerDuty routes answer like PagerDuty. Anything else is a bug: logged with its
-traceback and answered 500 `{"error": "internal"}`.
+answer (naming a full disk when that is why). PagerDuty routes answer like PagerDuty.
+Anything else is a bug: logged with its traceback and answered 500 `{"error": "internal"}`.
 """
 
 import asyncio
@@ -29,8 +29,9 @@ from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
 from services.auth import Tokens
 from services.clock import Clock
-from services.errors import ErrorKind, ServiceError, internal, located
+from services.errors import ErrorKind, ServiceError, internal, located, unavailable
 from services.readmodels import LiveModels
+from services.supervisor import LogHealth
 from services.write.intake import MAX_BODY_BYTES, Intake
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,18 @@ def _on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
+    health: LogHealth | None = request.app.state.get("health")
+    error = unavailable(exc, health.storage_fault() if health is not None else None)
     # Logged: a client sees 503 and retries, an operator must see that the log did not answer.
-    log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
-    return _error(503, "unavailable", str(exc))
+    log.warning("%s %s answered 503: %s", request.method, request.url.path, error.detail)
+    return _on_service_error(request, error)
 
 
 def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     kind = _HTTP_KINDS.get(exc.status_code, "error")
-    return _error(exc.status_code, kind, str(exc.detail))
+    answer = _error(exc.status_code, kind, str(exc.detail))
+    answer.headers.update(exc.headers or {})  # e.g. a 405's Allow (RFC 9110 15.5.6)
+    return answer
 
 
 def _on_browser(_: Request[Any, Any, Any], exc: BrowserRefusal) -> Response[Any]:

@@ -8,6 +8,7 @@ checks apply to every route alike:
   and 422 a state-changing one, and 409 when it writes; 400 and 422 one with parameters; 404
   one under an incident's path or that appends events; 503 with Retry-After any `/v1` route
   and any state-changing one;
+- a body the route may go without (`data` has a default: `POST .../ack`) is not `required`;
 - the request body of a route that reads its body raw (events, webhooks: they validate it
   themselves): the route names the type in its `opt` (`opt=request_body(T)`);
 - answers a route gives in a shape of its own (PagerDuty's) it declares with Litestar's
@@ -180,6 +181,9 @@ def amended(app: Litestar, document: dict[str, Any]) -> dict[str, Any]:
             schema = body_of[id(handler.opt[REQUEST_BODY])]
             content = {"application/json": {"schema": schema}}
             operation["requestBody"] = {"required": True, "content": content}
+        data = handler.parsed_fn_signature.parameters.get("data")
+        if "requestBody" in operation and data is not None and data.has_default:
+            operation["requestBody"]["required"] = False  # `POST .../ack` without a body
         if handler.resolve_guards():
             operation["security"] = [{_BEARER: []}]
         responses = operation.setdefault("responses", {})

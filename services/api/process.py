@@ -44,7 +44,7 @@ async def list_action_items(
             ErrorKind.INVALID, f"must be from 1 to {action_items.MAX_LISTED:,}", "limit"
         )
     reader = reader_of(request)
-    await fresh(reader, wait_for)
+    await fresh(reader, wait_for, store_of(request))
     found = await reader.run(
         action_items.listed,
         reader.clock(),
@@ -64,7 +64,8 @@ async def _draft(request: AnyRequest, incident_id: str) -> str:
     """The draft of `GET .../postmortem`, once the read models hold every event the incident
     has now, so that what is published is the whole log's draft."""
     reader = reader_of(request)
-    await fresh(reader, await store_of(request).incident_last_seq(incident_id) or None)
+    store = store_of(request)
+    await fresh(reader, await store.incident_last_seq(incident_id) or None, store)
     draft = await reader.run(postmortem.report, incident_id, reader.policy, reader.clock())
     if draft is None:
         raise NotFoundException(f"incident {incident_id} does not exist")

@@ -4,8 +4,9 @@ Thin: each route picks its parameters, runs one query function on a fresh DuckDB
 worker thread (DuckDB blocks), and answers JSON. Reads come from the projection; the write
 answer's `seq` can be awaited with `?wait_for=SEQ` for read-your-writes.
 
-Times in the query string (`as_of`, `from`, `to`) go through `_utc`: a time without an offset
-is refused with 422 naming the parameter, any other is read and answered in UTC.
+Times in the query string (`as_of`, `from`, `to`) go through `query_instant`: RFC 3339 text
+only; a time without an offset is refused with 422 naming the parameter, any other is read and
+answered in UTC.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from events.store import EventStore
 from projections import asof as asofs
 from projections import breaches, changes, metrics, postmortem, queries, sandbox
 from projections.groups import group_by_text, parse_group_by
@@ -31,14 +33,37 @@ from services.readmodels import Reader
 MAX_AUDIT_ENTRIES: Final = 10_000
 
 
-async def fresh(reader: Reader, wait_for: int | None) -> None:
-    if wait_for is not None:
-        try:
-            await reader.projector.wait(wait_for, timeout=10)
-        except TimeoutError as exc:
-            raise ServiceError(
-                ErrorKind.UNAVAILABLE, f"the read models have not reached seq {wait_for} yet"
-            ) from exc
+async def fresh(reader: Reader, wait_for: int | None, store: EventStore) -> None:
+    """Until the read models include `wait_for`. A `wait_for` the log has not reached is refused
+    at once (422): no write answered it, so waiting could only end in 503."""
+    if wait_for is None or wait_for <= reader.projector.checkpoint:
+        return
+    if wait_for > (last := await store.last_seq()):
+        raise ServiceError(ErrorKind.INVALID, f"the log ends at seq {last}", "wait_for")
+    try:
+        await reader.projector.wait(wait_for, timeout=10)
+    except TimeoutError as exc:
+        raise ServiceError(
+            ErrorKind.UNAVAILABLE, f"the read models have not reached seq {wait_for} yet"
+        ) from exc
+
+
+# Times in the query string: RFC 3339 text, parsed strictly by `query_instant` (Litestar's lax
+# conversion read a bare number, `?to=0.5`, as seconds since 1970), then put in UTC.
+QueryTime = Annotated[str | None, QueryParameter(format="date-time")]
+QueryFrom = Annotated[str | None, QueryParameter(name="from", format="date-time")]
+
+
+def query_instant(text: str | None, field: str) -> datetime | None:
+    """`text` (RFC 3339 with an offset) as a UTC time; else 422 naming `field`."""
+    if text is None:
+        return None
+    try:
+        moment = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        detail = f"{text!r} is not an RFC 3339 time, e.g. 2026-01-02T10:00:00Z"
+        raise ServiceError(ErrorKind.INVALID, detail, field) from None
+    return query_time(moment, field)
 
 
 async def incident_with_breaches(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
@@ -76,7 +101,7 @@ async def list_incidents(
     service: FromQuery[str | None] = None,
     include_closed: FromQuery[bool] = False,
     wait_for: FromQuery[int | None] = None,
-    as_of: FromQuery[datetime | None] = None,
+    as_of: QueryTime = None,
 ) -> dict[str, Any]:
     """The status board: open incidents unless `include_closed` or a `status` is asked for.
 
@@ -84,13 +109,13 @@ async def list_incidents(
     """
     reader = reader_of(request)
     args = (status, severity, service, include_closed)
-    as_of = query_time(as_of, "as_of")
-    if as_of is not None:
+    moment = query_instant(as_of, "as_of")
+    if moment is not None:
         events = [s async for batch in store_of(request).read() for s in batch]
-        fold = functools.partial(asofs.board, events, as_of, *args, policy=reader.policy)
+        fold = functools.partial(asofs.board, events, moment, *args, policy=reader.policy)
         board = await asyncio.get_running_loop().run_in_executor(reader.executor, fold)
-        return {"as_of": as_of, "incidents": board}
-    await fresh(reader, wait_for)
+        return {"as_of": moment, "incidents": board}
+    await fresh(reader, wait_for, store_of(request))
     board = await reader.run(queries.list_incidents, reader.clock(), *args, policy=reader.policy)
     return {"incidents": board}
 
@@ -102,7 +127,7 @@ async def show_incident(
     wait_for: FromQuery[int | None] = None,
 ) -> dict[str, Any]:
     reader = reader_of(request)
-    await fresh(reader, wait_for)
+    await fresh(reader, wait_for, store_of(request))
     now = reader.clock()
     incident = await incident_with_breaches(reader, incident_id, now)
     before = await _changes_before(request, incident)
@@ -123,24 +148,24 @@ async def incident_timeline(
     request: AnyRequest,
     incident_id: FromPath[str],
     wait_for: FromQuery[int | None] = None,
-    as_of: FromQuery[datetime | None] = None,
+    as_of: QueryTime = None,
 ) -> dict[str, Any]:
     """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
     reader = reader_of(request)
-    as_of = query_time(as_of, "as_of")
-    if as_of is not None:
-        then = await incident_then(request, reader, incident_id, as_of)
+    moment = query_instant(as_of, "as_of")
+    if moment is not None:
+        then = await incident_then(request, reader, incident_id, moment)
         incident, events = then.incident, then.events
     else:
-        await fresh(reader, wait_for)
+        await fresh(reader, wait_for, store_of(request))
         incident = await incident_with_breaches(reader, incident_id, reader.clock())
         events = await reader.run(queries.timeline, incident_id)
     answer = {
         "incident": incident,
         "events": events,
-        "changes_before_detection": await _changes_before(request, incident, as_of),
+        "changes_before_detection": await _changes_before(request, incident, moment),
     }
-    return answer | ({"as_of": as_of} if as_of is not None else {})
+    return answer | ({"as_of": moment} if moment is not None else {})
 
 
 @get(
@@ -156,7 +181,7 @@ async def incident_postmortem(
 ) -> str:
     """A postmortem draft in Markdown, from the incident's events and the severity policy."""
     reader = reader_of(request)
-    await fresh(reader, wait_for)
+    await fresh(reader, wait_for, store_of(request))
     draft = await reader.run(postmortem.report, incident_id, reader.policy, reader.clock())
     if draft is None:
         raise NotFoundException(f"incident {incident_id} does not exist")
@@ -167,8 +192,8 @@ async def incident_postmortem(
 async def mttr(
     request: AnyRequest,
     group_by: FromQuery[str] = "severity",
-    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    to: FromQuery[datetime | None] = None,
+    from_: QueryFrom = None,
+    to: QueryTime = None,
 ) -> dict[str, Any]:
     """MTTD, MTTA, MTTM and MTTR per group (`from`/`to` bound the declaration time), and the
     automation share; `group_by` one key or two (`severity,month`; `team` by the policy)."""
@@ -177,7 +202,7 @@ async def mttr(
     except ValueError as exc:
         raise ServiceError(ErrorKind.INVALID, str(exc), "group_by") from None
     reader = reader_of(request)
-    since, until = query_time(from_, "from"), query_time(to, "to")
+    since, until = query_instant(from_, "from"), query_instant(to, "to")
     rows = await reader.run(metrics.mttx, keys, since, until, reader.policy.teams)
     return {
         "group_by": group_by_text(keys),
@@ -222,15 +247,15 @@ async def audit(
     actor: FromQuery[str | None] = None,
     type_: Annotated[str | None, QueryParameter(name="type")] = None,
     incident_id: FromQuery[str | None] = None,
-    from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    to: FromQuery[datetime | None] = None,
+    from_: QueryFrom = None,
+    to: QueryTime = None,
     limit: FromQuery[int] = 1000,
 ) -> dict[str, Any]:
     """Who did what; at most `limit` entries (default 1,000; more than 10,000 gives 10,000)."""
     if limit < 1:
         raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
     reader = reader_of(request)
-    since, until = query_time(from_, "from"), query_time(to, "to")
+    since, until = query_instant(from_, "from"), query_instant(to, "to")
     rows = await reader.run(
         queries.audit, actor, type_, incident_id, since, until, min(limit, MAX_AUDIT_ENTRIES)
     )

@@ -769,11 +769,6 @@ EVENT: Final = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/nats_intake.py answers at any reply subject; it must drop (and log) a "
-    "producer's message whose reply is not `natsauth.answerable`: then remove this mark",
-)
 async def test_a_producer_cannot_write_on_the_log_through_the_services_answer(
     tmp_path: Path,
 ) -> None:
