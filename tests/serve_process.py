@@ -46,7 +46,7 @@ class ServeProcess:
         self._queue.put("")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        line = self.wait_for("incidents ready", timeout)
+        line = self.wait_for("incidents ready: http", timeout)
         found = re.search(r"incidents ready: (http://[^,]+),", line)
         assert found, line
         self.http_url = found.group(1)
