@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import msgspec
+from litestar import Litestar
 
 from events.policy import load_policy
 from events.store import EventStore
@@ -27,10 +28,10 @@ DOCS: Final = Path(__file__).resolve().parent.parent / "docs"
 COMMAND: Final = "uv run python -m services.docs"
 
 
-def openapi_document() -> dict[str, Any]:
-    """The document the API serves, from an app that is never started (no NATS needed)."""
-    # Routes only: their handlers, which would need the intake and the log, never run.
-    app = create_app(
+def routes_only() -> Litestar:
+    """The app `incidents serve` runs, never started (no NATS needed): its routes and their
+    documents; its handlers, which would need the intake and the log, never run."""
+    return create_app(
         cast(Intake, None),
         Tokens.load(None),
         utc_now,
@@ -38,6 +39,11 @@ def openapi_document() -> dict[str, Any]:
         cast(EventStore, None),
         policy=load_policy(None),
     )
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document the API serves."""
+    app = routes_only()
     return openapi.amended(app, app.openapi_schema.to_schema())
 
 

@@ -1,12 +1,17 @@
 """compose.yaml and deploy/ as the tests read them: the compose file with its variables filled
 in as `docker compose` fills them, and one service's environment."""
 
+import os
 import re
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
+
+from services.natsserver import find_binary, free_port
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 COMPOSE: Final = ROOT / "compose.yaml"
@@ -50,3 +55,28 @@ def environment(service: str, env: Mapping[str, str] = PASSWORDS) -> dict[str, s
     if isinstance(given, list):
         given = dict(item.split("=", 1) for item in given)
     return {str(k): str(v) for k, v in given.items()}
+
+
+@contextmanager
+def deploy_users_server(directory: Path) -> Iterator[str]:
+    """One nats-server with JetStream and deploy/nats/nats.conf's `authorization` block (the
+    cluster and its ports left out), its users' passwords from `PASSWORDS`: its host:port."""
+    deploy = NATS_CONF.read_text()
+    port = free_port()
+    config = directory / "deploy-nats.conf"
+    config.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'jetstream {{ store_dir: "{directory / "deploy-store"}" }}\n'
+        + deploy[deploy.index("authorization {") :]
+    )
+    proc = subprocess.Popen(
+        [find_binary(), "-c", config],
+        env={**os.environ, **PASSWORDS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

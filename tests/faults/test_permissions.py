@@ -11,9 +11,7 @@ users of deploy/nats/nats.conf and on one with the users `incidents serve` gener
 
 import asyncio
 import enum
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, cast
@@ -24,23 +22,21 @@ import msgspec
 import nats
 import nats.errors
 import pytest
-from deploy_support import NATS_CONF, PASSWORDS
+from deploy_support import NATS_CONF, PASSWORDS, deploy_users_server
 from faststream.nats.subscriber.usecases.basic import LogicSubscriber
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from nats.aio.client import DEFAULT_INBOX_PREFIX
 from tests_support import TOKENS
 
-from events.policy import load_policy
-from events.store import EventStore
 from events.stream import StreamSettings, event_ids_config, stream_config
-from services.api.app import create_app
 from services.api.console.access import SIGN_IN
 from services.api.console.sessions import COOKIE
 from services.auth import Role, Tokens, digest, new_token, token_entry
 from services.bootstrap import Service, running
 from services.clock import utc_now
 from services.config import Config
+from services.docs import routes_only
 from services.nats_intake import create_broker
 from services.natsauth import (
     SERVICE_INBOX,
@@ -49,7 +45,7 @@ from services.natsauth import (
     embedded_auth,
     producer_inbox,
 )
-from services.natsserver import EmbeddedNatsServer, NatsAuth, NatsUser, find_binary, free_port
+from services.natsserver import EmbeddedNatsServer, NatsAuth, NatsUser
 from services.natsurl import target
 from services.write.intake import Intake
 
@@ -182,18 +178,6 @@ PATH_VALUES: Final = {
 BAD_TOKEN: Final = "0" * 32
 
 
-def the_app() -> Litestar:
-    """The app `incidents serve` runs, built as services/docs.py builds it: routes only."""
-    return create_app(
-        cast(Intake, None),
-        Tokens.load(None),
-        utc_now,
-        None,
-        cast(EventStore, None),
-        policy=load_policy(None),
-    )
-
-
 def _generated_options(handler: Any) -> bool:
     """Litestar's own OPTIONS answer (204 and `Allow`, for CORS preflights): the same for
     every route, it reveals only the route's methods. An OPTIONS handler of ours needs a line."""
@@ -213,7 +197,7 @@ def served_routes(app: Litestar) -> set[tuple[str, str]]:
 
 
 def test_every_served_route_has_a_rule() -> None:
-    served = served_routes(the_app())
+    served = served_routes(routes_only())
     added = sorted(served - ROUTES.keys())
     gone = sorted(ROUTES.keys() - served)
     problems = [f"route {m} {p} added without a rule: add it to the matrix" for m, p in added]
@@ -627,27 +611,8 @@ def test_embedded_permission_lists_follow_the_table(tmp_path: Path) -> None:
 
 @pytest.fixture
 def deploy_server(tmp_path: Path) -> Iterator[str]:
-    """One nats-server with JetStream and deploy/nats/nats.conf's `authorization` block (the
-    cluster and its ports left out): its host:port."""
-    deploy = NATS_CONF.read_text()
-    port = free_port()
-    config = tmp_path / "deploy-nats.conf"
-    config.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
-        f'jetstream {{ store_dir: "{tmp_path / "deploy-store"}" }}\n'
-        + deploy[deploy.index("authorization {") :]
-    )
-    proc = subprocess.Popen(
-        [find_binary(), "-c", config],
-        env={**os.environ, **PASSWORDS},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with deploy_users_server(tmp_path) as address:
+        yield address
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 producer reaches only its own intake subjects and its replies; the service everything."""
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,38 +9,17 @@ import msgspec
 import nats
 import nats.errors
 import pytest
+from deploy_support import PASSWORDS, deploy_users_server
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from services.natsserver import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-SECRETS = {"INCIDENTS_NATS_PASSWORD": "service-secret", "PRODUCER_NATS_PASSWORD": "prod-secret"}
+SERVICE, PRODUCER = PASSWORDS["INCIDENTS_NATS_PASSWORD"], PASSWORDS["PRODUCER_NATS_PASSWORD"]
 
 
 @pytest.fixture
 def deploy_users(tmp_path: Path) -> Iterator[str]:
-    """A single nats-server with JetStream and the authorization block of the deploy config."""
-    deploy = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
-        f'jetstream {{ store_dir: "{tmp_path / "store"}" }}\n'
-        + deploy[deploy.index("authorization {") :]
-    )
-    proc = subprocess.Popen(
-        [BIN / "nats-server", "-c", config],
-        env={**os.environ, **SECRETS},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with deploy_users_server(tmp_path) as address:
+        yield address
 
 
 async def _connect(url: str, errors: list[str] | None = None, inbox: str = "_INBOX") -> NATS:
@@ -73,11 +49,11 @@ async def _request_when_answered(nc: NATS, subject: str) -> Msg:
 
 
 async def test_deploy_producer_reaches_only_its_intake(deploy_users: str) -> None:
-    service = await _connect(f"nats://incidents:service-secret@{deploy_users}")
+    service = await _connect(f"nats://incidents:{SERVICE}@{deploy_users}")
     errors: list[str] = []
     # Its replies arrive on its own inbox prefix, the only subjects it may subscribe to.
     producer = await _connect(
-        f"nats://producer:prod-secret@{deploy_users}", errors, inbox="_INBOX_producer"
+        f"nats://producer:{PRODUCER}@{deploy_users}", errors, inbox="_INBOX_producer"
     )
     try:
         js = service.jetstream()
