@@ -27,11 +27,11 @@ from services.api.console.sessions import Sessions
 from services.api.http_metrics import HttpMetrics
 from services.api.json_request import JsonRequest
 from services.api.origin import BrowserGuard, BrowserRefusal, host_policy
+from services.api.state import storage_fault_of
 from services.auth import Tokens
 from services.clock import Clock
 from services.errors import ErrorKind, ServiceError, internal, located, unavailable
 from services.readmodels import LiveModels
-from services.supervisor import LogHealth
 from services.write.intake import MAX_BODY_BYTES, Intake
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,7 @@ def _on_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
-    health: LogHealth | None = request.app.state.get("health")
-    error = unavailable(exc, health.storage_fault() if health is not None else None)
+    error = unavailable(exc, storage_fault_of(request))
     # Logged: a client sees 503 and retries, an operator must see that the log did not answer.
     log.warning("%s %s answered 503: %s", request.method, request.url.path, error.detail)
     return _on_service_error(request, error)

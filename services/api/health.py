@@ -7,7 +7,7 @@ from litestar import Response, get
 from litestar.openapi import ResponseSpec
 
 from events.store import StoreUnavailableError
-from services.api.state import AnyRequest, reader_of, store_of
+from services.api.state import AnyRequest, reader_of, storage_fault_of, store_of
 from services.errors import storage_full
 from services.notify.notifier import Notifier
 from services.supervisor import LogHealth
@@ -56,12 +56,11 @@ async def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     projector = reader.projector
     supervision = {"failure": projector.failure, "restarts": projector.restarts}
     quarantine = {"count": projector.quarantined, "table": "quarantine"}
-    health: LogHealth | None = request.app.state.get("health")
     try:
         first_seq, last_seq = await store.bounds()
         _, oldest_at = await store.first_retained()
         # A log that still answers reads but can store nothing is not ready either.
-        fault = health.storage_fault() if health is not None else None
+        fault = storage_fault_of(request)
         reason = None if fault is None else storage_full(fault)
     except StoreUnavailableError as exc:
         reason = str(exc)

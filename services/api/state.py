@@ -16,6 +16,7 @@ from services.clock import Clock, to_utc
 from services.errors import ErrorKind, ServiceError
 from services.formats.instants import OUT_OF_RANGE
 from services.readmodels import LiveModels, Reader
+from services.supervisor import LogHealth
 from services.write.intake import Intake
 
 AnyRequest = Request[Any, Any, Any]
@@ -58,6 +59,12 @@ def reader_of(request: AnyRequest) -> Reader:
 def store_of(request: AnyRequest) -> EventStore:
     store: EventStore = request.app.state.store
     return store
+
+
+def storage_fault_of(request: AnyRequest) -> str | None:
+    """Why the log cannot store events now (a full disk), when the service watches its server."""
+    health: LogHealth | None = request.app.state.get("health")
+    return health.storage_fault() if health is not None else None
 
 
 def query_time(moment: datetime | None, field: str) -> datetime | None:

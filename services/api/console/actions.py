@@ -19,9 +19,15 @@ from events.store import StoreUnavailableError
 from services.api.console import forms
 from services.api.console.access import page, posted_form
 from services.api.console.incident_view import incident_context
-from services.api.state import AnyRequest, intake_of, now, reader_of, store_of
+from services.api.state import (
+    AnyRequest,
+    intake_of,
+    now,
+    reader_of,
+    storage_fault_of,
+    store_of,
+)
 from services.errors import ErrorKind, ServiceError, unavailable
-from services.supervisor import LogHealth
 
 
 def _status(kind: ErrorKind) -> int:
@@ -59,8 +65,7 @@ async def act(
     except ServiceError as exc:
         error, status_code = exc.body(), _status(exc.kind)
     except StoreUnavailableError as exc:
-        health: LogHealth | None = request.app.state.get("health")
-        error = unavailable(exc, health.storage_fault() if health is not None else None).body()
+        error = unavailable(exc, storage_fault_of(request)).body()
         status_code = _status(ErrorKind.UNAVAILABLE)
     else:
         query: dict[str, str | int] = {"done": action}
