@@ -30,7 +30,9 @@ _POLL_INTERVAL_S: Final = 0.05
 # What nats-server logs when it could not write its store (a full disk, an I/O error). The
 # stream then refuses every later write, answering none of them, until the server restarts.
 _WRITE_ERROR: Final = re.compile(r"\[ERR\] .*(Critical write error|failed to store a msg)")
-_SERVER_LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ \[[A-Z]+\] ")
+# nats-server's own log prefix: `[pid] 2026/11/30 10:15:12.604927 `, then the level `[ERR] `.
+SERVER_LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ ")
+_PREFIX_AND_LEVEL: Final = re.compile(SERVER_LOG_PREFIX.pattern + r"\[[A-Z]+\] ")
 
 
 class NatsServerError(RuntimeError):
@@ -202,7 +204,7 @@ class EmbeddedNatsServer:
         self._scanned += whole
         for line in text[:whole].decode(errors="replace").splitlines():
             if _WRITE_ERROR.search(line):
-                self._write_error = _SERVER_LOG_PREFIX.sub("", line)
+                self._write_error = _PREFIX_AND_LEVEL.sub("", line)
         return self._write_error
 
     def free_bytes(self) -> int:

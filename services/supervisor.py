@@ -17,7 +17,6 @@ most once a minute, never as a traceback per reconnect attempt.
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -25,7 +24,7 @@ from typing import Any, Final
 from nats.aio.client import Client as NATS
 
 from services.errors import out_of_space
-from services.natsserver import EmbeddedNatsServer, NatsServerError
+from services.natsserver import SERVER_LOG_PREFIX, EmbeddedNatsServer, NatsServerError
 
 log = logging.getLogger("incidents")
 
@@ -37,8 +36,6 @@ _REPEAT_AFTER_S: Final = 60.0
 # that small writes fill again at once is not worth a restart).
 LOW_SPACE_B: Final = 1 << 20
 SPACE_BACK_B: Final = 4 << 20
-# nats-server's own log prefix: `[pid] 2026/11/30 10:15:12.604927 [FTL] `.
-_SERVER_LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ ")
 
 Clock = Callable[[], float]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
@@ -51,7 +48,7 @@ def one_line(exc: BaseException) -> str:
         return repr(exc)
     if len(lines) == 1:
         return lines[0]
-    return f"{lines[0]} {_SERVER_LOG_PREFIX.sub('', lines[-1])}"
+    return f"{lines[0]} {SERVER_LOG_PREFIX.sub('', lines[-1])}"
 
 
 def quiet_errors(what: str, clock: Clock = time.monotonic) -> ErrorCallback:
