@@ -133,11 +133,15 @@ class EventStore:
         events = [event for decided, _ in decisions for event in decided]
         if not events:
             return []
+        # JetStream checks every expectation of a batch against the stream before the batch:
+        # two decisions of one incident would both pass. Keyed by each decision's first event.
         guards: dict[str, dict[str, str]] = {}
+        seen: set[str] = set()
         for decided, expected_seq in decisions:
             incident_id = decided[0].incident_id
-            if incident_id in guards or any(e.incident_id != incident_id for e in decided):
+            if incident_id in seen or any(e.incident_id != incident_id for e in decided):
                 raise ValueError("each decision holds the events of one incident, once")
+            seen.add(incident_id)
             guards[decided[0].event_id] = {
                 "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
                 "Nats-Expected-Last-Subject-Sequence-Subject": incident_filter(incident_id),
