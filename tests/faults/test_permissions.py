@@ -628,6 +628,9 @@ def embedded_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
 _VIOLATION: Final = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
 
 
+REFUSALS_QUIET_S: Final = 1.0  # no refusal for this long after the flush: all were said
+
+
 async def refused(where: str, user: NatsUser, inbox: str, tried: list[Attempt]) -> set[Attempt]:
     """Each attempt made by `user` on the server at `where`; those the server refused."""
     errors: list[str] = []
@@ -636,7 +639,8 @@ async def refused(where: str, user: NatsUser, inbox: str, tried: list[Attempt]) 
         errors.append(str(exc))
 
     url = f"nats://{quote(user.name)}:{quote(user.password)}@{where}"
-    deadline = asyncio.get_running_loop().time() + 30
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
     while True:  # the server may still be starting
         try:
             nc = await nats.connect(
@@ -644,7 +648,7 @@ async def refused(where: str, user: NatsUser, inbox: str, tried: list[Attempt]) 
             )
             break
         except (OSError, nats.errors.NoServersError):
-            assert asyncio.get_running_loop().time() < deadline, f"no nats-server at {where}"
+            assert loop.time() < deadline, f"no nats-server at {where}"
             await asyncio.sleep(0.1)
     errors.clear()  # those of connecting to a server still starting
     try:
@@ -653,8 +657,15 @@ async def refused(where: str, user: NatsUser, inbox: str, tried: list[Attempt]) 
                 await nc.publish(attempt.subject, b"{}")
             else:
                 await nc.subscribe(attempt.subject)
-        # The server answers each refusal as it reads it, before the PONG of this PING.
         await nc.flush(timeout=30)
+        # nats-py may send the flush's PING ahead of publishes still in its buffer, so
+        # refusals can arrive after the PONG: wait until they stop coming.
+        seen, quiet_since = -1, loop.time()
+        while loop.time() - quiet_since < REFUSALS_QUIET_S:
+            if len(errors) != seen:
+                seen, quiet_since = len(errors), loop.time()
+            assert loop.time() < deadline, "refusals kept coming"
+            await asyncio.sleep(0.05)
     finally:
         await nc.close()
     by_what: dict[tuple[str, str], Attempt] = {(a.action, a.subject.lower()): a for a in tried}
