@@ -2,22 +2,29 @@
 mutation testing (`uv run mutmut run`, issue 16) found no test pinning.
 
 The fold-equality tests compare the projector with itself (a fresh fold runs the same code),
-so these check against the domain's own fold and against plain counts instead.
+so these check against the domain's own fold and against plain counts instead. Retention
+cases use a sealed log built here (the stream denies purges; expiry is driven by `prune`, as
+`retain` drives it) and check against a fresh fold of the retained records and `chain.verify`.
 """
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
 import pytest
-from tests_support import declare, note, snapshot
+from tests_support import T0, declare, note, snapshot
 
+from events.chain import seal, verify
 from events.incident import Incident, fold
 from events.records import Batch, Quarantined, Stored
+from events.schema import IncidentDeclared, IncidentNoteAdded, Severity, Source, encode
 from events.store import EventStore
 from events.subjects import new_incident_id
+from projections import retention
 from projections.database import open_database
 from projections.projector import Projector
 from services.write.handler import Accepted, CommandHandler
@@ -207,3 +214,92 @@ async def test_waiting_for_a_position_never_reached_gives_up(
         waiting.cancel()
     assert done == {waiting}
     assert isinstance(waiting.exception(), TimeoutError)
+
+
+def _sealed_log(*entries: tuple[type[Any], str, dict[str, Any]]) -> list[Stored]:
+    """A log of (event type, incident, fields), each incident's events chained as the store
+    chains them, at sequences 1, 2, ...: retention is driven by `prune`, as `retain` does."""
+    chains: dict[str, str] = {}
+    log: list[Stored] = []
+    for n, (cls, incident_id, fields) in enumerate(entries, start=1):
+        at = T0 + timedelta(minutes=n)
+        common = {"actor": "carol@example.com", "source": Source.CLI, "occurred_at": at}
+        event = cls(event_id=f"e{n}", incident_id=incident_id, **common, **fields)
+        (sealed,) = seal([event], chains.get(incident_id, ""), at)
+        chains[incident_id] = sealed.hash
+        log.append(Stored(n, sealed, encode(sealed)))
+    return log
+
+
+def _declared(incident_id: str) -> tuple[type[Any], str, dict[str, Any]]:
+    return IncidentDeclared, incident_id, {"title": "Checkout 5xx", "severity": Severity.P2}
+
+
+def _noted(incident_id: str) -> tuple[type[Any], str, dict[str, Any]]:
+    return IncidentNoteAdded, incident_id, {"text": "looking"}
+
+
+def _models(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    partial = "SELECT * FROM partial_incidents ORDER BY incident_id"
+    return snapshot(con) | {"partial_incidents": con.execute(partial).fetchall()}
+
+
+def test_an_incident_declared_again_after_its_declaration_expired_is_whole_once_more(
+    tmp_path: Path,
+) -> None:
+    """Both "a" and "b" lose their declarations to retention (partial incidents now); then "a" is
+    declared again and "b" gets a note: "a" is a whole incident again, no longer partial, and
+    "b" stays partial, as in a fresh fold of what the log still holds."""
+    log = _sealed_log(
+        _declared("a"), _declared("b"), _noted("a"), _noted("b"), _declared("a"), _noted("b")
+    )
+    con = open_database(tmp_path / "live.duckdb")
+    projector = Projector(con, None)
+    projector.apply(log[:4], 4)
+    projector.prune(3)  # both declarations expire
+    partial = "SELECT incident_id FROM partial_incidents ORDER BY incident_id"
+    assert con.execute(partial).fetchall() == [("a",), ("b",)]
+    projector.apply(log[4:], 6)
+    fresh = open_database(tmp_path / "fresh.duckdb")
+    Projector(fresh, None).apply(log[2:], 6)
+    assert _models(con) == _models(fresh)
+    assert con.execute(partial).fetchall() == [("b",)]
+    assert [row[0] for row in _models(con)["incidents"]] == ["a"]
+
+
+async def test_records_that_expired_unread_keep_the_heads_later_events_link_to(
+    tmp_path: Path,
+) -> None:
+    """A followed batch past checkpoint + 1 prunes while the log holds more than the
+    projector has seen: "a"'s expired head (its last event the projector had) is kept, as a
+    later event of "a" may still be on its way, so the next retention record carries it and
+    the retained log verifies. (Pruning forgets heads only once caught up with the log.)"""
+    log = _sealed_log(
+        _declared("a"),
+        _noted("a"),
+        _declared("b"),  # expires before the projector reads it
+        _noted("b"),
+        _noted("a"),  # links to "a"'s event 2
+        _noted("b"),
+        _noted("b"),
+        _noted("b"),
+    )
+    con = open_database(tmp_path / "live.duckdb")
+    projector = Projector(con, None)
+    projector.apply(log[:2], 2)
+    rest = log[3:]
+
+    async def feed() -> AsyncIterator[Batch]:
+        for n in range(0, len(rest), 2):
+            piece = rest[n : n + 2]
+            yield Batch(
+                piece, piece[-1].seq, pending=len(log) - piece[-1].seq, first_seq=piece[0].seq
+            )
+
+    await asyncio.wait_for(projector.project(feed()), 60)
+    assert (projector.first_retained, projector.checkpoint) == (4, len(log))
+    record = projector.prune(5)  # b's event 4 expires, witnessed this time
+    assert record is not None
+    assert {i: h.seq for i, h in record.heads.items()} == {"a": 2, "b": 4}
+    retained = [(s.seq, s.raw) for s in log[4:]]
+    assert verify(retained, retention.chain_heads([record])) == []
