@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Final
 
 import duckdb
 import msgspec
@@ -23,7 +24,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from events.policy import Policy, load_policy
-from events.store import EventStore
+from events.store import OUTAGES, EventStore
 from events.stream import StreamSettings, ensure_stream
 from projections.database import open_database
 from projections.projector import Projector
@@ -49,6 +50,9 @@ from services.write.intake import Intake
 
 log = logging.getLogger("incidents")
 NO_READ_MODELS = "an INCIDENTS_ROLE=api replica keeps no read models and runs no notifier"
+# How long a start waits for JetStream to answer: a cluster started at the same moment elects
+# its meta leader first (compose starts everything at once).
+JETSTREAM_WAIT_S: Final = 60.0
 
 
 class Service(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +96,21 @@ def stream_settings(config: Config) -> StreamSettings:
         replicas=config.replicas,
         duplicate_window_s=config.duplicate_window_s,
     )
+
+
+async def _stream_ready(nc: NATS, settings: StreamSettings) -> dict[str, tuple[Any, Any]]:
+    """`ensure_stream`, once JetStream answers: an outage (no meta leader yet, a timeout) is
+    waited out for up to `JETSTREAM_WAIT_S`, one log line per attempt; a refusal is not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JETSTREAM_WAIT_S
+    while True:
+        try:
+            return await ensure_stream(nc, settings)
+        except OUTAGES as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("JetStream does not answer yet (%r); trying again in 1 s", exc)
+            await asyncio.sleep(1)
 
 
 async def connect(url: str, name: str = "incidents", health: LogHealth | None = None) -> NATS:
@@ -171,7 +190,7 @@ async def running(config: Config, clock: Clock = utc_now) -> AsyncIterator[Servi
         health = LogHealth(config.unhealthy_after_s, supervisor)
         nc = await connect(client_url, health=health)
         stack.push_async_callback(_quietly, nc.close, "the NATS connection")
-        changed = await ensure_stream(nc, stream_settings(config))
+        changed = await _stream_ready(nc, stream_settings(config))
         if changed:
             log.warning("stream %s updated: %s", config.stream, changed)
         store = EventStore(nc, config.stream)

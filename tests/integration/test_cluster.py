@@ -28,9 +28,11 @@ from cluster_support import (
     SERVICE_PASSWORD,
     Node,
     compose_env,
+    node_config,
     running_cluster,
     wait_formed,
 )
+from deploy_support import NATS_CONF
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from serve_process import ServeProcess
@@ -406,3 +408,30 @@ async def test_two_replicas_writing_one_event_id_to_two_incidents_at_once_store_
             for event in stored:
                 if event.event_id.startswith("contested-"):
                     assert await a.store.ids.holder(event.event_id) == incident
+
+
+def test_serve_started_before_the_cluster_has_a_leader_waits_for_jetstream(
+    tmp_path: Path,
+) -> None:
+    """compose starts everything at once: `serve` may connect while the cluster has no meta
+    leader yet. It waits for JetStream (one line per attempt) instead of exiting."""
+    place = tmp_path / "nodes"
+    place.mkdir()
+    nodes = {name: Node(name, place) for name in NODES}
+    for node in nodes.values():
+        node.config_file.write_text(node_config(NATS_CONF.read_text(), node, nodes))
+    data_dir = tmp_path / "incidents"
+    try:
+        nodes["nats-1"].start()  # alone: no quorum, no meta leader, JetStream does not answer
+        serve = ServeProcess(data_dir, **compose_env("incidents", nodes, data_dir))
+        try:
+            serve.wait_for("JetStream does not answer yet", timeout=60)
+            for name in ("nats-2", "nats-3"):
+                nodes[name].start()
+            serve.wait_ready(timeout=90)
+            assert serve.get("/readyz").status_code == 200
+        finally:
+            serve.stop()
+    finally:
+        for node in nodes.values():
+            node.stop()
