@@ -78,6 +78,7 @@ def severity_from_labels(labels: Mapping[str, str]) -> tuple[Severity, str | Non
 
 # Room an alert event needs beyond what the monitor sent: envelope, ids, times, hashes.
 _ENVELOPE_BYTES: Final = 2048
+GO_ZERO_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)  # time.Time{} as Go marshals it
 
 
 def recordable(obs: AlertObservation, where: str) -> AlertObservation:
@@ -100,11 +101,14 @@ def where_and_why(exc: msgspec.ValidationError) -> tuple[str, str]:
 
 
 def instant(value: datetime | None, where: str) -> datetime | None:
-    """UTC; None for Go's zero time (`0001-01-01T00:00:00Z`, what a firing alert's endsAt says)."""
-    if value is None or value.year == 1:
+    """UTC; None for Go's zero time (`0001-01-01T00:00:00Z`, what a firing alert's endsAt says).
+    Any other time before year 1 in UTC (`0001-01-01T00:00:00+00:01`) is out of range."""
+    if value is None:
         return None
     if value.utcoffset() is None:
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
+    if value == GO_ZERO_TIME:
+        return None
     try:
         return value.astimezone(UTC)
     except OverflowError as exc:

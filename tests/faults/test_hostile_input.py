@@ -67,7 +67,6 @@ ALERTMANAGER: Final = Target(
     id=None,
     time=("alerts", 0, "startsAt"),
     text=("groupKey",),  # bounded; label values are foreign data the service cuts short
-    early_times=False,
 )
 HTTP_TARGETS: Final[dict[str, Target]] = {
     "/v1/events": ONE_EVENT,

@@ -213,6 +213,16 @@ def test_invalid_alertmanager_payloads_name_the_field(data: object, field: str) 
     assert str(info.value) == f"{info.value.field}: {info.value.detail}"
 
 
+def test_only_gos_zero_time_means_no_time() -> None:
+    """`0001-01-01T00:00:00Z` is Go's zero time (a firing alert's endsAt): no time given. Any
+    other time before year 1 in UTC is out of range, not silently 'no time'."""
+    [fired] = am(am_payload(alert()))
+    assert fired.ends_at is None
+    with pytest.raises(WebhookError, match="out of range in UTC") as info:
+        am(am_payload({**alert(), "startsAt": "0001-01-01T00:00:00+00:01"}))
+    assert info.value.field == "alerts[0].startsAt"
+
+
 def test_malformed_json_is_a_webhook_error() -> None:
     with pytest.raises(WebhookError, match="malformed JSON") as info:
         parse_alertmanager(b'{"version": "4", ', NOW)
