@@ -12,7 +12,8 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,24 @@ async def test_discovered_servers_are_dialled_with_the_credentials(
             wait_formed(cluster)
 
 
+@asynccontextmanager
+async def two_api_replicas(
+    cluster: dict[str, Node], directory: Path
+) -> AsyncIterator[tuple[EventStore, httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two `incidents-api` replicas as compose runs them: the log, and a client of each."""
+    a_config, b_config = (
+        Config.from_env(compose_env("incidents-api", cluster, directory / name))
+        for name in ("a", "b")
+    )
+    async with (
+        running(a_config) as a,
+        running(b_config) as b,
+        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
+        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
+    ):
+        yield a.store, first, second
+
+
 async def test_two_replicas_writing_the_same_events_at_once_store_each_once(
     cluster: dict[str, Node], tmp_path: Path
 ) -> None:
@@ -294,16 +313,7 @@ async def test_two_replicas_writing_the_same_events_at_once_store_each_once(
     behind a load balancer do with a producer's retry: on a 3-replica stream JetStream may
     answer that the other's message is still in process (10158). Each request is answered 2xx
     with the one stored event, never 500, and each id is stored once."""
-    configs = [
-        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
-        for name in ("a", "b")
-    ]
-    async with (
-        running(configs[0]) as a,
-        running(configs[1]) as b,
-        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
-        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
-    ):
+    async with two_api_replicas(cluster, tmp_path) as (store, first, second):
         declared = await first.post(
             "/v1/incidents",
             json={"title": "Race", "severity": "P3"},
@@ -321,7 +331,7 @@ async def test_two_replicas_writing_the_same_events_at_once_store_each_once(
             assert [r.status_code // 100 for r in answers] == [2, 2], [r.text for r in answers]
             seqs = {r.json()["events"][0]["seq"] for r in answers}
             assert len(seqs) == 1, [r.text for r in answers]
-        stored = [s.event.event_id for s in (await a.store.load(incident_id)).events]
+        stored = [s.event.event_id for s in (await store.load(incident_id)).events]
     races = [i for i in stored if i.startswith("race-")]
     assert sorted(races) == sorted(f"race-{n}" for n in range(30))
 
@@ -332,17 +342,8 @@ async def test_two_replicas_taking_the_same_alertmanager_group_at_once_open_one_
     """Alertmanager in HA pairs sends each notification from both instances: two API replicas
     take the same group at once. Their correlation claims race on a 3-replica stream; every
     answer is 2xx and each group opens one incident."""
-    configs = [
-        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
-        for name in ("a", "b")
-    ]
     firing = json.loads(fixture_bytes("alertmanager_firing.json"))
-    async with (
-        running(configs[0]) as a,
-        running(configs[1]) as b,
-        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
-        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
-    ):
+    async with two_api_replicas(cluster, tmp_path) as (_, first, second):
         opened = []
         for n in range(10):
             body = {**firing, "groupKey": f'{{}}:{{alertname="Race{n}"}}'}
@@ -368,16 +369,7 @@ async def test_two_replicas_writing_one_event_id_to_two_incidents_at_once_store_
     one is stored, the other answered 409, and the id's claim names the incident that holds
     it. The loser reads the winner's claim after the refusal; a replica that has not applied
     it yet must not make it look unclaimed (events.ids reads the claim from the leader)."""
-    configs = [
-        Config.from_env(compose_env("incidents-api", cluster, tmp_path / name))
-        for name in ("a", "b")
-    ]
-    async with (
-        running(configs[0]) as a,
-        running(configs[1]) as b,
-        httpx.AsyncClient(base_url=a.http_url, timeout=20) as first,
-        httpx.AsyncClient(base_url=b.http_url, timeout=20) as second,
-    ):
+    async with two_api_replicas(cluster, tmp_path) as (store, first, second):
         incidents = []
         for client in (first, second):
             declared = await client.post(
@@ -402,12 +394,12 @@ async def test_two_replicas_writing_one_event_id_to_two_incidents_at_once_store_
             statuses = sorted(r.status_code for r in answers)
             assert statuses == [200, 409], [r.text for r in answers]
             [winner] = [i for i, r in zip(incidents, answers, strict=True) if r.status_code == 200]
-            assert await a.store.ids.holder(event_id) == winner
+            assert await store.ids.holder(event_id) == winner
         for incident in incidents:
-            stored = [s.event for s in (await a.store.load(incident)).events]
+            stored = [s.event for s in (await store.load(incident)).events]
             for event in stored:
                 if event.event_id.startswith("contested-"):
-                    assert await a.store.ids.holder(event.event_id) == incident
+                    assert await store.ids.holder(event.event_id) == incident
 
 
 def test_serve_started_before_the_cluster_has_a_leader_waits_for_jetstream(
