@@ -12,8 +12,7 @@ from litestar.params import FromQuery
 
 from projections import changes
 from services.api.guards import requires
-from services.api.reads import QueryFrom, QueryTime, query_instant
-from services.api.state import AnyRequest, reader_of
+from services.api.state import AnyRequest, QueryFrom, QueryTime, query_time, reader_of
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError
 
@@ -29,7 +28,7 @@ async def list_changes(
     oldest first; at most `limit` (default 1,000; more than 10,000 gives 10,000)."""
     if limit < 1:
         raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
-    since, until = query_instant(from_, "from"), query_instant(to, "to")
+    since, until = query_time(from_, "from"), query_time(to, "to")
     reader = reader_of(request)
     rows = await reader.run(changes.between, since, until, limit)
     return {"changes": rows, "through_seq": reader.projector.changes_seq}

@@ -4,7 +4,7 @@ Thin: each route picks its parameters, runs one query function on a fresh DuckDB
 worker thread (DuckDB blocks), and answers JSON. Reads come from the projection; the write
 answer's `seq` can be awaited with `?wait_for=SEQ` for read-your-writes.
 
-Times in the query string (`as_of`, `from`, `to`) go through `query_instant`: RFC 3339 text
+Times in the query string (`as_of`, `from`, `to`) go through `state.query_time`: RFC 3339 text
 only; a time without an offset is refused with 422 naming the parameter, any other is read and
 answered in UTC.
 """
@@ -25,7 +25,14 @@ from projections import asof as asofs
 from projections import breaches, changes, metrics, postmortem, queries, sandbox
 from projections.groups import group_by_text, parse_group_by
 from services.api.guards import principal_of, requires
-from services.api.state import AnyRequest, query_time, reader_of, store_of
+from services.api.state import (
+    AnyRequest,
+    QueryFrom,
+    QueryTime,
+    query_time,
+    reader_of,
+    store_of,
+)
 from services.auth import Permission
 from services.errors import ErrorKind, ServiceError
 from services.readmodels import Reader
@@ -46,24 +53,6 @@ async def fresh(reader: Reader, wait_for: int | None, store: EventStore) -> None
         raise ServiceError(
             ErrorKind.UNAVAILABLE, f"the read models have not reached seq {wait_for} yet"
         ) from exc
-
-
-# Times in the query string: RFC 3339 text, parsed strictly by `query_instant` (Litestar's lax
-# conversion read a bare number, `?to=0.5`, as seconds since 1970), then put in UTC.
-QueryTime = Annotated[str | None, QueryParameter(format="date-time")]
-QueryFrom = Annotated[str | None, QueryParameter(name="from", format="date-time")]
-
-
-def query_instant(text: str | None, field: str) -> datetime | None:
-    """`text` (RFC 3339 with an offset) as a UTC time; else 422 naming `field`."""
-    if text is None:
-        return None
-    try:
-        moment = msgspec.convert(text, datetime)
-    except msgspec.ValidationError:
-        detail = f"{text!r} is not an RFC 3339 time, e.g. 2026-01-02T10:00:00Z"
-        raise ServiceError(ErrorKind.INVALID, detail, field) from None
-    return query_time(moment, field)
 
 
 async def incident_with_breaches(reader: Reader, incident_id: str, now: datetime) -> dict[str, Any]:
@@ -109,7 +98,7 @@ async def list_incidents(
     """
     reader = reader_of(request)
     args = (status, severity, service, include_closed)
-    moment = query_instant(as_of, "as_of")
+    moment = query_time(as_of, "as_of")
     if moment is not None:
         events = [s async for batch in store_of(request).read() for s in batch]
         fold = functools.partial(asofs.board, events, moment, *args, policy=reader.policy)
@@ -152,7 +141,7 @@ async def incident_timeline(
 ) -> dict[str, Any]:
     """State and events of an incident; with `as_of`, as the log knew it then (recorded_at)."""
     reader = reader_of(request)
-    moment = query_instant(as_of, "as_of")
+    moment = query_time(as_of, "as_of")
     if moment is not None:
         then = await incident_then(request, reader, incident_id, moment)
         incident, events = then.incident, then.events
@@ -202,7 +191,7 @@ async def mttr(
     except ValueError as exc:
         raise ServiceError(ErrorKind.INVALID, str(exc), "group_by") from None
     reader = reader_of(request)
-    since, until = query_instant(from_, "from"), query_instant(to, "to")
+    since, until = query_time(from_, "from"), query_time(to, "to")
     rows = await reader.run(metrics.mttx, keys, since, until, reader.policy.teams)
     return {
         "group_by": group_by_text(keys),
@@ -255,7 +244,7 @@ async def audit(
     if limit < 1:
         raise ServiceError(ErrorKind.INVALID, "must be at least 1", "limit")
     reader = reader_of(request)
-    since, until = query_instant(from_, "from"), query_instant(to, "to")
+    since, until = query_time(from_, "from"), query_time(to, "to")
     rows = await reader.run(
         queries.audit, actor, type_, incident_id, since, until, min(limit, MAX_AUDIT_ENTRIES)
     )

@@ -6,9 +6,11 @@ replay may swap in a new generation at any moment: a request sees one generation
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Request
+from litestar.params import QueryParameter
 
 from events.policy import Policy
 from events.store import EventStore
@@ -67,10 +69,21 @@ def storage_fault_of(request: AnyRequest) -> str | None:
     return health.storage_fault() if health is not None else None
 
 
-def query_time(moment: datetime | None, field: str) -> datetime | None:
-    """A time from a query string, in UTC; without an offset it is refused, naming `field`."""
-    if moment is None:
+# Times in the query string: RFC 3339 text, parsed strictly by `query_time` (Litestar's lax
+# conversion read a bare number, `?to=0.5`, as seconds since 1970), then put in UTC.
+QueryTime = Annotated[str | None, QueryParameter(format="date-time")]
+QueryFrom = Annotated[str | None, QueryParameter(name="from", format="date-time")]
+
+
+def query_time(text: str | None, field: str) -> datetime | None:
+    """A time from a query string (RFC 3339 with an offset) in UTC; else 422 naming `field`."""
+    if text is None:
         return None
+    try:
+        moment = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        detail = f"{text!r} is not an RFC 3339 time, e.g. 2026-01-02T10:00:00Z"
+        raise ServiceError(ErrorKind.INVALID, detail, field) from None
     try:
         return to_utc(moment)
     except ValueError as exc:
